@@ -1,0 +1,177 @@
+"""Frozen configuration dataclasses for banks and their prefilter."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from .errors import InvalidParameterError
+
+ModelName = Literal["A", "B", "C"]
+DTypeName = Literal["float32", "float16", "bfloat16"]
+PrefilterKind = Literal["none", "flat", "ivf", "hnsw"]
+
+BANK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MAX_DIM = 65536
+MODELS = ("A", "B", "C")
+DTYPES = ("float32", "float16", "bfloat16")
+PREFILTER_KINDS = ("none", "flat", "ivf", "hnsw")
+# Per-unit hidden functions F of Models A and C (API.md): power xⁿ, rectified max(x,0)ⁿ, exp.
+F_KINDS = ("power", "rectified_power", "exp")
+
+
+def validate_bank_name(name: str) -> str:
+    if not isinstance(name, str) or not BANK_NAME_RE.match(name):
+        raise InvalidParameterError(
+            "bank name must match [a-z0-9][a-z0-9_-]{0,63}", {"name": str(name)[:80]}
+        )
+    return name
+
+
+def _positive_finite(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidParameterError(f"{name} must be a number", {name: repr(value)[:40]})
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidParameterError(f"{name} must be finite and > 0", {name: value})
+    return float(value)
+
+
+def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise InvalidParameterError(f"{name} must be an integer in [{lo}, {hi}]", {name: value})
+    return int(value)
+
+
+@dataclass(frozen=True)
+class PrefilterConfig:
+    """FAISS candidate prefilter of a bank (kind "none" disables it).
+
+    k candidates go through the exact softmax; if the certified missed-mass bound ε of
+    a query exceeds `tolerance`, that query falls back to exact retrieval.
+    """
+
+    kind: PrefilterKind = "none"
+    k: int = 256
+    nlist: int | None = None  # IVF lists; None = about 4·√N at build time
+    nprobe: int = 32
+    m: int = 32  # HNSW neighbours per node
+    ef_search: int = 128
+    ef_construction: int = 200
+    tolerance: float = 1e-3
+    min_size: int = 1024  # below this many memories the bank answers exactly
+
+    def validate(self) -> PrefilterConfig:
+        if self.kind not in PREFILTER_KINDS:
+            raise InvalidParameterError(
+                f"prefilter kind must be one of {PREFILTER_KINDS}", {"kind": self.kind}
+            )
+        _int_in("k", self.k, 1, 1 << 20)
+        if self.nlist is not None:
+            _int_in("nlist", self.nlist, 1, 1 << 20)
+        _int_in("nprobe", self.nprobe, 1, 1 << 20)
+        _int_in("m", self.m, 2, 256)
+        _int_in("ef_search", self.ef_search, 1, 1 << 16)
+        _int_in("ef_construction", self.ef_construction, 1, 1 << 16)
+        _int_in("min_size", self.min_size, 0, 1 << 40)
+        tol = _positive_finite("tolerance", self.tolerance)
+        if tol > 1:
+            raise InvalidParameterError("tolerance must be in (0, 1]", {"tolerance": tol})
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> PrefilterConfig:
+        data = dict(data or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidParameterError(
+                "unknown prefilter fields", {"fields": sorted(str(u) for u in unknown)}
+            )
+        return cls(**data).validate()
+
+
+@dataclass(frozen=True)
+class BankConfig:
+    """Configuration of one memory bank (API.md, POST /v1/banks)."""
+
+    dim: int
+    model: ModelName = "B"
+    beta: float = 1.0
+    normalize: bool = False
+    dtype: DTypeName = "float32"
+    device: str = "auto"
+    prefilter: PrefilterConfig = field(default_factory=PrefilterConfig)
+    model_params: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> BankConfig:
+        _int_in("dim", self.dim, 1, MAX_DIM)
+        if self.model not in MODELS:
+            raise InvalidParameterError(f"model must be one of {MODELS}", {"model": self.model})
+        _positive_finite("beta", self.beta)
+        if not isinstance(self.normalize, bool):
+            raise InvalidParameterError("normalize must be a boolean")
+        if self.dtype not in DTYPES:
+            raise InvalidParameterError(f"dtype must be one of {DTYPES}", {"dtype": self.dtype})
+        if not isinstance(self.device, str) or not re.match(r"^(auto|cpu|cuda(:\d+)?)$", self.device):
+            raise InvalidParameterError(
+                'device must be "auto", "cpu", "cuda" or "cuda:N"', {"device": self.device}
+            )
+        self.prefilter.validate()
+        validate_model_params(self.model, self.model_params)
+        return self
+
+    def with_changes(self, **changes: Any) -> BankConfig:
+        return replace(self, **changes).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["prefilter"] = self.prefilter.to_dict()
+        out["model_params"] = dict(self.model_params)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BankConfig:
+        data = dict(data)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise InvalidParameterError(
+                "unknown bank config fields", {"fields": sorted(str(u) for u in unknown)}
+            )
+        data["prefilter"] = PrefilterConfig.from_dict(data.get("prefilter"))
+        data["model_params"] = dict(data.get("model_params") or {})
+        return cls(**data).validate()
+
+
+def validate_model_params(model: str, params: dict[str, Any]) -> None:
+    """Model params: B takes none; A and C take F ∈ F_KINDS, power n ≥ 1, C also alpha > 0."""
+    if not isinstance(params, dict):
+        raise InvalidParameterError("model_params must be an object")
+    allowed = {"A": {"F", "power", "activation"}, "B": set(), "C": {"F", "power", "alpha", "activation"}}
+    unknown = set(params) - allowed[model]
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown model_params for model {model}", {"fields": sorted(map(str, unknown))}
+        )
+    if "F" in params and params["F"] not in F_KINDS:
+        raise InvalidParameterError(f"model_params.F must be one of {F_KINDS}", {"F": params["F"]})
+    if "power" in params:
+        _int_in("power", params["power"], 1, 64)
+    if "alpha" in params:
+        _positive_finite("alpha", params["alpha"])
+    expected_activation = {"A": "sign", "C": "spherical"}.get(model)
+    if "activation" in params and params["activation"] != expected_activation:
+        raise InvalidParameterError(
+            f"model {model} uses activation {expected_activation!r}",
+            {"activation": params["activation"]},
+        )
+
+
+def hidden_function(params: dict[str, Any]) -> tuple[str, int]:
+    """(F kind, power) with defaults: the rectified cubic of Krotov & Hopfield (2016)."""
+    return str(params.get("F", "rectified_power")), int(params.get("power", 3))

@@ -1,0 +1,86 @@
+"""Typed errors of the engine. No HTTP here: service/errors.py maps them to statuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LamError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+    code: str = "lam_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInputError(LamError):
+    """A value out of range or of the wrong shape (HTTP 422)."""
+
+    code = "invalid_input"
+
+
+class DimensionMismatchError(InvalidInputError):
+    code = "dimension_mismatch"
+
+
+class NonFiniteError(InvalidInputError):
+    code = "non_finite"
+
+
+class InvalidParameterError(InvalidInputError):
+    code = "invalid_parameter"
+
+
+class EmptyBatchError(InvalidInputError):
+    code = "empty_batch"
+
+
+class DuplicateIdError(InvalidInputError):
+    code = "duplicate_id"
+
+
+class DeviceUnavailableError(InvalidInputError):
+    code = "device_unavailable"
+
+
+class NotFoundError(LamError):
+    code = "not_found"
+
+
+class BankNotFoundError(NotFoundError):
+    code = "bank_not_found"
+
+
+class MemoryNotFoundError(NotFoundError):
+    code = "memory_not_found"
+
+
+class ConflictError(LamError):
+    code = "conflict"
+
+
+class BankExistsError(ConflictError):
+    code = "bank_exists"
+
+
+class EmptyBankError(ConflictError):
+    code = "empty_bank"
+
+
+class LimitExceededError(LamError):
+    """A batch or body beyond a configured limit (HTTP 413)."""
+
+    code = "limit_exceeded"
+
+
+class SnapshotFormatError(InvalidInputError):
+    code = "invalid_snapshot"
+
+
+class StorageError(LamError):
+    """The durable store cannot take the write (disk full, read-only): HTTP 507."""
+
+    code = "storage_unavailable"
