@@ -16,10 +16,7 @@ run: install
 
 # Installs Debian tools the integration tests start for real (Prometheus, promtool).
 test-tools:
-	@command -v prometheus >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
-	  else echo "prometheus not installed (need root + apt-get)"; fi; }
+	bash scripts/install-test-tools.sh
 
 test: install-dev test-tools
 	$(PY) -m pytest -q

@@ -1,0 +1,293 @@
+"""MemoryBank: the memories ξ of one bank as a device tensor, with ids, payloads and keys.
+
+Rows are kept in insertion order (the order of the store's `seq` keys). Appends grow the
+tensor geometrically (amortized O(1) per row, no full copy per insert). Deletes leave a
+tombstone (a -inf bias hides the row from every softmax) and the bank compacts itself, in
+order, once tombstones exceed a quarter of the rows: no full rebuild per delete.
+
+Not thread-safe by itself: the Engine holds a reader/writer lock around each bank.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import BankConfig
+from .errors import DuplicateIdError, InvalidInputError, MemoryNotFoundError
+from .vectors import (
+    TORCH_DTYPES,
+    as_matrix,
+    check_ids,
+    content_id,
+    normalize_rows,
+    round_to_dtype,
+)
+
+_MIN_CAPACITY = 64
+_COMPACT_FRACTION = 0.25
+
+
+@dataclass
+class PreparedBatch:
+    """A validated upsert: the vectors exactly as stored, ids resolved, duplicates merged."""
+
+    ids: list[str]  # one per input row (content ids may repeat)
+    unique_ids: list[str]
+    vectors: np.ndarray  # (n_unique, d) float32, as stored
+    payloads: list[dict[str, Any] | None]  # per unique id
+
+
+def resolve_device(name: str) -> torch.device:
+    from .errors import DeviceUnavailableError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(f"device {name!r} requested but CUDA is not available")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(f"device {name!r} does not exist")
+        return dev
+    return torch.device("cpu")
+
+
+class MemoryBank:
+    """Memories of one bank on a device (see module docstring)."""
+
+    def __init__(self, config: BankConfig, device: torch.device) -> None:
+        self.config = config
+        self.device = device
+        self.dtype = TORCH_DTYPES[config.dtype]
+        self._xi = torch.zeros(_MIN_CAPACITY, config.dim, dtype=self.dtype, device=device)
+        self._bias = torch.zeros(_MIN_CAPACITY, dtype=torch.float32, device=device)
+        self._keys = np.zeros(_MIN_CAPACITY, dtype=np.int64)  # store seq per row, ascending
+        self._ids: list[str | None] = []
+        self._payloads: list[dict[str, Any] | None] = []
+        self._row_of: dict[str, int] = {}
+        self._n = 0  # rows in use, tombstones included
+        self._dead = 0
+        self._max_norm: float | None = None
+
+    # ---- size -------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return self._n - self._dead
+
+    @property
+    def memory_bytes(self) -> int:
+        xi_bytes = self._xi.numel() * self._xi.element_size()
+        return int(xi_bytes + self._bias.numel() * 4 + self._keys.nbytes)
+
+    def __contains__(self, memory_id: str) -> bool:
+        return memory_id in self._row_of
+
+    # ---- writes -----------------------------------------------------------------------
+    def prepare(
+        self,
+        vectors: Any,
+        ids: list[str | None] | None = None,
+        payloads: list[dict[str, Any] | None] | None = None,
+        *,
+        as_stored: bool = False,
+    ) -> PreparedBatch:
+        """Validate a batch and compute what will be stored; changes nothing.
+
+        `as_stored` skips normalization (snapshot import: the vectors are already stored form).
+        """
+        x = as_matrix(vectors, self.config.dim)
+        n = x.shape[0]
+        ids = list(ids) if ids is not None else [None] * n
+        payloads = list(payloads) if payloads is not None else [None] * n
+        if len(ids) != n or len(payloads) != n:
+            raise InvalidInputError("ids and payloads must have one entry per vector")
+        check_ids(ids)
+        for p in payloads:
+            if p is not None and not isinstance(p, dict):
+                raise InvalidInputError("payload must be a JSON object or null")
+        if self.config.normalize and not as_stored:
+            x = normalize_rows(x, allow_zero=False)
+        x = round_to_dtype(x, self.config.dtype)
+        explicit = [i for i in ids if i is not None]
+        if len(set(explicit)) != len(explicit):
+            seen: set[str] = set()
+            dup = next(i for i in explicit if i in seen or seen.add(i))  # type: ignore[func-returns-value]
+            raise DuplicateIdError("the same id appears twice in one batch", {"id": dup})
+        resolved = [i if i is not None else content_id(x[r]) for r, i in enumerate(ids)]
+        # The same vector twice without ids is one memory (content addressing); last wins.
+        last_row = {mid: r for r, mid in enumerate(resolved)}
+        order = sorted(last_row.values())
+        return PreparedBatch(
+            ids=resolved,
+            unique_ids=[resolved[r] for r in order],
+            vectors=np.ascontiguousarray(x[order]),
+            payloads=[payloads[r] for r in order],
+        )
+
+    def apply(self, batch: PreparedBatch, keys: list[int] | np.ndarray) -> None:
+        """Apply a prepared batch whose keys (store seqs) are known; replaces keep their row."""
+        vec = torch.from_numpy(batch.vectors).to(device=self.device, dtype=self.dtype)
+        new_rows: list[int] = []
+        replace_rows: list[int] = []
+        replace_src: list[int] = []
+        for j, mid in enumerate(batch.unique_ids):
+            row = self._row_of.get(mid)
+            if row is None:
+                new_rows.append(j)
+            else:
+                replace_rows.append(row)
+                replace_src.append(j)
+                self._payloads[row] = batch.payloads[j]
+        if replace_rows:
+            self._xi[replace_rows] = vec[replace_src]
+        if new_rows:
+            start = self._n
+            self._reserve(start + len(new_rows))
+            stop = start + len(new_rows)
+            self._xi[start:stop] = vec[new_rows]
+            self._bias[start:stop] = 0.0
+            self._keys[start:stop] = np.asarray(keys, dtype=np.int64)[new_rows]
+            for off, j in enumerate(new_rows):
+                mid = batch.unique_ids[j]
+                self._ids.append(mid)
+                self._payloads.append(batch.payloads[j])
+                self._row_of[mid] = start + off
+            self._n = stop
+        self._max_norm = None
+
+    def remove(self, ids: list[str]) -> list[int]:
+        """Tombstone the rows of `ids` that exist; returns their keys."""
+        rows = sorted({self._row_of[i] for i in ids if i in self._row_of})
+        if not rows:
+            return []
+        removed = self._keys[rows].tolist()
+        self._bias[rows] = -math.inf
+        self._xi[rows] = 0
+        for r in rows:
+            del self._row_of[self._ids[r]]  # type: ignore[arg-type]
+            self._ids[r] = None
+            self._payloads[r] = None
+        self._dead += len(rows)
+        self._max_norm = None
+        if self._dead > _COMPACT_FRACTION * self._n:
+            self.compact()
+        return removed
+
+    def compact(self) -> None:
+        """Drop tombstones, keeping insertion order."""
+        if self._dead == 0:
+            return
+        alive = [r for r in range(self._n) if self._ids[r] is not None]
+        idx = torch.tensor(alive, dtype=torch.long, device=self.device)
+        n = len(alive)
+        capacity = max(_MIN_CAPACITY, n)
+        xi = torch.zeros(capacity, self.config.dim, dtype=self.dtype, device=self.device)
+        xi[:n] = self._xi.index_select(0, idx)
+        keys = np.zeros(capacity, dtype=np.int64)
+        keys[:n] = self._keys[alive]
+        self._xi, self._keys = xi, keys
+        self._bias = torch.zeros(capacity, dtype=torch.float32, device=self.device)
+        self._ids = [self._ids[r] for r in alive]
+        self._payloads = [self._payloads[r] for r in alive]
+        self._row_of = {mid: r for r, mid in enumerate(self._ids)}  # type: ignore[misc]
+        self._n, self._dead = n, 0
+
+    def _reserve(self, rows: int) -> None:
+        cap = self._xi.shape[0]
+        if rows <= cap:
+            return
+        new_cap = max(rows, int(cap * 1.5) + 1)
+        xi = torch.zeros(new_cap, self.config.dim, dtype=self.dtype, device=self.device)
+        xi[: self._n] = self._xi[: self._n]
+        bias = torch.zeros(new_cap, dtype=torch.float32, device=self.device)
+        bias[: self._n] = self._bias[: self._n]
+        keys = np.zeros(new_cap, dtype=np.int64)
+        keys[: self._n] = self._keys[: self._n]
+        self._xi, self._bias, self._keys = xi, bias, keys
+
+    # ---- reads ------------------------------------------------------------------------
+    @property
+    def xi(self) -> torch.Tensor:
+        """Rows in use (tombstones are zero rows): (n_rows, d)."""
+        return self._xi[: self._n]
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """(n_rows,) 0 / -inf for tombstones; None when there are none (fast path)."""
+        return self._bias[: self._n] if self._dead else None
+
+    @property
+    def keys(self) -> np.ndarray:
+        return self._keys[: self._n]
+
+    def alive_rows(self) -> np.ndarray:
+        return np.asarray([r for r in range(self._n) if self._ids[r] is not None], dtype=np.int64)
+
+    def alive_xi(self) -> torch.Tensor:
+        """(count, d) alive memories in insertion order (a copy only if tombstones exist)."""
+        if not self._dead:
+            return self.xi
+        idx = torch.from_numpy(self.alive_rows()).to(self.device)
+        return self._xi.index_select(0, idx)
+
+    def max_norm(self) -> float:
+        """M = max_μ ‖ξ_μ‖ (cached until the next write)."""
+        if self._max_norm is None:
+            xi = self.xi
+            self._max_norm = float(xi.float().norm(dim=1).max()) if len(xi) else 0.0
+        return self._max_norm
+
+    def id_at(self, row: int) -> str:
+        mid = self._ids[row]
+        assert mid is not None
+        return mid
+
+    def payload_at(self, row: int) -> dict[str, Any] | None:
+        return self._payloads[row]
+
+    def vector_at(self, row: int) -> np.ndarray:
+        return self._xi[row].float().cpu().numpy().copy()
+
+    def rows_for_keys(self, keys: np.ndarray) -> np.ndarray:
+        """Rows of the given keys, -1 for keys that are gone (e.g. stale index entries)."""
+        live_keys = self.keys
+        pos = np.searchsorted(live_keys, keys)
+        pos_c = np.clip(pos, 0, max(0, len(live_keys) - 1))
+        ok = (keys >= 0) & (pos < len(live_keys))
+        if len(live_keys):
+            ok &= live_keys[pos_c] == keys
+        rows = np.where(ok, pos_c, -1)
+        if self._dead:
+            dead = np.array([r >= 0 and self._ids[r] is None for r in rows.ravel()]).reshape(
+                rows.shape
+            )
+            rows = np.where(dead, -1, rows)
+        return rows
+
+    def get(self, memory_id: str) -> tuple[np.ndarray, dict[str, Any] | None]:
+        row = self._row_of.get(memory_id)
+        if row is None:
+            raise MemoryNotFoundError(f"memory {memory_id!r} not found", {"id": memory_id})
+        return self.vector_at(row), self._payloads[row]
+
+    def scroll(self, limit: int, after_key: int | None) -> tuple[list[int], bool]:
+        """Up to `limit` alive rows with key > after_key, and whether more follow."""
+        start = 0 if after_key is None else int(np.searchsorted(self.keys, after_key, "right"))
+        rows: list[int] = []
+        for r in range(start, self._n):
+            if self._ids[r] is None:
+                continue
+            if len(rows) == limit:
+                return rows, True
+            rows.append(r)
+        return rows, False
+
+    def snapshot_arrays(self) -> tuple[list[str], np.ndarray, list[dict[str, Any] | None]]:
+        rows = self.alive_rows()
+        vectors = self.alive_xi().float().cpu().numpy().copy()
+        return [self.id_at(int(r)) for r in rows], vectors, [self._payloads[int(r)] for r in rows]

@@ -1,0 +1,105 @@
+"""Input validation and canonical forms of vectors: shapes, finiteness, normalization, ids."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import (
+    DimensionMismatchError,
+    EmptyBatchError,
+    InvalidInputError,
+    NonFiniteError,
+)
+
+TORCH_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+MAX_ID_LENGTH = 512
+
+
+def as_matrix(values: Any, dim: int, what: str = "vectors") -> np.ndarray:
+    """A (B, dim) float32 array from a list of lists or an array; typed errors otherwise."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{what} must be a list of equal-length number arrays") from exc
+    if arr.ndim != 2:
+        if arr.size == 0:
+            raise EmptyBatchError(f"{what} must not be empty")
+        raise InvalidInputError(f"{what} must be a 2-D array (B × dim)", {"shape": list(arr.shape)})
+    if arr.shape[0] == 0:
+        raise EmptyBatchError(f"{what} must not be empty")
+    if arr.shape[1] != dim:
+        raise DimensionMismatchError(
+            f"{what} have dimension {arr.shape[1]}, the bank has {dim}",
+            {"expected": dim, "got": int(arr.shape[1])},
+        )
+    if not np.isfinite(arr).all():
+        rows = np.nonzero(~np.isfinite(arr).all(axis=1))[0][:10].tolist()
+        raise NonFiniteError(f"{what} contain NaN or Inf", {"rows": rows})
+    f32 = arr.astype(np.float32)
+    if not np.isfinite(f32).all():
+        raise NonFiniteError(f"{what} overflow float32", {"max_abs": float(np.abs(arr).max())})
+    return f32
+
+
+def as_mask(mask: Any, batch: int, dim: int) -> np.ndarray | None:
+    """A (B, dim) bool mask (true = known feature) from one row or B rows."""
+    if mask is None:
+        return None
+    arr = np.asarray(mask)
+    if arr.dtype != np.bool_:
+        raise InvalidInputError("mask must contain booleans")
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != dim or arr.shape[0] not in (1, batch):
+        raise DimensionMismatchError(
+            f"mask must be 1 × {dim} or {batch} × {dim}", {"shape": list(arr.shape)}
+        )
+    return np.broadcast_to(arr, (batch, dim)).copy()
+
+
+def normalize_rows(x: np.ndarray, *, allow_zero: bool) -> np.ndarray:
+    """L2-normalize rows in float64 and round once to float32 (deterministic content ids)."""
+    x64 = x.astype(np.float64)
+    norms = np.linalg.norm(x64, axis=1, keepdims=True)
+    zero = norms[:, 0] == 0
+    if zero.any() and not allow_zero:
+        raise InvalidInputError(
+            "cannot normalize a zero vector", {"rows": np.nonzero(zero)[0][:10].tolist()}
+        )
+    norms[zero] = 1.0
+    return (x64 / norms).astype(np.float32)
+
+
+def round_to_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
+    """The float32 values a bank of `dtype` actually holds (exact in float32)."""
+    if dtype == "float32":
+        return x
+    t = torch.from_numpy(x).to(TORCH_DTYPES[dtype])
+    if not torch.isfinite(t).all():
+        raise NonFiniteError(f"vectors overflow {dtype}")
+    return t.float().numpy()
+
+
+def content_id(vector: np.ndarray) -> str:
+    """Hex SHA-256 of the stored vector's little-endian float32 bytes (API.md)."""
+    return hashlib.sha256(np.ascontiguousarray(vector, dtype="<f4").tobytes()).hexdigest()
+
+
+def check_ids(ids: Sequence[Any]) -> None:
+    for i in ids:
+        if i is None:
+            continue
+        if not isinstance(i, str) or not 0 < len(i) <= MAX_ID_LENGTH:
+            raise InvalidInputError(
+                f"ids must be non-empty strings of at most {MAX_ID_LENGTH} characters",
+                {"id": repr(i)[:80]},
+            )
