@@ -1,0 +1,453 @@
+"""Engine: named memory banks on a device, backed by the durable store.
+
+Write path (one writer per bank): validate and prepare the batch (pure) → commit it to
+SQLite in one transaction → apply it to the in-memory bank and its index under the bank's
+write lock. A failed commit leaves both unchanged; readers (queries) hold the read lock,
+so they see the bank before or after a batch, never half of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+
+from . import snapshot as snapshot_io
+from .bank import MemoryBank, PreparedBatch, resolve_device
+from .config import BankConfig, PrefilterConfig, validate_bank_name
+from .errors import (
+    BankExistsError,
+    BankNotFoundError,
+    EmptyBankError,
+    InvalidParameterError,
+    MemoryNotFoundError,
+)
+from .kernels import DEFAULT_CHUNK_BYTES
+from .locks import RWLock
+from .prefilter import Prefilter
+from .results import (
+    BankInfo,
+    EnergyResult,
+    MemoryRecord,
+    QueryBatchResult,
+    UpsertResult,
+)
+from .storage import Storage
+from .vectors import as_matrix
+
+STORE_FILE = "lam.sqlite3"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class BankSlot:
+    """A bank with its locks and optional prefilter index."""
+
+    name: str
+    bank: MemoryBank
+    created_at: str
+    lock: RWLock = field(default_factory=RWLock)
+    writer: threading.Lock = field(default_factory=threading.Lock)
+    prefilter: Prefilter | None = None
+
+    @property
+    def config(self) -> BankConfig:
+        return self.bank.config
+
+
+class Engine:
+    """The one object the service holds: banks by name, durable and thread-safe."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        default_device: str = "auto",
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> None:
+        self.storage = storage
+        self.default_device = default_device
+        self.chunk_bytes = chunk_bytes
+        self._banks: dict[str, BankSlot] = {}
+        self._table = threading.RLock()
+        self._closed = False
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None,
+        *,
+        synchronous: str = "FULL",
+        default_device: str = "auto",
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> Engine:
+        """Open (or create) the store under directory `path` and load every bank onto its device.
+
+        `path=None` keeps everything in memory (tests, embedded scratch use).
+        """
+        if path is None:
+            storage = Storage(":memory:", synchronous=synchronous)
+        else:
+            directory = Path(path)
+            directory.mkdir(parents=True, exist_ok=True)
+            storage = Storage(directory / STORE_FILE, synchronous=synchronous)
+        engine = cls(storage, default_device=default_device, chunk_bytes=chunk_bytes)
+        try:
+            engine._load_all()
+        except BaseException:
+            storage.close()
+            raise
+        return engine
+
+    def _load_all(self) -> None:
+        for rec in self.storage.list_banks():
+            config = BankConfig.from_dict(rec.config)
+            slot = self._new_slot(rec.name, config, rec.created_at, on_load=True)
+            loaded = self.storage.load(rec.name)
+            if loaded.ids:
+                batch = PreparedBatch(
+                    ids=loaded.ids,
+                    unique_ids=loaded.ids,
+                    vectors=loaded.vectors,
+                    payloads=loaded.payloads,
+                )
+                slot.bank.apply(batch, loaded.seqs)
+            self._rebuild_index(slot)
+            self._banks[rec.name] = slot
+
+    def close(self) -> None:
+        with self._table:
+            if self._closed:
+                return
+            self._closed = True
+            # Take every bank's writer lock so no batch is half-committed at close.
+            for slot in list(self._banks.values()):
+                with slot.writer:
+                    pass
+            self.storage.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- banks ----------------------------------------------------------------------------
+    def _device_for(self, config: BankConfig, *, on_load: bool) -> torch.device:
+        name = config.device if config.device != "auto" else self.default_device
+        if on_load and name.startswith("cuda") and not torch.cuda.is_available():
+            # A bank made on a GPU host still loads (on CPU) on a host without one.
+            return torch.device("cpu")
+        return resolve_device(name)
+
+    def _new_slot(self, name: str, config: BankConfig, created_at: str, *, on_load: bool) -> BankSlot:
+        device = self._device_for(config, on_load=on_load)
+        slot = BankSlot(name=name, bank=MemoryBank(config, device), created_at=created_at)
+        if config.prefilter.kind != "none" and config.model == "B":
+            slot.prefilter = Prefilter(config.prefilter, config.dim)
+        return slot
+
+    def _rebuild_index(self, slot: BankSlot) -> None:
+        if slot.prefilter is None:
+            return
+        rows = slot.bank.alive_rows()
+        vectors = slot.bank.alive_xi().float().cpu().numpy()
+        slot.prefilter.rebuild(slot.bank.keys[rows], np.ascontiguousarray(vectors))
+
+    def _slot(self, name: str) -> BankSlot:
+        slot = self._banks.get(name)
+        if slot is None:
+            raise BankNotFoundError(f"bank {name!r} not found", {"bank": str(name)[:80]})
+        return slot
+
+    def _info(self, slot: BankSlot) -> BankInfo:
+        index: dict[str, Any] = {"kind": "none"}
+        if slot.prefilter is not None:
+            index = slot.prefilter.describe()
+        mem = slot.bank.memory_bytes
+        return BankInfo(
+            name=slot.name,
+            config=slot.config,
+            count=slot.bank.count,
+            memory_bytes=mem,
+            device=str(slot.bank.device),
+            created_at=slot.created_at,
+            index=index,
+        )
+
+    def create_bank(self, name: str, config: BankConfig) -> tuple[BankInfo, bool]:
+        validate_bank_name(name)
+        config = config.validate()
+        with self._table:
+            existing = self._banks.get(name)
+            if existing is not None:
+                if existing.config == config:
+                    return self._info(existing), False
+                raise BankExistsError(
+                    f"bank {name!r} exists with a different config", {"bank": name}
+                )
+            created_at = _now()
+            slot = self._new_slot(name, config, created_at, on_load=False)
+            self.storage.create_bank(name, config.to_dict(), created_at)
+            self._banks[name] = slot
+            return self._info(slot), True
+
+    def list_banks(self) -> list[BankInfo]:
+        with self._table:
+            slots = list(self._banks.values())
+        out = []
+        for slot in slots:
+            with slot.lock.read():
+                out.append(self._info(slot))
+        return out
+
+    def bank_info(self, name: str) -> BankInfo:
+        slot = self._slot(name)
+        with slot.lock.read():
+            return self._info(slot)
+
+    def bank_names(self) -> list[str]:
+        with self._table:
+            return list(self._banks)
+
+    def delete_bank(self, name: str) -> None:
+        with self._table:
+            slot = self._slot(name)
+            with slot.writer, slot.lock.write():
+                self.storage.delete_bank(name)
+                del self._banks[name]
+
+    def update_bank(
+        self, name: str, *, beta: float | None = None, prefilter: PrefilterConfig | None = None
+    ) -> BankInfo:
+        slot = self._slot(name)
+        with slot.writer:
+            changes: dict[str, Any] = {}
+            if beta is not None:
+                changes["beta"] = beta
+            if prefilter is not None:
+                if slot.config.model != "B" and prefilter.kind != "none":
+                    raise InvalidParameterError("a prefilter applies to Model B banks only")
+                changes["prefilter"] = prefilter.validate()
+            config = slot.config.with_changes(**changes)
+            if config == slot.config:
+                return self.bank_info(name)
+            self.storage.update_bank_config(name, config.to_dict())
+            index = slot.prefilter
+            if config.prefilter != slot.config.prefilter:
+                index = Prefilter(config.prefilter, config.dim) if config.prefilter.kind != "none" else None
+                if index is not None:
+                    rows = slot.bank.alive_rows()
+                    vectors = slot.bank.alive_xi().float().cpu().numpy()
+                    index.rebuild(slot.bank.keys[rows], np.ascontiguousarray(vectors))
+            with slot.lock.write():
+                slot.bank.config = config
+                slot.prefilter = index
+                return self._info(slot)
+
+    # ---- memories -------------------------------------------------------------------------
+    def upsert(
+        self,
+        name: str,
+        vectors: Any,
+        ids: list[str | None] | None = None,
+        payloads: list[dict[str, Any] | None] | None = None,
+    ) -> UpsertResult:
+        slot = self._slot(name)
+        batch = slot.bank.prepare(vectors, ids, payloads)
+        with slot.writer:
+            if self._banks.get(name) is not slot:
+                raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
+            seqs = self.storage.upsert(name, batch.unique_ids, batch.vectors, batch.payloads)
+            with slot.lock.write():
+                self._apply(slot, batch, seqs)
+                count = slot.bank.count
+        return UpsertResult(ids=batch.ids, count=count)
+
+    def _apply(self, slot: BankSlot, batch: PreparedBatch, seqs: list[int]) -> None:
+        try:
+            existing = [i for i in batch.unique_ids if i in slot.bank]
+            slot.bank.apply(batch, seqs)
+            if slot.prefilter is not None:
+                keys = np.asarray(seqs, dtype=np.int64)
+                if existing:
+                    slot.prefilter.remove(keys[[i in set(existing) for i in batch.unique_ids]])
+                slot.prefilter.add(keys, batch.vectors)
+        except BaseException:
+            # The batch is committed: rebuild this bank from the store so memory matches disk.
+            self._reload(slot)
+            raise
+
+    def _reload(self, slot: BankSlot) -> None:
+        fresh = self._new_slot(slot.name, slot.config, slot.created_at, on_load=True)
+        loaded = self.storage.load(slot.name)
+        if loaded.ids:
+            fresh.bank.apply(
+                PreparedBatch(loaded.ids, loaded.ids, loaded.vectors, loaded.payloads), loaded.seqs
+            )
+        self._rebuild_index(fresh)
+        slot.bank, slot.prefilter = fresh.bank, fresh.prefilter
+
+    def get_memory(self, name: str, memory_id: str) -> MemoryRecord:
+        slot = self._slot(name)
+        with slot.lock.read():
+            vector, payload = slot.bank.get(memory_id)
+        return MemoryRecord(id=memory_id, vector=vector, payload=payload)
+
+    def delete_memory(self, name: str, memory_id: str) -> None:
+        if self.delete_memories(name, [memory_id]) == 0:
+            raise MemoryNotFoundError(f"memory {memory_id!r} not found", {"id": memory_id})
+
+    def delete_memories(self, name: str, ids: list[str]) -> int:
+        slot = self._slot(name)
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise InvalidParameterError("ids must be a list of strings")
+        with slot.writer:
+            present = [i for i in dict.fromkeys(ids) if i in slot.bank]
+            if not present:
+                return 0
+            deleted = self.storage.delete(name, present)
+            with slot.lock.write():
+                keys = slot.bank.remove(present)
+                if slot.prefilter is not None and keys:
+                    slot.prefilter.remove(np.asarray(keys, dtype=np.int64))
+            return deleted
+
+    def scroll(
+        self, name: str, limit: int = 100, cursor: str | None = None, *, with_vectors: bool = True
+    ) -> tuple[list[MemoryRecord], str | None]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidParameterError("limit must be a positive integer", {"limit": limit})
+        after: int | None = None
+        if cursor:
+            try:
+                after = int(cursor)
+            except ValueError as exc:
+                raise InvalidParameterError("invalid cursor", {"cursor": cursor[:80]}) from exc
+        slot = self._slot(name)
+        with slot.lock.read():
+            bank = slot.bank
+            rows, more = bank.scroll(limit, after)
+            records = [
+                MemoryRecord(
+                    id=bank.id_at(r),
+                    vector=bank.vector_at(r) if with_vectors else None,
+                    payload=bank.payload_at(r),
+                )
+                for r in rows
+            ]
+            next_cursor = str(int(bank.keys[rows[-1]])) if more and rows else None
+        return records, next_cursor
+
+    # ---- retrieval ------------------------------------------------------------------------
+    def query(self, name: str, queries: Any, **params: Any) -> QueryBatchResult:
+        from .query import run_query
+
+        slot = self._slot(name)
+        q = as_matrix(queries, slot.config.dim, "queries")
+        with slot.lock.read():
+            if slot.bank.count == 0:
+                raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
+            return run_query(slot, q, chunk_bytes=self.chunk_bytes, **params)
+
+    def energy(
+        self,
+        name: str,
+        states: Any,
+        *,
+        beta: float | None = None,
+        constants: bool = False,
+        gradient: bool = False,
+    ) -> EnergyResult:
+        from .query import check_beta
+        from .retrieval import energy_ac, energy_b
+
+        slot = self._slot(name)
+        v = torch.from_numpy(as_matrix(states, slot.config.dim, "states"))
+        with slot.lock.read():
+            bank = slot.bank
+            if bank.count == 0:
+                raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
+            v = v.to(bank.device)
+            if bank.config.model == "B":
+                b = check_beta(beta, bank.config.beta)
+                e, g = energy_b(
+                    bank, v, b, constants=constants, gradient=gradient, chunk_bytes=self.chunk_bytes
+                )
+            else:
+                e, g = energy_ac(bank, v, gradient=gradient)
+        return EnergyResult(energies=e, gradients=g)
+
+    def dynamics(self, name: str, state: Any, **params: Any) -> Any:
+        from .network import run_dynamics
+
+        slot = self._slot(name)
+        with slot.lock.read():
+            if slot.bank.count == 0:
+                raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
+            return run_dynamics(slot, state, **params)
+
+    def diagnostics(self, name: str, **params: Any) -> Any:
+        from .network import run_diagnostics
+
+        slot = self._slot(name)
+        with slot.lock.read():
+            if slot.bank.count == 0:
+                raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
+            return run_diagnostics(slot, **params)
+
+    # ---- snapshots ------------------------------------------------------------------------
+    def export_snapshot(self, name: str, fileobj: BinaryIO) -> None:
+        slot = self._slot(name)
+        with slot.lock.read():
+            ids, vectors, payloads = slot.bank.snapshot_arrays()
+            config, created_at = slot.config.to_dict(), slot.created_at
+        snapshot_io.write_snapshot(
+            fileobj,
+            name=name,
+            config=config,
+            created_at=created_at,
+            ids=ids,
+            vectors=vectors,
+            payloads=payloads,
+        )
+
+    def import_snapshot(self, name: str, fileobj: BinaryIO, *, replace: bool = False) -> BankInfo:
+        validate_bank_name(name)
+        snap = snapshot_io.read_snapshot(fileobj)
+        config = BankConfig.from_dict(snap.config)
+        with self._table:
+            old = self._banks.get(name)
+            if old is not None and not replace:
+                raise BankExistsError(f"bank {name!r} exists (use replace=true)", {"bank": name})
+            slot = self._new_slot(name, config, snap.created_at, on_load=False)
+            batch = (
+                slot.bank.prepare(snap.vectors, list(snap.ids), list(snap.payloads), as_stored=True)
+                if snap.ids
+                else PreparedBatch([], [], np.zeros((0, config.dim), np.float32), [])
+            )
+            if old is not None:
+                with old.writer, old.lock.write():
+                    seqs = self.storage.replace_bank(
+                        name, config.to_dict(), snap.created_at,
+                        batch.unique_ids, batch.vectors, batch.payloads,
+                    )
+            else:
+                seqs = self.storage.replace_bank(
+                    name, config.to_dict(), snap.created_at,
+                    batch.unique_ids, batch.vectors, batch.payloads,
+                )
+            if batch.unique_ids:
+                slot.bank.apply(batch, seqs)
+            self._rebuild_index(slot)
+            self._banks[name] = slot
+            return self._info(slot)

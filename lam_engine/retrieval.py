@@ -1,0 +1,311 @@
+"""Retrieval over a MemoryBank: Model B descent (dense chunked or prefiltered), Models A and C.
+
+Returns row indices and raw tensors; the Engine turns rows into ids and payloads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from .bank import MemoryBank
+from .config import hidden_function
+from .kernels import DEFAULT_CHUNK_BYTES, candidate_pass, model_b_pass
+
+
+class CandidateIndex(Protocol):
+    """What retrieval needs of a prefilter (lam_engine.prefilter.Prefilter)."""
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+@dataclass
+class Retrieval:
+    """Per-query raw results; rows index the bank's rows."""
+
+    states: torch.Tensor  # (B, d) float32
+    steps: np.ndarray  # (B,) int
+    converged: np.ndarray  # (B,) bool
+    energy: np.ndarray  # (B,) float64
+    top_rows: np.ndarray  # (B, k) int64, -1 = none
+    top_weights: np.ndarray  # (B, k)
+    top_scores: np.ndarray  # (B, k)
+    missed: np.ndarray | None = None  # (B,) certified bound ε; None when exact
+    prefiltered: np.ndarray | None = None  # (B,) bool: answered from candidates
+
+
+@dataclass
+class QueryParams:
+    beta: float
+    steps: int = 1
+    tol: float = 1e-6
+    top_k: int = 5
+
+
+def prepare_cue(bank: MemoryBank, queries: np.ndarray, mask: np.ndarray | None) -> torch.Tensor:
+    """Zero the unknown features, then normalize if the bank normalizes (API.md order)."""
+    x = queries.copy()
+    if mask is not None:
+        x[~mask] = 0.0
+    if bank.config.normalize:
+        from .vectors import normalize_rows
+
+        x = normalize_rows(x, allow_zero=True)
+    return torch.from_numpy(x).to(bank.device)
+
+
+def _clamp(v: torch.Tensor, cue: torch.Tensor, known: torch.Tensor | None) -> torch.Tensor:
+    return v if known is None else torch.where(known, cue, v)
+
+
+def _descend(
+    v0: torch.Tensor,
+    known: torch.Tensor | None,
+    params: QueryParams,
+    one_pass: Any,
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, Any]:
+    """Generic loop: v_{t+1} = clamp(out(v_t)) until ‖Δv‖ ≤ tol or `steps` updates.
+
+    `one_pass(v, want_top)` returns an object with `.out`. The pass at the returned state
+    is also returned (the caller reads energy and matches from it).
+    """
+    b = v0.shape[0]
+    v = v0
+    steps = np.zeros(b, dtype=np.int64)
+    converged = np.zeros(b, dtype=bool)
+    res = one_pass(v, params.steps == 0)
+    for t in range(1, params.steps + 1):
+        active = torch.from_numpy(~converged).to(v.device)
+        v_new = _clamp(res.out.to(v.dtype), v0, known)
+        delta = (v_new - v).norm(dim=1).cpu().numpy()
+        v = torch.where(active[:, None], v_new, v)
+        steps[~converged] += 1
+        converged |= delta <= params.tol
+        last = t == params.steps or bool(converged.all())
+        res = one_pass(v, last)
+        if last:
+            break
+    return v, steps, converged, res
+
+
+def retrieve_b_dense(
+    bank: MemoryBank,
+    cue: torch.Tensor,
+    known: torch.Tensor | None,
+    params: QueryParams,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> Retrieval:
+    xi, bias, beta = bank.xi, bank.bias, params.beta
+    k = min(params.top_k, bank.count)
+
+    def one_pass(v: torch.Tensor, want_top: bool) -> Any:
+        return model_b_pass(xi, v, beta, bias=bias, top_k=k if want_top else 0, chunk_bytes=chunk_bytes)
+
+    v, steps, converged, res = _descend(cue, known, params, one_pass)
+    energy = 0.5 * (v.double() ** 2).sum(dim=1) - res.lse.double() / beta
+    weights = torch.exp(beta * res.top_scores - res.lse[:, None])
+    return Retrieval(
+        states=v.float(),
+        steps=steps,
+        converged=converged,
+        energy=energy.cpu().numpy(),
+        top_rows=res.top_rows.cpu().numpy(),
+        top_weights=weights.cpu().numpy(),
+        top_scores=res.top_scores.cpu().numpy(),
+    )
+
+
+@dataclass
+class _CandPass:
+    out: torch.Tensor
+    lse: torch.Tensor
+    h: torch.Tensor  # (B, k)
+    rows: torch.Tensor  # (B, k)
+
+
+def retrieve_b_prefiltered(
+    bank: MemoryBank,
+    cue: torch.Tensor,
+    known: torch.Tensor | None,
+    params: QueryParams,
+    index: CandidateIndex,
+    k_candidates: int,
+    missed_mass_bound: Any,
+) -> Retrieval:
+    """Model B over FAISS candidates; ε is the largest bound seen along the descent."""
+    xi, beta = bank.xi, params.beta
+    n = bank.count
+    k = min(k_candidates, n)
+    eps = np.zeros(cue.shape[0])
+
+    def one_pass(v: torch.Tensor, want_top: bool) -> _CandPass:
+        _, keys = index.search(np.ascontiguousarray(v.float().cpu().numpy()), k)
+        rows_np = bank.rows_for_keys(keys)
+        rows = torch.from_numpy(rows_np).to(xi.device)
+        valid = rows >= 0
+        xi_c = xi[rows.clamp_min(0)]  # (B, k, d)
+        out, lse, h = candidate_pass(xi_c, v, beta, valid)
+        eps[:] = np.maximum(eps, missed_mass_bound(h.cpu().numpy(), n, beta))
+        return _CandPass(out=out, lse=lse, h=h, rows=rows)
+
+    v, steps, converged, res = _descend(cue, known, params, one_pass)
+    energy = 0.5 * (v.double() ** 2).sum(dim=1) - res.lse.double() / beta
+    kk = min(params.top_k, k)
+    top_h, idx = torch.topk(res.h, kk, dim=1)
+    top_rows = torch.gather(res.rows, 1, idx)
+    top_rows = torch.where(torch.isfinite(top_h), top_rows, torch.full_like(top_rows, -1))
+    weights = torch.exp(beta * top_h - res.lse[:, None])
+    return Retrieval(
+        states=v.float(),
+        steps=steps,
+        converged=converged,
+        energy=energy.cpu().numpy(),
+        top_rows=top_rows.cpu().numpy(),
+        top_weights=weights.cpu().numpy(),
+        top_scores=top_h.cpu().numpy(),
+        missed=eps,
+        prefiltered=np.ones(cue.shape[0], dtype=bool),
+    )
+
+
+def merge_rows(base: Retrieval, other: Retrieval, rows: np.ndarray) -> Retrieval:
+    """`base` with the queries at `rows` replaced by `other`'s (same batch order)."""
+    k = max(base.top_rows.shape[1], other.top_rows.shape[1])
+
+    def pad(a: np.ndarray, fill: float) -> np.ndarray:
+        out = np.full((a.shape[0], k), fill, dtype=a.dtype)
+        out[:, : a.shape[1]] = a
+        return out
+
+    states = base.states.clone()
+    states[torch.from_numpy(rows).to(states.device)] = other.states
+    merged = Retrieval(
+        states=states,
+        steps=base.steps.copy(),
+        converged=base.converged.copy(),
+        energy=base.energy.copy(),
+        top_rows=pad(base.top_rows, -1),
+        top_weights=pad(base.top_weights, 0.0),
+        top_scores=pad(base.top_scores, -math.inf),
+        missed=None if base.missed is None else base.missed.copy(),
+        prefiltered=None if base.prefiltered is None else base.prefiltered.copy(),
+    )
+    merged.steps[rows] = other.steps
+    merged.converged[rows] = other.converged
+    merged.energy[rows] = other.energy
+    merged.top_rows[rows] = pad(other.top_rows, -1)
+    merged.top_weights[rows] = pad(other.top_weights, 0.0)
+    merged.top_scores[rows] = pad(other.top_scores, -math.inf)
+    if merged.prefiltered is not None:
+        merged.prefiltered[rows] = False
+    return merged
+
+
+# ---- Models A and C ----------------------------------------------------------------------
+
+
+def _f_weights(scores: torch.Tensor, kind: str, power: int) -> torch.Tensor:
+    """Share of memory μ in Σ_ν |F(s_ν)| (softmax of s for F = exp), computed stably."""
+    if kind == "exp":
+        return torch.softmax(scores, dim=1)
+    f = scores.clamp_min(0) ** power if kind == "rectified_power" else scores**power
+    f = f.abs()
+    total = f.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, f / total.clamp_min(1e-300), torch.zeros_like(f))
+
+
+def retrieve_ac(
+    bank: MemoryBank, cue: torch.Tensor, known: torch.Tensor | None, params: QueryParams
+) -> Retrieval:
+    from . import lagrangians, models
+
+    kind, power = hidden_function(dict(bank.config.model_params))
+    F = lagrangians.hidden_function(kind, power)
+    rows = torch.from_numpy(bank.alive_rows()).to(bank.device)
+    xi = bank.alive_xi().double()  # (N, d)
+    v0 = cue.double()
+    if bank.config.model == "A":
+        v0 = torch.where(v0 >= 0, 1.0, -1.0).to(v0)
+        if known is not None:
+            v0 = torch.where(known, v0, torch.zeros_like(v0))
+        cue_vals = v0.clone()
+
+        class _Pass:
+            def __init__(self, v: torch.Tensor) -> None:
+                out = models.model_a_sweep(xi, v, F)
+                self.out = out
+
+        def one_pass(v: torch.Tensor, want_top: bool) -> Any:
+            return _Pass(v)
+
+        v, steps, converged, _ = _descend(cue_vals, known, params, one_pass)
+        v = torch.where(v >= 0, 1.0, -1.0).to(v) if known is None else v
+        energy = models.model_a_energy(xi, v, F)
+        g = v
+    else:
+        alpha = float(dict(bank.config.model_params).get("alpha", 1.0))
+
+        class _PassC:
+            def __init__(self, v: torch.Tensor) -> None:
+                self.out = models.model_c_step(xi, v, F, alpha=alpha)
+
+        v, steps, converged, _ = _descend(v0, known, params, lambda v, _t: _PassC(v))
+        energy = models.model_c_energy(xi, v, F)
+        g = v / v.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    scores_v = v @ xi.T  # (B, N): API's score ξ·v
+    weights = _f_weights(g @ xi.T, kind, power)
+    k = min(params.top_k, xi.shape[0])
+    top_w, idx = torch.topk(weights, k, dim=1)
+    return Retrieval(
+        states=v.float(),
+        steps=steps,
+        converged=converged,
+        energy=energy.cpu().numpy(),
+        top_rows=rows[idx].cpu().numpy(),
+        top_weights=top_w.cpu().numpy(),
+        top_scores=torch.gather(scores_v, 1, idx).cpu().numpy(),
+    )
+
+
+# ---- energy -------------------------------------------------------------------------------
+
+
+def energy_b(
+    bank: MemoryBank,
+    states: torch.Tensor,
+    beta: float,
+    *,
+    constants: bool,
+    gradient: bool,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """E(v) = ½‖v‖² − β⁻¹ log Σ exp(β ξ·v) [+ β⁻¹ log N + ½M²], and ∇E = v − Ξᵀ softmax."""
+    res = model_b_pass(bank.xi, states, beta, bias=bank.bias, chunk_bytes=chunk_bytes)
+    e = 0.5 * (states.double() ** 2).sum(dim=1) - res.lse.double() / beta
+    if constants:
+        e = e + math.log(bank.count) / beta + 0.5 * bank.max_norm() ** 2
+    grad = (states.float() - res.out).cpu().numpy() if gradient else None
+    return e.cpu().numpy(), grad
+
+
+def energy_ac(
+    bank: MemoryBank, states: torch.Tensor, *, gradient: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    from . import lagrangians, models
+
+    kind, power = hidden_function(dict(bank.config.model_params))
+    F = lagrangians.hidden_function(kind, power)
+    xi = bank.alive_xi().double()
+    v = states.double().clone().requires_grad_(gradient)
+    fn = models.model_a_energy if bank.config.model == "A" else models.model_c_energy
+    with torch.set_grad_enabled(gradient):
+        e = fn(xi, v, F)
+        grad = None
+        if gradient:
+            (g,) = torch.autograd.grad(e.sum(), v)
+            grad = g.float().cpu().numpy()
+    return e.detach().cpu().numpy(), grad
