@@ -89,7 +89,7 @@ def _retrieve_b(
     bank, pf = slot.bank, slot.prefilter
     cfg = bank.config.prefilter
     use_index = (
-        pf is not None and not exact and bank.count >= cfg.min_size and cfg.k < bank.count
+        pf is not None and not exact and bank.count >= cfg.min_size and cfg.k <= bank.count
     )
     if not use_index:
         return retrieve_b_dense(bank, cue, known, params, chunk_bytes)

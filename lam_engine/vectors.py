@@ -44,7 +44,8 @@ def as_matrix(values: Any, dim: int, what: str = "vectors") -> np.ndarray:
     if not np.isfinite(arr).all():
         rows = np.nonzero(~np.isfinite(arr).all(axis=1))[0][:10].tolist()
         raise NonFiniteError(f"{what} contain NaN or Inf", {"rows": rows})
-    f32 = arr.astype(np.float32)
+    with np.errstate(over="ignore"):
+        f32 = arr.astype(np.float32)
     if not np.isfinite(f32).all():
         raise NonFiniteError(f"{what} overflow float32", {"max_abs": float(np.abs(arr).max())})
     return f32
