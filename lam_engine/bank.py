@@ -11,6 +11,7 @@ Not thread-safe by itself: the Engine holds a reader/writer lock around each ban
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +92,8 @@ class MemoryBank:
     def prepare(
         self,
         vectors: Any,
-        ids: list[str | None] | None = None,
-        payloads: list[dict[str, Any] | None] | None = None,
+        ids: Sequence[str | None] | None = None,
+        payloads: Sequence[dict[str, Any] | None] | None = None,
         *,
         as_stored: bool = False,
     ) -> PreparedBatch:

@@ -117,7 +117,9 @@ class BankConfig:
             raise InvalidParameterError("normalize must be a boolean")
         if self.dtype not in DTYPES:
             raise InvalidParameterError(f"dtype must be one of {DTYPES}", {"dtype": self.dtype})
-        if not isinstance(self.device, str) or not re.match(r"^(auto|cpu|cuda(:\d+)?)$", self.device):
+        if not isinstance(self.device, str) or not re.match(
+            r"^(auto|cpu|cuda(:\d+)?)$", self.device
+        ):
             raise InvalidParameterError(
                 'device must be "auto", "cpu", "cuda" or "cuda:N"', {"device": self.device}
             )
@@ -152,7 +154,11 @@ def validate_model_params(model: str, params: dict[str, Any]) -> None:
     """Model params: B takes none; A and C take F ∈ F_KINDS, power n ≥ 1, C also alpha > 0."""
     if not isinstance(params, dict):
         raise InvalidParameterError("model_params must be an object")
-    allowed = {"A": {"F", "power", "activation"}, "B": set(), "C": {"F", "power", "alpha", "activation"}}
+    allowed = {
+        "A": {"F", "power", "activation"},
+        "B": set(),
+        "C": {"F", "power", "alpha", "activation"},
+    }
     unknown = set(params) - allowed[model]
     if unknown:
         raise InvalidParameterError(

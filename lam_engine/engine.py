@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -44,7 +45,9 @@ STORE_FILE = "lam.sqlite3"
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 @dataclass
@@ -149,7 +152,9 @@ class Engine:
             return torch.device("cpu")
         return resolve_device(name)
 
-    def _new_slot(self, name: str, config: BankConfig, created_at: str, *, on_load: bool) -> BankSlot:
+    def _new_slot(
+        self, name: str, config: BankConfig, created_at: str, *, on_load: bool
+    ) -> BankSlot:
         device = self._device_for(config, on_load=on_load)
         slot = BankSlot(name=name, bank=MemoryBank(config, device), created_at=created_at)
         if config.prefilter.kind != "none" and config.model == "B":
@@ -244,7 +249,11 @@ class Engine:
             self.storage.update_bank_config(name, config.to_dict())
             index = slot.prefilter
             if config.prefilter != slot.config.prefilter:
-                index = Prefilter(config.prefilter, config.dim) if config.prefilter.kind != "none" else None
+                index = (
+                    Prefilter(config.prefilter, config.dim)
+                    if config.prefilter.kind != "none"
+                    else None
+                )
                 if index is not None:
                     rows = slot.bank.alive_rows()
                     vectors = slot.bank.alive_xi().float().cpu().numpy()
@@ -259,8 +268,8 @@ class Engine:
         self,
         name: str,
         vectors: Any,
-        ids: list[str | None] | None = None,
-        payloads: list[dict[str, Any] | None] | None = None,
+        ids: Sequence[str | None] | None = None,
+        payloads: Sequence[dict[str, Any] | None] | None = None,
     ) -> UpsertResult:
         slot = self._slot(name)
         batch = slot.bank.prepare(vectors, ids, payloads)
@@ -438,13 +447,21 @@ class Engine:
             if old is not None:
                 with old.writer, old.lock.write():
                     seqs = self.storage.replace_bank(
-                        name, config.to_dict(), snap.created_at,
-                        batch.unique_ids, batch.vectors, batch.payloads,
+                        name,
+                        config.to_dict(),
+                        snap.created_at,
+                        batch.unique_ids,
+                        batch.vectors,
+                        batch.payloads,
                     )
             else:
                 seqs = self.storage.replace_bank(
-                    name, config.to_dict(), snap.created_at,
-                    batch.unique_ids, batch.vectors, batch.payloads,
+                    name,
+                    config.to_dict(),
+                    snap.created_at,
+                    batch.unique_ids,
+                    batch.vectors,
+                    batch.payloads,
                 )
             if batch.unique_ids:
                 slot.bank.apply(batch, seqs)

@@ -50,7 +50,13 @@ def run_dynamics(
     b = check_beta(beta, bank.config.beta)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
         raise InvalidParameterError("top_k must be an integer ≥ 0", {"top_k": top_k})
-    for name, val in (("tau_f", tau_f), ("tau_h", tau_h), ("dt", dt), ("t_max", t_max), ("tol", tol)):
+    for name, val in (
+        ("tau_f", tau_f),
+        ("tau_h", tau_h),
+        ("dt", dt),
+        ("t_max", t_max),
+        ("tol", tol),
+    ):
         if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val):
             raise InvalidParameterError(f"{name} must be a finite number", {name: val})
     xi = bank.alive_xi().double()  # (N, d): hidden units follow the memory order

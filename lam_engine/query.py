@@ -42,11 +42,20 @@ def check_beta(beta: Any, default: float) -> float:
 def check_params(bank_beta: float, beta: Any, steps: Any, tol: Any, top_k: Any) -> QueryParams:
     b = check_beta(beta, bank_beta)
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
-        raise InvalidParameterError(f"steps must be an integer in [1, {MAX_STEPS}]", {"steps": steps})
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        raise InvalidParameterError(
+            f"steps must be an integer in [1, {MAX_STEPS}]", {"steps": steps}
+        )
+    if (
+        isinstance(tol, bool)
+        or not isinstance(tol, (int, float))
+        or not math.isfinite(tol)
+        or tol < 0
+    ):
         raise InvalidParameterError("tol must be a finite number ≥ 0", {"tol": tol})
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 0 <= top_k <= MAX_TOP_K:
-        raise InvalidParameterError(f"top_k must be an integer in [0, {MAX_TOP_K}]", {"top_k": top_k})
+        raise InvalidParameterError(
+            f"top_k must be an integer in [0, {MAX_TOP_K}]", {"top_k": top_k}
+        )
     return QueryParams(beta=b, steps=steps, tol=float(tol), top_k=top_k)
 
 
@@ -88,9 +97,7 @@ def _retrieve_b(
 ) -> Retrieval:
     bank, pf = slot.bank, slot.prefilter
     cfg = bank.config.prefilter
-    use_index = (
-        pf is not None and not exact and bank.count >= cfg.min_size and cfg.k <= bank.count
-    )
+    use_index = pf is not None and not exact and bank.count >= cfg.min_size and cfg.k <= bank.count
     if not use_index:
         return retrieve_b_dense(bank, cue, known, params, chunk_bytes)
     assert pf is not None

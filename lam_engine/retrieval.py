@@ -103,7 +103,9 @@ def retrieve_b_dense(
     k = min(params.top_k, bank.count)
 
     def one_pass(v: torch.Tensor, want_top: bool) -> Any:
-        return model_b_pass(xi, v, beta, bias=bias, top_k=k if want_top else 0, chunk_bytes=chunk_bytes)
+        return model_b_pass(
+            xi, v, beta, bias=bias, top_k=k if want_top else 0, chunk_bytes=chunk_bytes
+        )
 
     v, steps, converged, res = _descend(cue, known, params, one_pass)
     energy = 0.5 * (v.double() ** 2).sum(dim=1) - res.lse.double() / beta

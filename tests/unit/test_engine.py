@@ -114,7 +114,7 @@ def test_content_address_after_normalization(engine: Engine) -> None:
 
 
 def test_upsert_replaces_in_place(engine: Engine) -> None:
-    xi, ids = make_bank(engine, n=5, d=2)
+    _xi, ids = make_bank(engine, n=5, d=2)
     res = engine.upsert("b", [[9.0, 9.0]], ids=["m2"], payloads=[{"new": True}])
     assert res.count == 5
     rec = engine.get_memory("b", "m2")
@@ -192,7 +192,7 @@ def test_delete_compacts_and_scroll_pages_in_order(engine: Engine) -> None:
     keep = np.array([i not in set(gone) for i in ids])
     q = xi[:5]
     res = engine.query("b", q, beta=1.5, top_k=3)
-    ref, lse = np_softmax_step(xi[keep], q, 1.5)
+    ref, _lse = np_softmax_step(xi[keep], q, 1.5)
     np.testing.assert_allclose(np.stack([r.state for r in res.results]), ref, atol=1e-5)
     assert all(m.id in alive for r in res.results for m in r.matches)
 
@@ -239,7 +239,7 @@ def test_multistep_converges_to_a_fixed_point(engine: Engine) -> None:
 
 
 def test_masked_query_clamps_known_features(engine: Engine) -> None:
-    xi, ids = make_bank(engine, n=30, d=10, seed=5)
+    xi, _ids = make_bank(engine, n=30, d=10, seed=5)
     cue = xi[7].copy()
     mask = np.zeros(10, dtype=bool)
     mask[:5] = True
@@ -278,8 +278,15 @@ def test_empty_bank_and_bad_params(engine: Engine) -> None:
     with pytest.raises(EmptyBankError):
         engine.energy("e", [[1.0, 0.0]])
     engine.upsert("e", [[1.0, 0.0]])
-    for bad in [{"beta": 0}, {"beta": -1.0}, {"beta": float("nan")}, {"steps": 0},
-                {"tol": -1}, {"top_k": -1}, {"steps": 1.5}]:
+    for bad in [
+        {"beta": 0},
+        {"beta": -1.0},
+        {"beta": float("nan")},
+        {"steps": 0},
+        {"tol": -1},
+        {"top_k": -1},
+        {"steps": 1.5},
+    ]:
         with pytest.raises(InvalidParameterError):
             engine.query("e", [[1.0, 0.0]], **bad)
     with pytest.raises(DimensionMismatchError):
@@ -358,7 +365,7 @@ def test_flat_prefilter_with_all_candidates_equals_exact(engine: Engine) -> None
 
 def test_reopen_round_trips_exactly(tmp_path) -> None:
     engine = Engine.open(tmp_path)
-    xi, ids = make_bank(engine, n=100, d=5, normalize=True, beta=3.0)
+    _xi, ids = make_bank(engine, n=100, d=5, normalize=True, beta=3.0)
     engine.delete_memories("b", ids[:10])
     before = engine.scroll("b", limit=1000)[0]
     info = engine.bank_info("b")
@@ -373,7 +380,7 @@ def test_reopen_round_trips_exactly(tmp_path) -> None:
 
 
 def test_snapshot_round_trip_is_exact(engine: Engine) -> None:
-    xi, ids = make_bank(engine, n=30, d=4, dtype="float16")
+    _xi, _ids = make_bank(engine, n=30, d=4, dtype="float16")
     buf = io.BytesIO()
     engine.export_snapshot("b", buf)
     buf.seek(0)
@@ -403,18 +410,23 @@ def test_queries_never_see_half_a_batch(engine: Engine) -> None:
 
     def writer() -> None:
         for b in range(d - 1):
-            engine.upsert("c", np.repeat(basis[b : b + 1], 10, 0) * (1 + np.arange(10)[:, None] * 1e-3),
-                          ids=[f"{b}-{i}" for i in range(10)])
+            engine.upsert(
+                "c",
+                np.repeat(basis[b : b + 1], 10, 0) * (1 + np.arange(10)[:, None] * 1e-3),
+                ids=[f"{b}-{i}" for i in range(10)],
+            )
 
     def reader() -> None:
         for _ in range(60):
-            res = engine.query("c", basis[:d - 1], top_k=10, beta=50.0)
+            res = engine.query("c", basis[: d - 1], top_k=10, beta=50.0)
             for b, r in enumerate(res.results):
                 hits = sum(m.id.startswith(f"{b}-") for m in r.matches)
                 if hits not in (0, 10):
                     errors.append(f"batch {b}: {hits}")
 
-    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader) for _ in range(3)]
+    threads = [threading.Thread(target=writer)] + [
+        threading.Thread(target=reader) for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
