@@ -103,6 +103,8 @@ class Engine:
             directory = Path(path)
             directory.mkdir(parents=True, exist_ok=True)
             storage = Storage(directory / STORE_FILE, synchronous=synchronous)
+        # API.md: float32 banks compute in float32 or better, never TF32 on a GPU.
+        torch.set_float32_matmul_precision("highest")
         engine = cls(storage, default_device=default_device, chunk_bytes=chunk_bytes)
         try:
             engine._load_all()
