@@ -432,9 +432,17 @@ class Engine:
             payloads=payloads,
         )
 
-    def import_snapshot(self, name: str, fileobj: BinaryIO, *, replace: bool = False) -> BankInfo:
+    def import_snapshot(
+        self,
+        name: str,
+        fileobj: BinaryIO,
+        *,
+        replace: bool = False,
+        max_bytes: int | None = None,
+    ) -> BankInfo:
+        """Restore a snapshot into bank `name`; `max_bytes` bounds what the archive may expand to."""
         validate_bank_name(name)
-        snap = snapshot_io.read_snapshot(fileobj)
+        snap = snapshot_io.read_snapshot(fileobj, max_bytes=max_bytes)
         config = BankConfig.from_dict(snap.config)
         with self._table:
             old = self._banks.get(name)
