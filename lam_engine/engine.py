@@ -440,7 +440,7 @@ class Engine:
         replace: bool = False,
         max_bytes: int | None = None,
     ) -> BankInfo:
-        """Restore a snapshot into bank `name`; `max_bytes` bounds what the archive may expand to."""
+        """Restore a snapshot into bank `name`; `max_bytes` bounds the unpacked archive."""
         validate_bank_name(name)
         snap = snapshot_io.read_snapshot(fileobj, max_bytes=max_bytes)
         config = BankConfig.from_dict(snap.config)
