@@ -1,0 +1,250 @@
+"""One description per API operation, shared by the sync, async and embedded clients.
+
+An `Op` says how to call the operation over HTTP (method, path, query, JSON body), which
+arguments the embedded engine takes (`args`), whether a retry is safe, and how to parse the
+API.md JSON answer into a typed result. Each client method is then one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import numpy as np
+
+from .errors import InvalidInput
+from .models import (
+    Bank,
+    Diagnostics,
+    DynamicsResult,
+    EnergyResult,
+    Memory,
+    QueryResponse,
+    ScrollPage,
+    StoreResult,
+)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Op(Generic[T]):
+    name: str
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    args: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
+    params: dict[str, Any] | None = None
+    # Safe to send again after a lost answer (the server may have applied it once already).
+    idempotent: bool = True
+
+
+def _seg(s: str) -> str:
+    return quote(str(s), safe="")
+
+
+def _bank_path(bank: str, *rest: str) -> str:
+    return "/".join(["/v1/banks", _seg(bank), *rest])
+
+
+def as_rows(x: Any) -> np.ndarray:
+    """A (B, d) float array from an array-like; one vector (d,) becomes one row."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "fiu":
+        arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    return np.ascontiguousarray(_finite(arr))
+
+
+def _finite(arr: np.ndarray) -> np.ndarray:
+    # JSON has no NaN/Inf (orjson would send null): refuse here with the engine's own code,
+    # so HTTP and embedded clients fail alike.
+    if not np.isfinite(arr).all():
+        raise InvalidInput(
+            "NaN and Infinity are not valid numbers here", status=422, code="non_finite"
+        )
+    return arr
+
+
+def as_vector(x: Any) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    arr = arr.ravel() if arr.ndim > 1 and arr.shape[0] == 1 else arr
+    return np.ascontiguousarray(_finite(arr))
+
+
+def _mask(mask: Any) -> np.ndarray | None:
+    if mask is None:
+        return None
+    arr = np.asarray(mask, dtype=bool)
+    return np.ascontiguousarray(arr[None, :] if arr.ndim == 1 else arr)
+
+
+def _none(_: Any) -> None:
+    return None
+
+
+def create_bank(name: str, dim: int, config: dict[str, Any]) -> Op[Bank]:
+    body = {"name": name, "dim": dim, **config}
+    return Op(
+        "create_bank", "POST", "/v1/banks", Bank.from_dict, {"name": name, "config": body}, body
+    )
+
+
+def list_banks() -> Op[list[Bank]]:
+    return Op("list_banks", "GET", "/v1/banks", lambda d: [Bank.from_dict(b) for b in d["banks"]])
+
+
+def get_bank(name: str) -> Op[Bank]:
+    return Op("get_bank", "GET", _bank_path(name), Bank.from_dict, {"name": name})
+
+
+def update_bank(name: str, beta: float | None, prefilter: dict[str, Any] | None) -> Op[Bank]:
+    body: dict[str, Any] = {}
+    if beta is not None:
+        body["beta"] = beta
+    if prefilter is not None:
+        body["prefilter"] = prefilter
+    args = {"name": name, "beta": beta, "prefilter": prefilter}
+    return Op("update_bank", "PATCH", _bank_path(name), Bank.from_dict, args, body)
+
+
+def delete_bank(name: str) -> Op[None]:
+    return Op("delete_bank", "DELETE", _bank_path(name), _none, {"name": name})
+
+
+def store(
+    bank: str,
+    vectors: Any,
+    ids: Sequence[str | None] | None,
+    payloads: Sequence[dict[str, Any] | None] | None,
+) -> Op[StoreResult]:
+    """Upsert: a retry re-stores the same ids (or the same content addresses): idempotent."""
+    xi = as_rows(vectors)  # (n, d)
+    n = xi.shape[0]
+    if ids is not None and len(ids) != n:
+        raise ValueError(f"{len(ids)} ids for {n} vectors")
+    if payloads is not None and len(payloads) != n:
+        raise ValueError(f"{len(payloads)} payloads for {n} vectors")
+    memories: list[dict[str, Any]] = []
+    for i in range(n):
+        m: dict[str, Any] = {"vector": xi[i]}
+        if ids is not None and ids[i] is not None:
+            m["id"] = ids[i]
+        if payloads is not None and payloads[i] is not None:
+            m["payload"] = payloads[i]
+        memories.append(m)
+    args = {
+        "bank": bank,
+        "vectors": xi,
+        "ids": None if ids is None else list(ids),
+        "payloads": None if payloads is None else list(payloads),
+    }
+    return Op(
+        "store",
+        "POST",
+        _bank_path(bank, "memories"),
+        StoreResult.from_dict,
+        args,
+        {"memories": memories},
+    )
+
+
+def get_memory(bank: str, memory_id: str) -> Op[Memory]:
+    path = _bank_path(bank, "memories", _seg(memory_id))
+    return Op("get", "GET", path, Memory.from_dict, {"bank": bank, "id": memory_id})
+
+
+def delete_memory(bank: str, memory_id: str) -> Op[None]:
+    path = _bank_path(bank, "memories", _seg(memory_id))
+    return Op("delete", "DELETE", path, _none, {"bank": bank, "id": memory_id})
+
+
+def delete_many(bank: str, ids: Sequence[str]) -> Op[int]:
+    body = {"ids": list(ids)}
+    return Op(
+        "delete_many",
+        "POST",
+        _bank_path(bank, "memories", "delete"),
+        lambda d: int(d["deleted"]),
+        {"bank": bank, "ids": list(ids)},
+        body,
+    )
+
+
+def scroll(bank: str, limit: int, cursor: str | None) -> Op[ScrollPage]:
+    params: dict[str, Any] = {"limit": limit}
+    if cursor is not None:
+        params["cursor"] = cursor
+    args = {"bank": bank, "limit": limit, "cursor": cursor}
+    return Op(
+        "scroll", "GET", _bank_path(bank, "memories"), ScrollPage.from_dict, args, None, params
+    )
+
+
+def query(bank: str, queries: Any, **kw: Any) -> Op[QueryResponse]:
+    q = as_rows(queries)  # (B, d)
+    kw["mask"] = _mask(kw.get("mask"))
+    body = {"queries": q, **kw}
+    return Op(
+        "query",
+        "POST",
+        _bank_path(bank, "query"),
+        QueryResponse.from_dict,
+        {"bank": bank, "queries": q, **kw},
+        body,
+    )
+
+
+def energy(bank: str, states: Any, **kw: Any) -> Op[EnergyResult]:
+    v = as_rows(states)  # (B, d)
+    body = {"states": v, **kw}
+    return Op(
+        "energy",
+        "POST",
+        _bank_path(bank, "energy"),
+        EnergyResult.from_dict,
+        {"bank": bank, "states": v, **kw},
+        body,
+    )
+
+
+def dynamics(bank: str, state: Any, **kw: Any) -> Op[DynamicsResult]:
+    v = as_vector(state)  # (d,)
+    for key in ("hidden", "input"):
+        if kw.get(key) is not None:
+            kw[key] = as_vector(kw[key])
+    body = {"state": v, **kw}
+    return Op(
+        "dynamics",
+        "POST",
+        _bank_path(bank, "dynamics"),
+        DynamicsResult.from_dict,
+        {"bank": bank, "state": v, **kw},
+        body,
+    )
+
+
+def diagnostics(bank: str, beta: float | None, limit: int, offset: int) -> Op[Diagnostics]:
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    if beta is not None:
+        params["beta"] = beta
+    args = {"bank": bank, "beta": beta, "limit": limit, "offset": offset}
+    return Op(
+        "diagnostics",
+        "GET",
+        _bank_path(bank, "diagnostics"),
+        Diagnostics.from_dict,
+        args,
+        None,
+        params,
+    )
+
+
+def snapshot_path(bank: str) -> str:
+    return _bank_path(bank, "snapshot")

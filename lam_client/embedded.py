@@ -1,0 +1,114 @@
+"""Embedded mode: the same operations run in-process on `lam_engine.Engine`.
+
+Results go through the engine's `to_dict()` (API.md's JSON shapes) and then the same parsers
+as HTTP answers; engine errors become the same LamClientError subclasses and codes that the
+service would send, with the status the service would use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from lam_engine import BankConfig, Engine, PrefilterConfig
+from lam_engine.errors import (
+    ConflictError,
+    InvalidInputError,
+    LamError,
+    LimitExceededError,
+    NotFoundError,
+    StorageError,
+)
+
+from ._ops import Op
+from .errors import LamClientError, error_for
+
+# The service's table (service/errors.py), most specific first.
+_STATUS: tuple[tuple[type[LamError], int], ...] = (
+    (InvalidInputError, 422),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (LimitExceededError, 413),
+    (StorageError, 507),
+)
+
+
+def map_error(exc: LamError) -> LamClientError:
+    status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 500)
+    return error_for(status, exc.code, exc.message, exc.details)
+
+
+@contextlib.contextmanager
+def lam_errors() -> Iterator[None]:
+    try:
+        yield
+    except LamError as exc:
+        raise map_error(exc) from exc
+
+
+def _create_bank(e: Engine, name: str, config: dict[str, Any]) -> Any:
+    cfg = {k: v for k, v in config.items() if k != "name"}
+    info, _created = e.create_bank(name, BankConfig.from_dict(cfg))
+    return info.to_dict()
+
+
+def _update_bank(e: Engine, name: str, beta: Any, prefilter: Any) -> Any:
+    pf = None if prefilter is None else PrefilterConfig.from_dict(prefilter)
+    return e.update_bank(name, beta=beta, prefilter=pf).to_dict()
+
+
+def _scroll(e: Engine, bank: str, limit: int, cursor: str | None) -> Any:
+    records, next_cursor = e.scroll(bank, limit=limit, cursor=cursor)
+    return {"memories": [r.to_dict() for r in records], "next_cursor": next_cursor}
+
+
+def _kw(args: dict[str, Any], *drop: str) -> dict[str, Any]:
+    return {k: v for k, v in args.items() if k not in drop}
+
+
+_DISPATCH: dict[str, Callable[..., Any]] = {
+    "create_bank": _create_bank,
+    "list_banks": lambda e: {"banks": [b.to_dict() for b in e.list_banks()]},
+    "get_bank": lambda e, name: e.bank_info(name).to_dict(),
+    "update_bank": _update_bank,
+    "delete_bank": lambda e, name: e.delete_bank(name),
+    "store": lambda e, bank, vectors, ids, payloads: e.upsert(
+        bank, vectors, ids, payloads
+    ).to_dict(),
+    "get": lambda e, bank, id: e.get_memory(bank, id).to_dict(),
+    "delete": lambda e, bank, id: e.delete_memory(bank, id),
+    "delete_many": lambda e, bank, ids: {"deleted": e.delete_memories(bank, ids)},
+    "scroll": _scroll,
+    "query": lambda e, bank, queries, **kw: e.query(bank, queries, **kw).to_dict(),
+    "energy": lambda e, bank, states, **kw: e.energy(bank, states, **kw).to_dict(),
+    "dynamics": lambda e, bank, state, **kw: e.dynamics(bank, state, **kw).to_dict(),
+    "diagnostics": lambda e, bank, **kw: e.diagnostics(bank, **kw).to_dict(),
+}
+
+
+class EmbeddedBackend:
+    """Runs Ops on an in-process Engine opened at `path` (":memory:" keeps nothing on disk)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, device: str = "auto") -> None:
+        target = None if str(path) == ":memory:" else Path(path)
+        with lam_errors():
+            self.engine = Engine.open(target, default_device=device)
+        self.path = str(path)
+
+    def call(self, op: Op[Any]) -> Any:
+        with lam_errors():
+            return _DISPATCH[op.name](self.engine, **op.args)
+
+    def export_snapshot(self, bank: str, fileobj: BinaryIO) -> None:
+        with lam_errors():
+            self.engine.export_snapshot(bank, fileobj)
+
+    def import_snapshot(self, name: str, fileobj: BinaryIO, replace: bool) -> Any:
+        with lam_errors():
+            return self.engine.import_snapshot(name, fileobj, replace=replace).to_dict()
+
+    def close(self) -> None:
+        self.engine.close()

@@ -1,0 +1,252 @@
+"""Typed results. Every one is parsed from API.md's JSON shape (`from_dict`), whether the dict
+came over HTTP or from the embedded engine's `to_dict()`, so both modes give equal objects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+def _vec(x: Any) -> np.ndarray:
+    return np.asarray(x, dtype=np.float32)
+
+
+def _opt_vec(x: Any) -> np.ndarray | None:
+    return None if x is None else _vec(x)
+
+
+@dataclass
+class Bank:
+    """A bank's description: its config plus count, memory_bytes, device, created_at, index."""
+
+    name: str
+    dim: int
+    model: str
+    beta: float
+    normalize: bool
+    dtype: str
+    device: str
+    count: int
+    memory_bytes: int
+    created_at: str
+    prefilter: dict[str, Any] = field(default_factory=dict)
+    model_params: dict[str, Any] = field(default_factory=dict)
+    index: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Bank:
+        return cls(
+            name=d["name"],
+            dim=int(d["dim"]),
+            model=d.get("model", "B"),
+            beta=float(d.get("beta", 1.0)),
+            normalize=bool(d.get("normalize", False)),
+            dtype=d.get("dtype", "float32"),
+            device=d.get("device", "cpu"),
+            count=int(d.get("count", 0)),
+            memory_bytes=int(d.get("memory_bytes", 0)),
+            created_at=str(d.get("created_at", "")),
+            prefilter=dict(d.get("prefilter") or {}),
+            model_params=dict(d.get("model_params") or {}),
+            index=dict(d.get("index") or {}),
+            raw=d,
+        )
+
+
+@dataclass
+class StoreResult:
+    ids: list[str]
+    count: int  # bank size after the batch
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StoreResult:
+        return cls(ids=list(d["ids"]), count=int(d["count"]))
+
+
+@dataclass
+class Memory:
+    id: str
+    vector: np.ndarray | None  # (d,)
+    payload: dict[str, Any] | None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Memory:
+        return cls(id=d["id"], vector=_opt_vec(d.get("vector")), payload=d.get("payload"))
+
+
+@dataclass
+class ScrollPage:
+    memories: list[Memory]
+    next_cursor: str | None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScrollPage:
+        return cls([Memory.from_dict(m) for m in d["memories"]], d.get("next_cursor"))
+
+
+@dataclass
+class Match:
+    id: str
+    weight: float  # p_μ at the returned state
+    score: float  # ξ_μ · v
+    payload: dict[str, Any] | None = None
+    vector: np.ndarray | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Match:
+        return cls(
+            id=d["id"],
+            weight=float(d["weight"]),
+            score=float(d["score"]),
+            payload=d.get("payload"),
+            vector=_opt_vec(d.get("vector")),
+        )
+
+
+@dataclass
+class QueryResult:
+    state: np.ndarray  # (d,) the retrieved, completed vector
+    steps: int
+    converged: bool
+    energy: float
+    matches: list[Match]
+    missed_mass_bound: float | None = None
+    prefiltered: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QueryResult:
+        bound = d.get("missed_mass_bound")
+        return cls(
+            state=_vec(d["state"]),
+            steps=int(d["steps"]),
+            converged=bool(d["converged"]),
+            energy=float(d["energy"]),
+            matches=[Match.from_dict(m) for m in d.get("matches", [])],
+            missed_mass_bound=None if bound is None else float(bound),
+            prefiltered=bool(d.get("prefiltered") or False),
+        )
+
+
+@dataclass
+class QueryResponse:
+    """One QueryResult per query row; `states` stacks them as a (B, d) array."""
+
+    results: list[QueryResult]
+    prefiltered: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QueryResponse:
+        return cls([QueryResult.from_dict(r) for r in d["results"]], bool(d.get("prefiltered")))
+
+    @property
+    def states(self) -> np.ndarray:
+        return np.stack([r.state for r in self.results])  # (B, d)
+
+    @property
+    def energies(self) -> np.ndarray:
+        return np.asarray([r.energy for r in self.results], dtype=np.float64)  # (B,)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i: int) -> QueryResult:
+        return self.results[i]
+
+    def __iter__(self) -> Iterator[QueryResult]:
+        return iter(self.results)
+
+
+@dataclass
+class EnergyResult:
+    energies: np.ndarray  # (B,)
+    gradients: np.ndarray | None = None  # (B, d)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EnergyResult:
+        grads = d.get("gradients")
+        return cls(
+            energies=np.asarray(d["energies"], dtype=np.float64),
+            gradients=None if grads is None else _vec(grads),
+        )
+
+
+@dataclass
+class HiddenUnit:
+    id: str
+    value: float  # f_μ at the end of the trajectory
+
+
+@dataclass
+class DynamicsResult:
+    times: np.ndarray  # (T,)
+    energy: np.ndarray  # (T,) full two-layer energy, non-increasing
+    state: np.ndarray  # (d,) v at the end
+    hidden_top: list[HiddenUnit]
+    converged: bool
+    steps: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DynamicsResult:
+        steps = d.get("steps")
+        return cls(
+            times=np.asarray(d["times"], dtype=np.float64),
+            energy=np.asarray(d["energy"], dtype=np.float64),
+            state=_vec(d["state"]),
+            hidden_top=[HiddenUnit(h["id"], float(h["value"])) for h in d.get("hidden_top", [])],
+            converged=bool(d["converged"]),
+            steps=None if steps is None else int(steps),
+        )
+
+
+@dataclass
+class Diagnostics:
+    """Separation report of /diagnostics (Ramsauer et al. fixed-point condition at `beta`)."""
+
+    beta: float
+    count: int
+    M: float | None
+    threshold: float | None
+    meeting: int
+    separable: int
+    beta_min: float | None
+    failing: list[dict[str, Any]]
+    failing_total: int
+    next_offset: int | None
+    method: str
+    separation: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Diagnostics:
+        return cls(
+            beta=float(d["beta"]),
+            count=int(d["count"]),
+            M=d.get("M"),
+            threshold=d.get("threshold"),
+            meeting=int(d["meeting"]),
+            separable=int(d["separable"]),
+            beta_min=d.get("beta_min"),
+            failing=list(d.get("failing") or []),
+            failing_total=int(d.get("failing_total", 0)),
+            next_offset=d.get("next_offset"),
+            method=str(d.get("method", "")),
+            separation=dict(d.get("separation") or {}),
+        )
+
+
+__all__ = [
+    "Bank",
+    "Diagnostics",
+    "DynamicsResult",
+    "EnergyResult",
+    "HiddenUnit",
+    "Match",
+    "Memory",
+    "QueryResponse",
+    "QueryResult",
+    "ScrollPage",
+    "StoreResult",
+]
