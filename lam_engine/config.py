@@ -38,6 +38,18 @@ def _positive_finite(name: str, value: float) -> float:
     return float(value)
 
 
+# β must fit the float32 arithmetic of the kernels; larger products are caught at run time.
+BETA_MAX = 3.4028234663852886e38
+
+
+def check_beta_value(value: Any) -> float:
+    """β > 0, finite, and representable in float32 (typed error otherwise)."""
+    beta = _positive_finite("beta", value)
+    if beta > BETA_MAX:
+        raise InvalidParameterError("beta overflows float32 (max 3.4e38)", {"beta": beta})
+    return beta
+
+
 def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise InvalidParameterError(f"{name} must be an integer in [{lo}, {hi}]", {name: value})
@@ -112,7 +124,7 @@ class BankConfig:
         _int_in("dim", self.dim, 1, MAX_DIM)
         if self.model not in MODELS:
             raise InvalidParameterError(f"model must be one of {MODELS}", {"model": self.model})
-        _positive_finite("beta", self.beta)
+        check_beta_value(self.beta)
         if not isinstance(self.normalize, bool):
             raise InvalidParameterError("normalize must be a boolean")
         if self.dtype not in DTYPES:

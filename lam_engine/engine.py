@@ -39,7 +39,7 @@ from .results import (
     UpsertResult,
 )
 from .storage import Storage
-from .vectors import as_matrix
+from .vectors import as_matrix, require_finite
 
 STORE_FILE = "lam.sqlite3"
 
@@ -396,6 +396,7 @@ class Engine:
                 )
             else:
                 e, g = energy_ac(bank, v, gradient=gradient)
+        require_finite(e, *([] if g is None else [g]))
         return EnergyResult(energies=e, gradients=g)
 
     def dynamics(self, name: str, state: Any, **params: Any) -> Any:
@@ -405,7 +406,9 @@ class Engine:
         with slot.lock.read():
             if slot.bank.count == 0:
                 raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
-            return run_dynamics(slot, state, **params)
+            result = run_dynamics(slot, state, **params)
+        require_finite(np.asarray(result.energy), result.state)
+        return result
 
     def diagnostics(self, name: str, **params: Any) -> Any:
         from .network import run_diagnostics

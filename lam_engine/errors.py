@@ -76,6 +76,12 @@ class LimitExceededError(LamError):
     code = "limit_exceeded"
 
 
+class NumericOverflowError(InvalidInputError):
+    """β·ξ·v (or an energy) of this request does not fit the bank's float arithmetic."""
+
+    code = "numeric_overflow"
+
+
 class SnapshotFormatError(InvalidInputError):
     code = "invalid_snapshot"
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .config import check_beta_value
 from .errors import InvalidParameterError
 from .prefilter import missed_mass_bound
 from .results import Match, QueryBatchResult, QueryResult
@@ -20,7 +21,7 @@ from .retrieval import (
     retrieve_b_dense,
     retrieve_b_prefiltered,
 )
-from .vectors import as_mask
+from .vectors import as_mask, require_finite
 
 if TYPE_CHECKING:
     from .engine import BankSlot
@@ -32,11 +33,7 @@ MAX_TOP_K = 100_000
 def check_beta(beta: Any, default: float) -> float:
     if beta is None:
         return default
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-        raise InvalidParameterError("beta must be a number", {"beta": repr(beta)[:40]})
-    if not math.isfinite(beta) or beta <= 0:
-        raise InvalidParameterError("beta must be finite and > 0", {"beta": beta})
-    return float(beta)
+    return check_beta_value(beta)
 
 
 def check_params(bank_beta: float, beta: Any, steps: Any, tol: Any, top_k: Any) -> QueryParams:
@@ -83,6 +80,14 @@ def run_query(
         raw = retrieve_ac(bank, cue, known, params)
     else:
         raw = _retrieve_b(slot, cue, known, params, exact=bool(exact), chunk_bytes=chunk_bytes)
+    found = raw.top_rows >= 0
+    require_finite(
+        raw.states.cpu().numpy(),
+        raw.energy,
+        raw.top_weights[found],
+        raw.top_scores[found],
+        beta=params.beta,
+    )
     return _to_results(slot, raw, with_payload=with_payload, with_vectors=with_vectors)
 
 

@@ -14,6 +14,7 @@ from .errors import (
     EmptyBatchError,
     InvalidInputError,
     NonFiniteError,
+    NumericOverflowError,
 )
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
@@ -103,4 +104,21 @@ def check_ids(ids: Sequence[Any]) -> None:
             raise InvalidInputError(
                 f"ids must be non-empty strings of at most {MAX_ID_LENGTH} characters",
                 {"id": repr(i)[:80]},
+            )
+
+
+def require_finite(*arrays: np.ndarray, beta: float | None = None) -> None:
+    """Refuse to answer with NaN or Inf: a product β·ξ·v or ½‖v‖² beyond the float range.
+
+    Inputs are finite (as_matrix), so a non-finite result means the request's magnitudes
+    overflow the bank's arithmetic; that is the client's value out of range (422), and JSON
+    could not carry the answer anyway.
+    """
+    for arr in arrays:
+        if not np.isfinite(np.asarray(arr, dtype=np.float64)).all():
+            details = {} if beta is None else {"beta": beta}
+            raise NumericOverflowError(
+                "the result overflows the bank's float arithmetic: lower beta or rescale the "
+                "vectors",
+                details,
             )
