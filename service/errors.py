@@ -1,0 +1,179 @@
+"""The one table from errors to HTTP statuses, and the error envelope of API.md.
+
+Every error body is {"error": {"code", "message", "details"}}. Engine errors (LamError
+subclasses) map by class; service errors are ApiError with their own status and code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from lam_engine.errors import (
+    ConflictError,
+    InvalidInputError,
+    LamError,
+    LimitExceededError,
+    NotFoundError,
+    StorageError,
+)
+
+from .responses import OrjsonResponse
+
+log = logging.getLogger("lam.service")
+
+# Most specific first: the first class in an error's MRO found here decides its status.
+LAM_STATUS: dict[type[LamError], int] = {
+    InvalidInputError: 422,
+    NotFoundError: 404,
+    ConflictError: 409,
+    LimitExceededError: 413,
+    StorageError: 507,
+}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    503: "not_ready",
+}
+
+
+class ApiError(Exception):
+    """An error the service itself raises (auth, body parsing, limits, readiness)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers
+
+
+def status_of(exc: LamError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in LAM_STATUS:
+            return LAM_STATUS[cls]
+    return 500
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return OrjsonResponse(body, status_code=status, headers=headers)
+
+
+def validation_details(errors: Any, prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Pydantic errors without `input`/`ctx` (which may hold anything, even the whole body)."""
+    out = []
+    for e in list(errors)[:20]:
+        loc = [*prefix, *(str(p) for p in e.get("loc", ()))]
+        out.append({"loc": loc, "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))})
+    return out
+
+
+def validation_error(details: list[dict[str, Any]]) -> ApiError:
+    msg = "; ".join(f"{'.'.join(d['loc']) or 'body'}: {d['msg']}" for d in details[:5])
+    return ApiError(422, "validation_error", msg or "invalid request", details)
+
+
+def pydantic_error(exc: ValidationError, where: str = "body") -> ApiError:
+    return validation_error(validation_details(exc.errors(), (where,)))
+
+
+def _mark(request: Request, code: str) -> None:
+    """Leave the error code where the metrics middleware finds it (lam_errors_total)."""
+    request.scope.setdefault("state", {})["error_code"] = code
+
+
+async def _lam_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LamError)
+    status = status_of(exc)
+    if status == 500:  # a LamError subclass missing from the table is a server bug
+        return await _internal(request, exc)
+    _mark(request, exc.code)
+    details = exc.details if _is_json_like(exc.details) else None
+    return error_response(status, exc.code, exc.message, details)
+
+
+async def _api_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    _mark(request, exc.code)
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _request_validation_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    err = validation_error(validation_details(exc.errors()))
+    _mark(request, err.code)
+    return error_response(err.status, err.code, err.message, err.details)
+
+
+async def _http_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    _mark(request, code)
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route for {request.method} {request.url.path}"
+    return error_response(exc.status_code, code, message, None, dict(exc.headers or {}) or None)
+
+
+async def _internal(request: Request, exc: Exception) -> Response:
+    _mark(request, "internal_error")
+    return internal_error_response(request_id_of(request.scope), exc)
+
+
+def request_id_of(scope: Any) -> str:
+    return str(scope.get("state", {}).get("request_id", "-"))
+
+
+def internal_error_response(request_id: str, exc: BaseException) -> Response:
+    """500 with only the request id in the body; the traceback goes to the log with that id."""
+    log.error("internal error, request_id=%s", request_id, exc_info=exc)
+    return error_response(500, "internal_error", "internal error", {"request_id": request_id})
+
+
+def _is_json_like(value: Any, depth: int = 0) -> bool:
+    if depth > 6:
+        return False
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_json_like(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_json_like(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(LamError, _lam_handler)
+    app.add_exception_handler(ApiError, _api_handler)
+    app.add_exception_handler(RequestValidationError, _request_validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)

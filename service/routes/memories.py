@@ -1,0 +1,171 @@
+"""Memories: store (JSON or .npy), get, delete one, delete many, scroll."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from ..bodies import JSON as JSON_TYPE
+from ..bodies import NPY, json_model, number_array, parse_npy, parse_object, require_media_type
+from ..deps import READ, WRITE, RtDep, engine_of
+from ..errors import ApiError, validation_error
+from ..responses import OrjsonResponse
+from ..schemas import (
+    ERROR_RESPONSES,
+    BankPath,
+    DeletedOut,
+    DeleteRequest,
+    MemoryIdPath,
+    MemoryOut,
+    ScrollOut,
+    StoreOut,
+    StoreRequest,
+)
+from ._openapi import body
+
+router = APIRouter(prefix="/v1", tags=["memories"], responses=ERROR_RESPONSES)
+_MEMORY_KEYS = frozenset(("id", "vector", "payload"))
+
+
+@router.post(
+    "/banks/{bank}/memories",
+    response_model=StoreOut,
+    dependencies=WRITE,
+    openapi_extra=body(
+        StoreRequest, npy="float32 array (n, dim); ids are content addresses, no payloads"
+    ),
+)
+async def store(bank: BankPath, request: Request, rt: RtDep) -> Response:
+    kind = require_media_type(request, (JSON_TYPE, NPY))
+    raw = await request.body()
+    limit = rt.settings.max_store_batch
+    ids: list[str | None] | None = None
+    payloads: list[dict[str, Any] | None] | None = None
+    if kind == NPY:
+        vectors = parse_npy(raw, "vectors")
+        _check_batch(vectors.shape[0], limit)
+    else:
+        data = parse_object(raw)
+        memories = data.get("memories")
+        if isinstance(memories, list):
+            _check_batch(len(memories), limit)
+        vectors, ids, payloads = split_memories(data, raw)
+    result = await rt.run(engine_of(rt).upsert, bank, vectors, ids, payloads)
+    return OrjsonResponse(result.to_dict())
+
+
+def _check_batch(n: int, limit: int) -> None:
+    if n > limit:
+        raise ApiError(
+            413, "batch_too_large", f"at most {limit} memories per request (got {n})",
+            {"limit": limit, "got": n},
+        )  # fmt: skip
+
+
+def split_memories(
+    data: dict[str, Any], raw: bytes | None = None
+) -> tuple[np.ndarray, list[str | None] | None, list[dict[str, Any] | None] | None]:
+    """Validate {"memories": [...]} by hand (fast for 10k items) into vectors, ids, payloads."""
+    if set(data) != {"memories"}:
+        extra = sorted(set(data) - {"memories"})
+        msg = "Field required" if "memories" not in data else "Extra inputs are not permitted"
+        loc = ["body", extra[0] if extra else "memories"]
+        raise validation_error([{"loc": loc, "msg": msg, "type": "invalid"}])
+    memories = data["memories"]
+    if not isinstance(memories, list):
+        raise validation_error(
+            [
+                {
+                    "loc": ["body", "memories"],
+                    "msg": "Input should be a valid list",
+                    "type": "list_type",
+                }
+            ]
+        )
+    ids: list[str | None] = []
+    payloads: list[dict[str, Any] | None] = []
+    vectors: list[Any] = []
+    for i, m in enumerate(memories):
+        problem = _memory_problem(m)
+        if problem:
+            raise validation_error(
+                [
+                    {
+                        "loc": ["body", "memories", str(i), problem[0]],
+                        "msg": problem[1],
+                        "type": "invalid",
+                    }
+                ]
+            )
+        ids.append(m.get("id"))
+        payloads.append(m.get("payload"))
+        vectors.append(m["vector"])
+    array = number_array(vectors, "vectors", raw)
+    any_id = any(i is not None for i in ids)
+    any_payload = any(p is not None for p in payloads)
+    return array, (ids if any_id else None), (payloads if any_payload else None)
+
+
+def _memory_problem(m: Any) -> tuple[str, str] | None:
+    if not isinstance(m, dict):
+        return "", "a memory must be an object"
+    if not _MEMORY_KEYS.issuperset(m):
+        return sorted(set(m) - _MEMORY_KEYS)[0], "Extra inputs are not permitted"
+    if "vector" not in m:
+        return "vector", "Field required"
+    if not isinstance(m["vector"], list):
+        return "vector", "Input should be a valid list of numbers"
+    i = m.get("id")
+    if i is not None and not (isinstance(i, str) and 0 < len(i) <= 512):
+        return "id", "id must be a string of 1 to 512 characters"
+    p = m.get("payload")
+    if p is not None and not isinstance(p, dict):
+        return "payload", "payload must be a JSON object or null"
+    return None
+
+
+@router.get("/banks/{bank}/memories/{memory_id}", response_model=MemoryOut, dependencies=READ)
+async def get_memory(bank: BankPath, memory_id: MemoryIdPath, rt: RtDep) -> Response:
+    record = await rt.run(engine_of(rt).get_memory, bank, memory_id)
+    return OrjsonResponse(record.to_dict())
+
+
+@router.delete(
+    "/banks/{bank}/memories/{memory_id}",
+    status_code=204,
+    dependencies=WRITE,
+    response_class=Response,
+)
+async def delete_memory(bank: BankPath, memory_id: MemoryIdPath, rt: RtDep) -> Response:
+    await rt.run(engine_of(rt).delete_memory, bank, memory_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/banks/{bank}/memories/delete",
+    response_model=DeletedOut,
+    dependencies=WRITE,
+    openapi_extra=body(DeleteRequest),
+)
+async def delete_memories(bank: BankPath, request: Request, rt: RtDep) -> Response:
+    req = await json_model(request, DeleteRequest)
+    _check_batch(len(req.ids), rt.settings.max_store_batch)
+    deleted = await rt.run(engine_of(rt).delete_memories, bank, req.ids)
+    return OrjsonResponse({"deleted": deleted})
+
+
+@router.get("/banks/{bank}/memories", response_model=ScrollOut, dependencies=READ)
+async def scroll(
+    bank: BankPath,
+    rt: RtDep,
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = Query(None, max_length=64, description="next_cursor of the previous page"),
+    with_vectors: bool = Query(True),
+) -> Response:
+    records, next_cursor = await rt.run(
+        engine_of(rt).scroll, bank, limit, cursor, with_vectors=with_vectors
+    )
+    return OrjsonResponse({"memories": [r.to_dict() for r in records], "next_cursor": next_cursor})

@@ -1,0 +1,70 @@
+"""Query: retrieve by Model B energy descent (JSON or .npy body), through the micro-batcher."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from ..bodies import (
+    JSON,
+    NPY,
+    bool_array,
+    number_array,
+    parse_npy,
+    parse_object,
+    query_params,
+    require_media_type,
+    validate,
+)
+from ..deps import READ, RtDep
+from ..errors import ApiError
+from ..responses import OrjsonResponse
+from ..schemas import ERROR_RESPONSES, BankPath, QueryOut, QueryParams, QueryRequest
+from ._openapi import body, query_param
+
+router = APIRouter(prefix="/v1", tags=["retrieval"], responses=ERROR_RESPONSES)
+_PARAM_NAMES = tuple(QueryParams.model_fields)
+_NPY_ONLY = "Only read with an application/x-npy body (JSON bodies carry it in the body)."
+_openapi = body(
+    QueryRequest, npy="float32 array (B, dim) of queries; parameters in the query string"
+)
+_openapi["parameters"] = [
+    query_param("beta", {"type": "number", "exclusiveMinimum": 0}, _NPY_ONLY),
+    query_param("steps", {"type": "integer", "minimum": 1}, _NPY_ONLY),
+    query_param("tol", {"type": "number", "minimum": 0}, _NPY_ONLY),
+    query_param("top_k", {"type": "integer", "minimum": 0}, _NPY_ONLY),
+    query_param("with_payload", {"type": "boolean"}, _NPY_ONLY),
+    query_param("with_vectors", {"type": "boolean"}, _NPY_ONLY),
+    query_param("exact", {"type": "boolean"}, _NPY_ONLY),
+]
+
+
+@router.post(
+    "/banks/{bank}/query", response_model=QueryOut, dependencies=READ, openapi_extra=_openapi
+)
+async def query(bank: BankPath, request: Request, rt: RtDep) -> Response:
+    kind = require_media_type(request, (JSON, NPY))
+    raw = await request.body()
+    if kind == NPY:
+        queries = parse_npy(raw, "queries")
+        params = validate(QueryParams, query_params(request, _PARAM_NAMES), "query")
+        mask = None
+    else:
+        req = validate(QueryRequest, parse_object(raw))
+        queries = number_array(req.queries, "queries", raw)
+        mask = None if req.mask is None else bool_array(req.mask, "mask")
+        params = req
+    limit = rt.settings.max_query_batch
+    if queries.ndim == 2 and queries.shape[0] > limit:
+        raise ApiError(
+            413, "batch_too_large", f"at most {limit} queries per request (got {queries.shape[0]})",
+            {"limit": limit, "got": int(queries.shape[0])},
+        )  # fmt: skip
+    if params.steps > rt.settings.max_query_steps:
+        raise ApiError(
+            422, "invalid_parameter", f"steps must be at most {rt.settings.max_query_steps}",
+            {"steps": params.steps, "max_steps": rt.settings.max_query_steps},
+        )  # fmt: skip
+    assert rt.batcher is not None
+    out = await rt.batcher.query(bank, queries, mask, params.model_dump(include=set(_PARAM_NAMES)))
+    return OrjsonResponse(out)

@@ -1,0 +1,52 @@
+"""Service settings from the environment (prefix LAM_). Built per app: no module-level global."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the HTTP service; `LAM_<NAME>` in the environment overrides the default."""
+
+    model_config = SettingsConfigDict(env_prefix="LAM_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path("./data")
+    # "key1:write,key2:read"; unset or empty = no auth. Parsed by service.auth.KeyTable.
+    api_keys: str | None = Field(default=None, repr=False)
+    device: str = "auto"
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = "info"
+    metrics_auth: bool = False
+
+    max_body_bytes: int = Field(default=64 << 20, ge=1)
+    # Snapshot uploads carry whole banks, so they get their own, larger limit.
+    max_snapshot_bytes: int = Field(default=16 << 30, ge=1)
+    max_store_batch: int = Field(default=10_000, ge=1)
+    max_query_batch: int = Field(default=1024, ge=1)
+    max_dim: int = Field(default=65536, ge=1, le=65536)
+    max_banks: int = Field(default=1000, ge=1)
+    max_dynamics_steps: int = Field(default=100_000, ge=1)
+    max_query_steps: int = Field(default=10_000, ge=1)
+
+    batch_window_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
+    batch_max: int = Field(default=64, ge=1)
+
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    torch_threads: int = Field(default=0, ge=0)
+    worker_threads: int = Field(default=8, ge=1, le=256)
+    chunk_bytes: int = Field(default=64 << 20, ge=1 << 16)
+    shutdown_timeout_s: int = Field(default=30, ge=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.lower() if isinstance(v, str) else v
+
+    @property
+    def batching_enabled(self) -> bool:
+        return self.batch_window_ms > 0

@@ -1,0 +1,175 @@
+"""Micro-batching: concurrent queries merge into one engine call and get the same answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+
+from lam_engine.errors import InvalidInputError
+from service import Settings, create_app
+from service.deps import Runtime
+
+D, N = 8, 24
+RNG = np.random.default_rng(7)
+XI = RNG.standard_normal((N, D)).astype(np.float32)  # (N, d)
+
+
+async def _with_app(
+    settings: Settings, body: Callable[[httpx.AsyncClient, Runtime], Awaitable[Any]]
+) -> Any:
+    app: FastAPI = create_app(settings)
+    rt: Runtime = app.state.rt
+    async with app.router.lifespan_context(app):
+        for _ in range(2000):
+            if rt.ready:
+                break
+            await asyncio.sleep(0.005)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            r = await client.post("/v1/banks", json={"name": "m", "dim": D, "beta": 2.0})
+            assert r.status_code == 201
+            mems = [
+                {"id": f"x{i}", "vector": v.tolist(), "payload": {"i": i}} for i, v in enumerate(XI)
+            ]
+            r = await client.post("/v1/banks/m/memories", json={"memories": mems})
+            assert r.status_code == 200
+            return await body(client, rt)
+
+
+def run(tmp_path: Path, body: Callable[..., Awaitable[Any]], **settings: Any) -> Any:
+    return asyncio.run(_with_app(Settings(data_dir=tmp_path, **settings), body))
+
+
+def assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
+    """Equal up to float rounding: a stacked matmul may round differently from a single row."""
+    assert got["prefiltered"] == want["prefiltered"]
+    assert len(got["results"]) == len(want["results"])
+    for g, w in zip(got["results"], want["results"], strict=True):
+        assert np.allclose(g["state"], w["state"], atol=1e-5)
+        assert g["energy"] == pytest.approx(w["energy"], abs=1e-5)
+        assert [m["id"] for m in g["matches"]] == [m["id"] for m in w["matches"]]
+        assert np.allclose(
+            [m["weight"] for m in g["matches"]], [m["weight"] for m in w["matches"]], atol=1e-5
+        )
+        assert [m["payload"] for m in g["matches"]] == [m["payload"] for m in w["matches"]]
+
+
+def microbatch(rt: Runtime) -> tuple[float, float]:
+    reg = rt.metrics.registry
+    count = reg.get_sample_value("lam_microbatch_size_count", {"bank": "m"}) or 0.0
+    total = reg.get_sample_value("lam_microbatch_size_sum", {"bank": "m"}) or 0.0
+    return count, total
+
+
+def requests(k: int, masked: bool = False) -> list[dict[str, Any]]:
+    out = []
+    for i in range(k):
+        rows = 1 + i % 3
+        body: dict[str, Any] = {
+            "queries": RNG.standard_normal((rows, D)).round(3).tolist(),
+            "top_k": 1 + i % 5,
+            "steps": 2,
+        }
+        if masked:
+            body["mask"] = (RNG.random(D) > 0.3).tolist()
+        out.append(body)
+    return out
+
+
+def direct(rt: Runtime, body: dict[str, Any]) -> dict[str, Any]:
+    assert rt.engine is not None
+    params = {k: v for k, v in body.items() if k != "queries"}
+    return rt.engine.query("m", np.asarray(body["queries"]), **params).to_dict()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_concurrent_queries_merge_and_match_unbatched(tmp_path: Path, masked: bool) -> None:
+    bodies = requests(12, masked=masked)
+
+    async def body(client: httpx.AsyncClient, rt: Runtime) -> None:
+        rs = await asyncio.gather(*(client.post("/v1/banks/m/query", json=b) for b in bodies))
+        assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
+        for r, b in zip(rs, bodies, strict=True):
+            assert_same(r.json(), direct(rt, b))
+            assert all(len(res["matches"]) == b["top_k"] for res in r.json()["results"])
+        count, total = microbatch(rt)
+        assert total == len(bodies)
+        assert count < len(bodies)  # at least one engine call served more than one request
+
+    run(tmp_path, body, batch_window_ms=100.0, batch_max=64)
+
+
+def test_bad_request_does_not_poison_the_batch(tmp_path: Path) -> None:
+    good = requests(6)
+    bad = [{"queries": [[1.0] * (D - 1)]}, {"queries": [[1.0] * D], "beta": -1}, {"queries": []}]
+
+    async def body(client: httpx.AsyncClient, rt: Runtime) -> None:
+        rs = await asyncio.gather(*(client.post("/v1/banks/m/query", json=b) for b in good + bad))
+        for r, b in zip(rs[: len(good)], good, strict=True):
+            assert r.status_code == 200
+            assert_same(r.json(), direct(rt, b))
+        assert [r.status_code for r in rs[len(good) :]] == [422, 422, 422]
+        assert rs[len(good)].json()["error"]["code"] == "dimension_mismatch"
+
+    run(tmp_path, body, batch_window_ms=100.0)
+
+
+def test_failed_merged_call_falls_back_to_one_call_each(tmp_path: Path) -> None:
+    bodies = requests(5)
+
+    async def body(client: httpx.AsyncClient, rt: Runtime) -> None:
+        engine = rt.engine
+        assert engine is not None
+        original = engine.query
+        sizes: list[int] = []
+
+        def flaky(name: str, queries: Any, **kw: Any) -> Any:
+            sizes.append(len(queries))
+            if len(queries) > 3:
+                raise InvalidInputError("merged call failed")
+            return original(name, queries, **kw)
+
+        engine.query = flaky  # type: ignore[method-assign]
+        rs = await asyncio.gather(*(client.post("/v1/banks/m/query", json=b) for b in bodies))
+        engine.query = original  # type: ignore[method-assign]
+        assert max(sizes) > 3  # a merged call happened and failed...
+        for r, b in zip(rs, bodies, strict=True):  # ...and every request still got its answer
+            assert r.status_code == 200, r.text
+            assert_same(r.json(), direct(rt, b))
+
+    run(tmp_path, body, batch_window_ms=100.0)
+
+
+def test_window_zero_disables_batching(tmp_path: Path) -> None:
+    bodies = requests(6)
+
+    async def body(client: httpx.AsyncClient, rt: Runtime) -> None:
+        rs = await asyncio.gather(*(client.post("/v1/banks/m/query", json=b) for b in bodies))
+        assert all(r.status_code == 200 for r in rs)
+        assert microbatch(rt) == (len(bodies), len(bodies))
+
+    run(tmp_path, body, batch_window_ms=0)
+
+
+def test_batch_max_bounds_rows_per_call(tmp_path: Path) -> None:
+    bodies = [{"queries": RNG.standard_normal((2, D)).tolist()} for _ in range(6)]
+
+    async def body(client: httpx.AsyncClient, rt: Runtime) -> None:
+        rs = await asyncio.gather(*(client.post("/v1/banks/m/query", json=b) for b in bodies))
+        assert all(r.status_code == 200 for r in rs)
+        reg = rt.metrics.registry
+        # 12 rows with at most 4 per call: ≥ 3 calls, and no call above 4 rows.
+        calls = reg.get_sample_value("lam_query_batch_size_count", {"bank": "m"})
+        assert calls is not None and calls >= 3
+        assert (
+            reg.get_sample_value("lam_query_batch_size_bucket", {"bank": "m", "le": "4.0"}) == calls
+        )
+
+    run(tmp_path, body, batch_window_ms=100.0, batch_max=4)
