@@ -1,0 +1,236 @@
+"""The kustomize overlays render, validate against Kubernetes' schemas and wire up correctly.
+
+Built-in kinds are validated (strict: unknown fields rejected) by kubernetes-validate
+against the API schema of each version in K8S_VERSIONS. The two Prometheus Operator
+kinds (ServiceMonitor, PrometheusRule) are not in those schemas; they are validated
+against their CRD's schema as generated into cloudcoil's models, and a round trip
+through the model must give the object back unchanged (so no field is unknown).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from deploy_support import OVERLAYS
+
+try:
+    import kubernetes_validate
+    from kubernetes_validate import utils as kv_utils
+except ImportError:  # pragma: no cover - the failure is the message
+    kubernetes_validate = None
+
+try:
+    from cloudcoil.models.prometheus_operator import v1 as prom_v1
+except ImportError:  # pragma: no cover
+    prom_v1 = None
+
+CRD_KINDS = ("ServiceMonitor", "PrometheusRule")
+OLDEST_K8S = "1.31.0"  # the oldest minor still in the major clouds' standard support
+
+
+def k8s_versions() -> list[str]:
+    if kubernetes_validate is None:
+        return [OLDEST_K8S]
+    return [OLDEST_K8S, kv_utils.latest_version()]
+
+
+def need(module: Any, pip_name: str) -> Any:
+    if module is None:
+        pytest.fail(f"python package {pip_name} missing: bash scripts/install-test-tools.sh")
+    return module
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def one(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [o for o in by_kind(objs, kind) if name is None or o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind} {name}: {len(found)} found"
+    return found[0]
+
+
+def container(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    sts = one(objs, "StatefulSet")
+    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def config(objs: list[dict[str, Any]]) -> dict[str, str]:
+    return one(objs, "ConfigMap")["data"]
+
+
+@pytest.mark.parametrize("version", k8s_versions())
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_builtin_kinds_validate(rendered: dict, overlay: str, version: str) -> None:
+    kv = need(kubernetes_validate, "kubernetes-validate")
+    objs = rendered[overlay]
+    checked = set()
+    for obj in objs:
+        if obj["kind"] in CRD_KINDS:
+            continue
+        try:
+            kv.validate(obj, version, strict=True)
+        except kv.ValidationError as e:
+            pytest.fail(
+                f"{overlay} {obj['kind']}/{obj['metadata']['name']} @ {version}: {e.message}"
+            )
+        checked.add(obj["kind"])
+    assert checked == {
+        "Namespace", "ServiceAccount", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget"
+    }  # fmt: skip
+
+
+def test_kubernetes_validate_rejects_a_broken_statefulset(rendered: dict) -> None:
+    kv = need(kubernetes_validate, "kubernetes-validate")
+    sts = copy.deepcopy(one(rendered["cpu"], "StatefulSet"))
+    sts["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pth"] = "/x"
+    with pytest.raises(kv.ValidationError):
+        kv.validate(sts, kv_utils.latest_version(), strict=True)
+
+
+def validate_crd_object(obj: dict[str, Any]) -> None:
+    models = need(prom_v1, "cloudcoil-models-prometheus-operator")
+    model = getattr(models, obj["kind"]).model_validate(obj)
+    back = model.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    assert back == obj, f"{obj['kind']} has fields that its CRD does not know"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_prometheus_operator_kinds_validate_against_their_crds(
+    rendered: dict, overlay: str
+) -> None:
+    objs = rendered[overlay]
+    for kind in CRD_KINDS:
+        validate_crd_object(one(objs, kind))
+
+
+def test_crd_validation_rejects_unknown_and_malformed_fields(rendered: dict) -> None:
+    sm = copy.deepcopy(one(rendered["cpu"], "ServiceMonitor"))
+    sm["spec"]["endpoints"][0]["scrapeIntervall"] = "15s"
+    with pytest.raises(AssertionError, match="does not know"):
+        validate_crd_object(sm)
+    sm = copy.deepcopy(one(rendered["cpu"], "ServiceMonitor"))
+    sm["spec"]["endpoints"][0]["interval"] = "fifteen seconds"
+    with pytest.raises(Exception, match="interval"):
+        validate_crd_object(sm)
+
+
+def test_prometheusrule_has_the_plain_rule_files_groups(repo: Path, rendered: dict) -> None:
+    plain = yaml.safe_load((repo / "deploy" / "prometheus" / "lam-rules.yaml").read_text())
+    for overlay in OVERLAYS:
+        rule = one(rendered[overlay], "PrometheusRule")
+        assert rule["spec"]["groups"] == plain["groups"], f"{overlay}: PrometheusRule out of sync"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pod_is_locked_down(rendered: dict, overlay: str) -> None:
+    objs = rendered[overlay]
+    pod = one(objs, "StatefulSet")["spec"]["template"]["spec"]
+    psc = pod["securityContext"]
+    assert psc["runAsNonRoot"] is True
+    assert psc["runAsUser"] == psc["runAsGroup"] == psc["fsGroup"] == 10001  # the image's uid
+    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    c = container(objs)
+    csc = c["securityContext"]
+    assert csc["readOnlyRootFilesystem"] is True
+    assert csc["allowPrivilegeEscalation"] is False
+    assert csc["capabilities"] == {"drop": ["ALL"]}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert mounts["/data"] == "data"
+    ns = one(objs, "Namespace")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert {o["metadata"].get("namespace") for o in objs if o["kind"] != "Namespace"} == {
+        ns["metadata"]["name"]
+    }
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_probes_ports_and_storage(rendered: dict, overlay: str) -> None:
+    objs = rendered[overlay]
+    sts = one(objs, "StatefulSet")
+    c = container(objs)
+    cfg = config(objs)
+    (port,) = c["ports"]
+    assert port["name"] == "http" and str(port["containerPort"]) == cfg["LAM_PORT"]
+    assert cfg["LAM_HOST"] == "0.0.0.0" and cfg["LAM_DATA_DIR"] == "/data"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    startup = c["startupProbe"]
+    assert startup["httpGet"]["path"] == "/healthz"
+    # Large banks: at least 10 minutes before liveness may restart a starting pod.
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= c["resources"][kind].keys()
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    # Graceful drain (LAM_SHUTDOWN_TIMEOUT_S = 30 s) fits in the grace period.
+    assert sts["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 30
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_config_and_secret_wiring(rendered: dict, overlay: str) -> None:
+    objs = rendered[overlay]
+    c = container(objs)
+    cm = one(objs, "ConfigMap")
+    assert c["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}]
+    assert all(k.startswith("LAM_") for k in cm["data"])
+    assert "LAM_API_KEYS" not in cm["data"]  # keys live in a Secret, never in a ConfigMap
+    (keys,) = [e for e in c["env"] if e["name"] == "LAM_API_KEYS"]
+    ref = keys["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "lam-api-keys", "key": "LAM_API_KEYS"}  # required: fail closed
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_services_select_the_pods_and_the_monitor_selects_one_service(
+    rendered: dict, overlay: str
+) -> None:
+    objs = rendered[overlay]
+    sts = one(objs, "StatefulSet")
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert sts["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    services = {s["metadata"]["name"]: s for s in by_kind(objs, "Service")}
+    assert sts["spec"]["serviceName"] in services
+    assert services[sts["spec"]["serviceName"]]["spec"]["clusterIP"] == "None"
+    for svc in services.values():
+        selector = dict(svc["spec"]["selector"])
+        # lam-primary pins lam-0 through the label the StatefulSet controller adds.
+        pinned = selector.pop("statefulset.kubernetes.io/pod-name", None)
+        assert pinned in (None, f"{sts['metadata']['name']}-0")
+        assert selector.items() <= pod_labels.items(), svc["metadata"]["name"]
+        assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["http"]
+    sm = one(objs, "ServiceMonitor")
+    want = sm["spec"]["selector"]["matchLabels"].items()
+    scraped = [s for s in services.values() if want <= s["metadata"]["labels"].items()]
+    assert [s["metadata"]["name"] for s in scraped] == [sts["spec"]["serviceName"]]
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    assert sm["spec"]["jobLabel"] in scraped[0]["metadata"]["labels"]
+    assert scraped[0]["metadata"]["labels"][sm["spec"]["jobLabel"]] == "lam"  # job="lam"
+    pdb = one(objs, "PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_overlays_differ_in_device_image_and_gpu(rendered: dict) -> None:
+    cpu, gpu = rendered["cpu"], rendered["gpu"]
+    assert config(cpu)["LAM_DEVICE"] == "cpu" and config(gpu)["LAM_DEVICE"] == "cuda"
+    assert container(cpu)["image"].rsplit(":", 1)[0].endswith("/lam")
+    assert container(gpu)["image"].rsplit(":", 1)[0].endswith("/lam-cuda")
+    assert "nvidia.com/gpu" not in container(cpu)["resources"]["limits"]
+    assert container(gpu)["resources"]["limits"]["nvidia.com/gpu"] == 1
+    pod = one(gpu, "StatefulSet")["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+    # The patch keeps everything else of the base container.
+    assert container(gpu)["securityContext"] == container(cpu)["securityContext"]
+    assert container(gpu)["readinessProbe"] == container(cpu)["readinessProbe"]
