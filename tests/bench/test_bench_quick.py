@@ -1,0 +1,58 @@
+"""The benchmarks still run: `python -m bench --tiny` end to end in a subprocess (CI smoke).
+
+Sizes are tiny: this checks that every script of ours runs and writes well-formed results
+(so the benchmarks never rot), not how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(170)
+@pytest.mark.skipif(sys.platform != "linux", reason="the service benchmark needs Linux")
+def test_bench_tiny_runs_and_writes_results(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--tiny", "--only", "engine", "http", "scale",
+         "--out-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=160,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    engine = json.loads((tmp_path / "engine_quick.json").read_text())
+    assert (tmp_path / "engine_quick.png").stat().st_size > 0
+    assert engine["ceilings"]["gemm_gflops"]["float32"] > 0
+    assert engine["ceilings"]["read_gbs"] > 0
+    assert {(r["dtype"], r["b"]) for r in engine["rows"]} == {
+        ("float32", 1),
+        ("float32", 4),
+        ("bfloat16", 1),
+        ("bfloat16", 4),
+    }
+    for r in engine["rows"]:
+        for key in ("sdpa", "pass", "pass_topk", "engine"):
+            assert r[f"{key}_qps"] > 0 and math.isfinite(r[f"{key}_vs_sdpa"])
+            assert r[f"{key}_ceiling"] > 0
+    http = json.loads((tmp_path / "http_quick.json").read_text())
+    queries = [r for r in http["rows"] if r["endpoint"] == "query"]
+    assert {r["format"] for r in queries} == {"json", "npy"}
+    assert all(r["errors"] == 0 and r["rate"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in queries)
+    assert any(r["endpoint"] == "healthz" for r in http["rows"])
+    scale = json.loads((tmp_path / "scale_quick.json").read_text())
+    assert scale["n"] == 20_000 and scale["load_s"] > 0 and scale["query_p50_ms"] > 0
+
+
+def test_bench_lists_every_benchmark() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, check=True,
+    ).stdout  # fmt: skip
+    for name in ("engine", "http", "prefilter", "store_reload", "scale"):
+        assert name in out
