@@ -91,7 +91,8 @@ def runtime(request: Request) -> Runtime:
     return request.app.state.rt
 
 
-def ready_runtime(request: Request) -> Runtime:
+# async: a plain def dependency would cost a thread-pool hop on every request.
+async def ready_runtime(request: Request) -> Runtime:
     rt: Runtime = request.app.state.rt
     if not rt.ready or rt.engine is None:
         raise ApiError(
