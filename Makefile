@@ -2,7 +2,7 @@ PY ?= python3
 PIP = $(PY) -m pip
 export LAM_DATA_DIR ?= ./data
 
-.PHONY: install install-dev run test test-tools lint bench bench-quick
+.PHONY: install install-dev run test test-tools lint bench bench-quick bench-tools
 
 install:
 	$(PIP) install torch==2.13.0
@@ -26,7 +26,11 @@ lint:
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy lam_engine service
 
-bench:
+# wrk (Debian) is the HTTP load generator; without it bench_http falls back to httpx processes.
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; } || echo "wrk missing: HTTP bench uses httpx"
+
+bench: bench-tools
 	$(PY) -m bench
 
 bench-quick:
