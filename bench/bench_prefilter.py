@@ -23,7 +23,7 @@ import json
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -208,7 +208,7 @@ def time_dense(xi_t: torch.Tensor, v: np.ndarray, batch: int, n_batches: int) ->
     return float(np.median(times))
 
 
-def run(sizes: Sizes, seed: int = 0) -> dict[str, Any]:
+def run(sizes: Sizes, seed: int = 0, kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     t_start = time.perf_counter()
     xi = unit_rows(rng.standard_normal((sizes.n, sizes.d)))
@@ -232,7 +232,7 @@ def run(sizes: Sizes, seed: int = 0) -> dict[str, Any]:
 
     rows: list[dict[str, Any]] = []
     sweeps: list[dict[str, Any]] = []
-    for kind in KINDS:
+    for kind in kinds:
         config = PrefilterConfig(kind=kind)
         pf = Prefilter(config, sizes.d)
         t0 = time.perf_counter()
@@ -417,15 +417,23 @@ def main(argv: list[str] | None = None) -> int:
         " timings mostly measure who else is running)",
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
+    parser.add_argument("--d", type=int, default=None, help="dimension (default: 128, quick 64)")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument("--no-sweeps", action="store_true", help="skip the nprobe/ef sweeps")
     args = parser.parse_args(argv)
     if args.out is None:
         # Quick runs must not overwrite the full-size numbers that docs/prefilter.md cites.
-        name = "prefilter_quick.json" if args.quick else "prefilter.json"
+        suffix = f"_d{args.d}" if args.d is not None else ""
+        name = f"prefilter{suffix}_quick.json" if args.quick else f"prefilter{suffix}.json"
         args.out = ROOT / "bench" / "results" / name
     sizes = QUICK if args.quick else FULL
+    if args.d is not None:
+        sizes = replace(sizes, d=args.d)
+    if args.no_sweeps:
+        sizes = replace(sizes, nprobes=(), ef_searches=())
     torch.set_num_threads(args.threads)
     set_threads(args.threads)
-    res = run(sizes, args.seed)
+    res = run(sizes, args.seed, tuple(args.kinds))
     res["mode"] = "quick" if args.quick else "full"
     res["table"] = print_tables(res)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -84,8 +84,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--quick", action="store_true", help="N = 10⁵")
     ap.add_argument("--dir", type=Path, default=None, help="scratch directory (default: tmp)")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "store_reload.json")
+    ap.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = ap.parse_args()
+    if args.out is None:  # quick runs must not overwrite the full-size numbers the docs cite
+        name = "store_reload_quick.json" if args.quick else "store_reload.json"
+        args.out = REPO / "bench" / "results" / name
     n = 100_000 if args.quick else args.n
 
     scratch = Path(tempfile.mkdtemp(prefix="lam-bench-", dir=args.dir))

@@ -17,13 +17,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(170)
+@pytest.mark.timeout(230)
 @pytest.mark.skipif(sys.platform != "linux", reason="the service benchmark needs Linux")
 def test_bench_tiny_runs_and_writes_results(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--tiny", "--only", "engine", "http", "scale",
-         "--out-dir", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=160,
+        [sys.executable, "-m", "bench", "--tiny", "--out-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=220,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     engine = json.loads((tmp_path / "engine_quick.json").read_text())
@@ -47,6 +46,15 @@ def test_bench_tiny_runs_and_writes_results(tmp_path: Path) -> None:
     assert any(r["endpoint"] == "healthz" for r in http["rows"])
     scale = json.loads((tmp_path / "scale_quick.json").read_text())
     assert scale["n"] == 20_000 and scale["load_s"] > 0 and scale["query_p50_ms"] > 0
+    for name, kinds in (("prefilter", {"flat", "ivf", "hnsw"}), ("prefilter384", {"flat", "ivf"})):
+        pre = json.loads((tmp_path / f"{name}_quick.json").read_text())
+        assert {r["kind"] for r in pre["rows"]} == kinds
+        assert pre["dense"]["B1_ms"] > 0 and all(r["B1_ms"] > 0 for r in pre["rows"])
+        # The flat index returns the true top-k, so its certificate must hold on every query.
+        flat = [r for r in pre["rows"] if r["kind"] == "flat"]
+        assert all(b["bound_holds"] for r in flat for b in r["noisy"]["by_beta"].values())
+    store = json.loads((tmp_path / "store_reload_quick.json").read_text())
+    assert store["store"]["FULL"]["vectors_per_s"] > 0 and store["load"]["seconds"] > 0
 
 
 def test_bench_lists_every_benchmark() -> None:
