@@ -71,7 +71,7 @@ def free_port() -> int:
 class Server:
     """`python -m service` in a subprocess, stopped with SIGTERM."""
 
-    def __init__(self, data_dir: Path, window_ms: float) -> None:
+    def __init__(self, data_dir: Path, window_ms: float, synchronous: str = "NORMAL") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -80,7 +80,7 @@ class Server:
             "LAM_HOST": "127.0.0.1",
             "LAM_DATA_DIR": str(data_dir),
             "LAM_BATCH_WINDOW_MS": str(window_ms),
-            "LAM_SYNCHRONOUS": "NORMAL",
+            "LAM_SYNCHRONOUS": synchronous,
             "LAM_LOG_LEVEL": "warning",
             "LAM_MAX_BODY_BYTES": str(256 << 20),
         }

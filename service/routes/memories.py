@@ -8,6 +8,9 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from lam_engine import Engine
+from lam_engine.results import UpsertResult
+
 from ..bodies import JSON as JSON_TYPE
 from ..bodies import NPY, json_model, number_array, parse_npy, parse_object, require_media_type
 from ..deps import READ, WRITE, RtDep, engine_of
@@ -41,7 +44,14 @@ _MEMORY_KEYS = frozenset(("id", "vector", "payload"))
 async def store(bank: BankPath, request: Request, rt: RtDep) -> Response:
     kind = require_media_type(request, (JSON_TYPE, NPY))
     raw = await request.body()
-    limit = rt.settings.max_store_batch
+    engine, limit = engine_of(rt), rt.settings.max_store_batch
+    # Parsing a bulk body takes tens of ms (a 10k × 384 JSON batch: ~0.5 s): off the event
+    # loop, in the same worker call as the write.
+    result = await rt.run(_store_sync, engine, bank, kind, raw, limit)
+    return OrjsonResponse(result.to_dict())
+
+
+def _store_sync(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) -> UpsertResult:
     ids: list[str | None] | None = None
     payloads: list[dict[str, Any] | None] | None = None
     if kind == NPY:
@@ -53,8 +63,7 @@ async def store(bank: BankPath, request: Request, rt: RtDep) -> Response:
         if isinstance(memories, list):
             _check_batch(len(memories), limit)
         vectors, ids, payloads = split_memories(data, raw)
-    result = await rt.run(engine_of(rt).upsert, bank, vectors, ids, payloads)
-    return OrjsonResponse(result.to_dict())
+    return engine.upsert(bank, vectors, ids, payloads)
 
 
 def _check_batch(n: int, limit: int) -> None:
