@@ -25,12 +25,18 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     # The performance issue's target is stated at d = 384 (IVF vs dense at β = 32, B = 1).
     "prefilter384": ("bench_prefilter.py", ["--d", "384", "--kinds", "flat", "ivf", "--no-sweeps"]),
     "store_reload": ("bench_store_reload.py", []),
+    "store_http": ("bench_store_http.py", []),
     # 10⁷ × 128 float16 takes longer to build than the full run's budget allows: run
     # `python -m bench.bench_scale` alone for it; the suite uses 2·10⁶.
     "scale": ("bench_scale.py", ["--n", "2000000"]),
 }
 # What --tiny passes on top of --quick (our scripts only; others get plain --quick).
-TINY = {"engine": ["--tiny"], "http": ["--tiny"], "scale": ["--n", "20000"]}
+TINY = {
+    "engine": ["--tiny"],
+    "http": ["--tiny"],
+    "scale": ["--n", "20000"],
+    "store_http": ["--m", "2000"],
+}
 # Extra --quick arguments where the full-mode arguments name a variant.
 QUICK = {"prefilter384": ["--d", "96", "--kinds", "flat", "ivf", "--no-sweeps"]}
 TIMEOUT_S = {"full": 1500, "quick": 300, "tiny": 120}
@@ -60,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             else ["--quick"] + QUICK.get(name, []) + (TINY.get(name, []) if mode == "tiny" else [])
         )
         if args.out_dir is not None:
-            if name in ("engine", "http", "scale"):
+            if name in ("engine", "http", "scale", "store_http"):
                 extra += ["--out-dir", str(args.out_dir)]
             else:  # these take a file name
                 suffix = "" if mode == "full" else "_quick"

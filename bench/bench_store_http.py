@@ -137,14 +137,14 @@ def report(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="M = 20 000")
+    parser.add_argument("--quick", action="store_true", help="M ≤ 20 000")
     parser.add_argument("--m", type=int, default=200_000)
     parser.add_argument("--d", type=int, default=384)
     parser.add_argument("--batch", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    m = 20_000 if args.quick else args.m
+    m = min(args.m, 20_000) if args.quick else args.m
     res = run(m, args.d, args.batch, args.seed)
     res["markdown"] = report(res)
     write_json("store_http_quick" if args.quick else "store_http", res, args.out_dir)

@@ -53,6 +53,9 @@ def test_bench_tiny_runs_and_writes_results(tmp_path: Path) -> None:
         # The flat index returns the true top-k, so its certificate must hold on every query.
         flat = [r for r in pre["rows"] if r["kind"] == "flat"]
         assert all(b["bound_holds"] for r in flat for b in r["noisy"]["by_beta"].values())
+    bulk = json.loads((tmp_path / "store_http_quick.json").read_text())
+    assert {r["path"] for r in bulk["rows"]} >= {"HTTP npy", "HTTP json"}
+    assert all(r["vectors_per_s"] > 0 for r in bulk["rows"])
     store = json.loads((tmp_path / "store_reload_quick.json").read_text())
     assert store["store"]["FULL"]["vectors_per_s"] > 0 and store["load"]["seconds"] > 0
 
@@ -62,5 +65,5 @@ def test_bench_lists_every_benchmark() -> None:
         [sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True,
         timeout=60, check=True,
     ).stdout  # fmt: skip
-    for name in ("engine", "http", "prefilter", "store_reload", "scale"):
+    for name in ("engine", "http", "prefilter", "store_reload", "store_http", "scale"):
         assert name in out
