@@ -2,7 +2,8 @@
 
     python -m bench.report            # after `python -m bench` (make bench)
 
-Everything between the GENERATED markers of docs/performance.md is replaced: the targets
+Everything between the GENERATED markers of docs/performance.md (and of docs/prefilter.md,
+which gets the d = 128 prefilter tables) is replaced: the targets
 of the performance issue with the measured value and whether it is met, then each
 benchmark's own tables, as the benchmarks printed them. The prose around the markers is
 kept, so the numbers in the docs are always those of the last full run.
@@ -20,6 +21,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "performance.md"
+PREFILTER_DOC = ROOT / "docs" / "prefilter.md"
 BEGIN, END = "<!-- BEGIN GENERATED (python -m bench.report) -->", "<!-- END GENERATED -->"
 
 Target = tuple[str, str, Callable[[dict[str, Any]], tuple[str, bool | None]]]
@@ -155,6 +157,7 @@ def render() -> str:
             f"{c['read_gbs_end']:.0f})."
         )
     for name, title in (("engine", "Engine"), ("prefilter384", "Prefilter at d = 384"),
+                        ("prefilter", "Prefilter at d = 128 (defaults' source, see prefilter.md)"),
                         ("store_http", "Bulk store over HTTP"),
                         ("store_reload", "Store and reload (storage layer)"),
                         ("http", "HTTP query"), ("scale", "Largest bank")):  # fmt: skip
@@ -183,24 +186,33 @@ def _store_reload_table(r: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--doc", type=Path, default=DOC)
-    parser.add_argument("--print", action="store_true", help="print instead of writing")
-    args = parser.parse_args(argv)
-    body = render()
-    if args.print:
-        print(body)
-        return 0
-    text = args.doc.read_text()
+def render_prefilter() -> str:
+    data = _load("prefilter")
+    return "" if data is None else data["table"].strip() + "\n"
+
+
+def splice(doc: Path, body: str) -> bool:
+    text = doc.read_text()
     if BEGIN not in text or END not in text:
-        print(f"{args.doc} has no {BEGIN} … {END} markers", file=sys.stderr)
-        return 1
+        print(f"{doc} has no {BEGIN} … {END} markers", file=sys.stderr)
+        return False
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    args.doc.write_text(f"{head}{BEGIN}\n{body}{END}{tail}")
-    print(f"wrote {args.doc}")
-    return 0
+    doc.write_text(f"{head}{BEGIN}\n{body}{END}{tail}")
+    print(f"wrote {doc}")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--print", action="store_true", help="print instead of writing")
+    args = parser.parse_args(argv)
+    docs = {DOC: render(), PREFILTER_DOC: render_prefilter()}
+    if args.print:
+        for body in docs.values():
+            print(body)
+        return 0
+    return 0 if all(splice(doc, body) for doc, body in docs.items()) else 1
 
 
 if __name__ == "__main__":
