@@ -2,13 +2,15 @@
 
 Builds an N × d float16 bank with an IVF prefilter through `Engine` (the durable path:
 SQLite store with synchronous=NORMAL, which skips an fsync per transaction and only
-shortens the build), closes it, then measures: the store's size on disk, the process's
-resident memory, the time `Engine.open` takes to load the bank and build its index, and
-query latency p50/p99 at B = 1 (prefiltered, as served) and the exact dense pass for
-comparison. The default N = 10⁷, d = 128 float16 (2.6 GB of memories) fits this
-24 GiB machine; `--n` picks another size.
+shortens the build), closes it (which saves the trained IVF index beside the store), then
+measures: the store's and the saved index's size on disk, the process's resident memory,
+the time `Engine.open` takes to load the bank and its saved index, and query latency
+p50/p99 at B = 1 (prefiltered, as served) and the exact dense pass for comparison.
+`--rebuild` then also times a start-up without the saved index (as after a crash that
+followed writes: the index is retrained from the store). The default N = 10⁷, d = 128
+float16 (2.6 GB of memories) fits this 24 GiB machine; `--n` picks another size.
 
-    python -m bench.bench_scale [--quick] [--n N]
+    python -m bench.bench_scale [--quick] [--n N] [--rebuild]
 
 Writes bench/results/scale[_quick].json.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -31,7 +34,7 @@ if str(ROOT) not in sys.path:
 
 from bench.common import RESULTS, machine_info, print_table, write_json  # noqa: E402
 from lam_engine.config import BankConfig, PrefilterConfig  # noqa: E402
-from lam_engine.engine import STORE_FILE, Engine  # noqa: E402
+from lam_engine.engine import INDEX_DIR, STORE_FILE, Engine  # noqa: E402
 
 BANK = "scale"
 BATCH = 50_000  # memories per upsert transaction
@@ -45,10 +48,12 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def build(path: Path, n: int, d: int, seed: int) -> float:
+def build(path: Path, n: int, d: int, seed: int) -> tuple[float, float]:
+    """Seconds to (store every batch, close the engine: that saves the index)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
-    with Engine.open(path, synchronous="NORMAL", default_device="cpu") as engine:
+    engine = Engine.open(path, synchronous="NORMAL", default_device="cpu")
+    try:
         cfg = BankConfig(dim=d, beta=16.0, normalize=True, dtype="float16",
                          prefilter=PrefilterConfig(kind="ivf"))  # fmt: skip
         engine.create_bank(BANK, cfg)
@@ -60,20 +65,38 @@ def build(path: Path, n: int, d: int, seed: int) -> float:
                     f"  built {s + len(x):,} / {n:,} in {time.perf_counter() - t0:.0f} s",
                     flush=True,
                 )
-    return time.perf_counter() - t0
+        build_s = time.perf_counter() - t0
+    finally:
+        t1 = time.perf_counter()
+        engine.close()
+    return build_s, time.perf_counter() - t1
 
 
-def run(n: int, d: int, n_queries: int, seed: int, keep: Path | None) -> dict[str, Any]:
+def dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.iterdir() if f.is_file()) if path.is_dir() else 0
+
+
+def timed_open(path: Path) -> tuple[Engine, float]:
+    t0 = time.perf_counter()
+    engine = Engine.open(path, synchronous="NORMAL", default_device="cpu")
+    return engine, time.perf_counter() - t0
+
+
+def run(
+    n: int, d: int, n_queries: int, seed: int, keep: Path | None, rebuild: bool
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="lam-bench-scale-", dir=keep) as tmp:
         path = Path(tmp)
         rss0 = rss_mib()
-        build_s = build(path, n, d, seed)
+        build_s, close_s = build(path, n, d, seed)
+        print(f"  built in {build_s:.0f} s, closed (index saved) in {close_s:.1f} s", flush=True)
         disk = os.path.getsize(path / STORE_FILE)
-        t0 = time.perf_counter()
-        engine = Engine.open(path, synchronous="NORMAL", default_device="cpu")
-        load_s = time.perf_counter() - t0
+        index_disk = dir_bytes(path / INDEX_DIR)
+        engine, load_s = timed_open(path)
+        print(f"  reopened in {load_s:.1f} s", flush=True)
         try:
             info = engine.bank_info(BANK)
+            index_loaded = engine._banks[BANK].index_origin == "loaded"
             rss = rss_mib() - rss0
             rng = np.random.default_rng(seed + 1)
             rows = rng.integers(0, n, n_queries)
@@ -95,17 +118,32 @@ def run(n: int, d: int, n_queries: int, seed: int, keep: Path | None) -> dict[st
                 lat_exact.append(time.perf_counter() - t)
         finally:
             engine.close()
+            del engine  # its bank and index: freed before the next open
+        rebuild_s = None
+        if rebuild:
+            # As after a crash that followed writes: no usable saved index.
+            shutil.rmtree(path / INDEX_DIR)
+            engine, rebuild_s = timed_open(path)
+            rebuilt = engine._banks[BANK].index_origin == "built"
+            engine.close()
+            print(f"  reopened without the saved index in {rebuild_s:.1f} s", flush=True)
+            assert rebuilt
     return {
         "machine": machine_info(),
         "n": n,
         "d": d,
         "dtype": "float16",
         "prefilter": "ivf",
+        "index": info.index,
         "build_s": build_s,
+        "close_s": close_s,
         "disk_bytes": disk,
+        "index_disk_bytes": index_disk,
         "bank_memory_bytes": info.memory_bytes,
         "process_rss_growth_mib": rss,
         "load_s": load_s,
+        "index_loaded": index_loaded,
+        "rebuild_load_s": rebuild_s,
         "query_p50_ms": 1000 * float(np.percentile(lat_pf, 50)),
         "query_p99_ms": 1000 * float(np.percentile(lat_pf, 99)),
         "exact_p50_ms": 1000 * float(np.percentile(lat_exact, 50)),
@@ -115,13 +153,18 @@ def run(n: int, d: int, n_queries: int, seed: int, keep: Path | None) -> dict[st
 
 
 def report(r: dict[str, Any]) -> str:
+    rebuild = r.get("rebuild_load_s")
     return print_table(
-        f"Largest bank: N={r['n']:,} × d={r['d']} {r['dtype']}, {r['prefilter']} prefilter",
-        ["build s", "store on disk GB", "bank in memory GB", "RSS growth GB", "start-up (load) s",
-         "query p50 ms", "query p99 ms", "exact dense p50 ms"],
-        [[r["build_s"], r["disk_bytes"] / 1e9, r["bank_memory_bytes"] / 1e9,
-          r["process_rss_growth_mib"] / 1024, r["load_s"], r["query_p50_ms"], r["query_p99_ms"],
-          r["exact_p50_ms"]]],
+        f"Largest bank: N={r['n']:,} × d={r['d']} {r['dtype']}, {r['prefilter']} prefilter "
+        f"(nlist {r['index'].get('nlist')}, trained at N={r['index'].get('trained_at'):,})",
+        ["build s", "close (save index) s", "store on disk GB", "index on disk GB",
+         "bank in memory GB", "RSS growth GB", "start-up (saved index) s",
+         "start-up (index rebuilt) s", "query p50 ms", "query p99 ms", "fell back to exact",
+         "exact dense p50 ms"],
+        [[r["build_s"], r["close_s"], r["disk_bytes"] / 1e9, r["index_disk_bytes"] / 1e9,
+          r["bank_memory_bytes"] / 1e9, r["process_rss_growth_mib"] / 1024, r["load_s"],
+          "-" if rebuild is None else rebuild, r["query_p50_ms"], r["query_p99_ms"],
+          f"{r['fell_back']}/{r['n_queries']}", r["exact_p50_ms"]]],
     )  # fmt: skip
 
 
@@ -133,9 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--tmp", type=Path, default=None, help="where to build the store")
+    parser.add_argument(
+        "--rebuild", action="store_true", help="also time a start-up that rebuilds the index"
+    )
     args = parser.parse_args(argv)
     n = args.n or (100_000 if args.quick else 10_000_000)
-    res = run(n, args.d, 20 if args.quick else 200, args.seed, args.tmp)
+    res = run(n, args.d, 20 if args.quick else 200, args.seed, args.tmp, args.rebuild)
     res["markdown"] = report(res)
     write_json("scale_quick" if args.quick else "scale", res, args.out_dir)
     return 0

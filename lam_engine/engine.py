@@ -4,12 +4,22 @@ Write path (one writer per bank): validate and prepare the batch (pure) → comm
 SQLite in one transaction → apply it to the in-memory bank and its index under the bank's
 write lock. A failed commit leaves both unchanged; readers (queries) hold the read lock,
 so they see the bank before or after a batch, never half of it.
+
+Saved prefilter indexes: `close` saves every bank's trained FAISS index (IVF, HNSW) under
+`<data dir>/index/`, tagged with the bank's store write generation, and `open` loads it
+instead of rebuilding it when that generation (and the prefilter config) still match the
+store; otherwise (a crash after writes, a damaged file) the index is rebuilt. Each slot
+tracks the generation its in-memory bank and index reflect (None once unknown).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
+import shutil
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +36,12 @@ from .errors import (
     BankNotFoundError,
     EmptyBankError,
     InvalidParameterError,
+    LamError,
     MemoryNotFoundError,
 )
 from .kernels import DEFAULT_CHUNK_BYTES
 from .locks import RWLock
-from .prefilter import Prefilter
+from .prefilter import Prefilter, SavedIndexUnusable, prune_saved, remove_saved
 from .results import (
     BankInfo,
     EnergyResult,
@@ -42,6 +53,9 @@ from .storage import Storage
 from .vectors import as_matrix, require_finite
 
 STORE_FILE = "lam.sqlite3"
+INDEX_DIR = "index"  # saved prefilter indexes, beside the store
+
+log = logging.getLogger("lam.engine")
 
 
 def _now() -> str:
@@ -60,6 +74,11 @@ class BankSlot:
     lock: RWLock = field(default_factory=RWLock)
     writer: threading.Lock = field(default_factory=threading.Lock)
     prefilter: Prefilter | None = None
+    # Store write generation that `bank` and `prefilter` reflect; None when unknown (then
+    # the index is never saved). Read and set under `writer`.
+    generation: int | None = None
+    # How the prefilter was made at open: "loaded" (saved index), "built", or None.
+    index_origin: str | None = None
 
     @property
     def config(self) -> BankConfig:
@@ -75,10 +94,13 @@ class Engine:
         *,
         default_device: str = "auto",
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        index_dir: Path | None = None,
     ) -> None:
         self.storage = storage
         self.default_device = default_device
         self.chunk_bytes = chunk_bytes
+        # Where prefilter indexes are saved; None: never (in-memory engines).
+        self.index_dir = index_dir
         self._banks: dict[str, BankSlot] = {}
         self._table = threading.RLock()
         self._closed = False
@@ -97,15 +119,19 @@ class Engine:
 
         `path=None` keeps everything in memory (tests, embedded scratch use).
         """
+        index_dir = None
         if path is None:
             storage = Storage(":memory:", synchronous=synchronous)
         else:
             directory = Path(path)
             directory.mkdir(parents=True, exist_ok=True)
             storage = Storage(directory / STORE_FILE, synchronous=synchronous)
+            index_dir = directory / INDEX_DIR
         # API.md: float32 banks compute in float32 or better, never TF32 on a GPU.
         torch.set_float32_matmul_precision("highest")
-        engine = cls(storage, default_device=default_device, chunk_bytes=chunk_bytes)
+        engine = cls(
+            storage, default_device=default_device, chunk_bytes=chunk_bytes, index_dir=index_dir
+        )
         try:
             engine._load_all()
         except BaseException:
@@ -119,17 +145,150 @@ class Engine:
             slot = self._new_slot(rec.name, config, rec.created_at, on_load=True)
             loaded = self.storage.load(rec.name)
             if loaded.ids:
-                batch = PreparedBatch(
-                    ids=loaded.ids,
-                    unique_ids=loaded.ids,
-                    vectors=loaded.vectors,
-                    payloads=loaded.payloads,
+                slot.bank.apply(
+                    PreparedBatch(
+                        ids=loaded.ids,
+                        unique_ids=loaded.ids,
+                        vectors=loaded.vectors,
+                        payloads=loaded.payloads,
+                    ),
+                    loaded.seqs,
                 )
-                slot.bank.apply(batch, loaded.seqs)
-            self._rebuild_index(slot)
+            slot.generation = loaded.generation
+            del loaded  # the float32 copy: freed before an index is read or built
+            if not self._load_index(slot):
+                self._rebuild_index(slot)
+                if slot.prefilter is not None:
+                    slot.index_origin = "built"
+                    # Save it now: a crash before the next clean shutdown costs no rebuild.
+                    self._save_index(slot)
             self._banks[rec.name] = slot
+        if self.index_dir is not None and not self.storage.read_only:
+            keep = {
+                name
+                for name, slot in self._banks.items()
+                if slot.prefilter is not None and slot.prefilter.worth_saving
+            }
+            try:
+                removed = prune_saved(self.index_dir, keep)
+            except OSError as exc:
+                log.warning("could not clean %s: %s", self.index_dir, exc)
+            else:
+                if removed:
+                    log.info("removed %d stale file(s) from %s", len(removed), self.index_dir)
+
+    def _load_index(self, slot: BankSlot) -> bool:
+        """Use the saved index of this bank if it is current; False if it must be rebuilt."""
+        if slot.prefilter is None or self.index_dir is None or slot.generation is None:
+            return False
+        if slot.config.prefilter.kind == "flat":
+            return False  # never saved: a copy of the vectors, as fast to rebuild as to read
+        t0 = time.perf_counter()
+        try:
+            index = Prefilter.load(
+                slot.config.prefilter,
+                slot.config.dim,
+                self.index_dir,
+                slot.name,
+                {"generation": slot.generation},
+            )
+            if index.ntotal != slot.bank.count:
+                raise SavedIndexUnusable(
+                    f"it holds {index.ntotal} memories, the bank {slot.bank.count}", damaged=True
+                )
+        except SavedIndexUnusable as exc:
+            if exc.damaged:
+                log.warning("bank %r: saved index not used (%s); rebuilding", slot.name, exc)
+            else:
+                log.info("bank %r: %s; building the index", slot.name, exc)
+            return False
+        slot.prefilter = index
+        slot.index_origin = "loaded"
+        log.info(
+            "bank %r: loaded its saved index (%d vectors) in %.1f s",
+            slot.name,
+            index.ntotal,
+            time.perf_counter() - t0,
+        )
+        return True
+
+    def _save_index(self, slot: BankSlot) -> None:
+        """Save the bank's index if it reflects the store's current generation. Never raises.
+
+        The caller holds the bank's writer lock (or has the slot to itself).
+        """
+        pf = slot.prefilter
+        if pf is None or self.index_dir is None or self.storage.read_only:
+            return
+        if slot.generation is None:
+            self._remove_index_files(slot.name)
+            return
+        try:
+            current = self.storage.generation(slot.name)
+        except LamError:
+            return
+        if current != slot.generation:
+            # Memory no longer provably matches the store (it should not happen): no save,
+            # and no older save either; the next open rebuilds.
+            log.warning("bank %r: index not saved: it is behind the store", slot.name)
+            self._remove_index_files(slot.name)
+            return
+        writes_data = pf.worth_saving and not pf.is_saved_at(self.index_dir, slot.name)
+        if writes_data and not self._room_for(pf.saved_bytes()):
+            log.warning(
+                "bank %r: index not saved: it needs about %.1f GB and the data dir is nearly full",
+                slot.name,
+                pf.saved_bytes() / 1e9,
+            )
+            self._remove_index_files(slot.name)
+            return
+        t0 = time.perf_counter()
+        try:
+            done = pf.save(self.index_dir, slot.name, {"generation": slot.generation})
+        except Exception as exc:  # OSError (disk full, read-only), RuntimeError from FAISS
+            log.warning("bank %r: could not save its index: %s", slot.name, exc)
+            self._remove_index_files(slot.name)
+            return
+        if done in ("written", "tagged"):
+            log.info(
+                "bank %r: index %s (generation %d) in %.1f s",
+                slot.name,
+                "saved" if done == "written" else "marked current",
+                slot.generation,
+                time.perf_counter() - t0,
+            )
+
+    def _room_for(self, n_bytes: int) -> bool:
+        """Whether n_bytes fit in the data dir and leave room for the store to grow.
+
+        The reserve (5 % of the volume, at least 256 MiB) keeps a saved index from taking
+        the space that store writes need: those would fail with 507 instead.
+        """
+        assert self.index_dir is not None
+        try:
+            usage = shutil.disk_usage(self.index_dir.parent)
+        except OSError:
+            return True  # cannot tell: try, a failed save cleans up after itself
+        reserve = max(256 << 20, usage.total // 20)
+        return usage.free >= n_bytes + reserve
+
+    def _remove_index_files(self, name: str) -> None:
+        if self.index_dir is None or self.storage.read_only:
+            return
+        try:
+            remove_saved(self.index_dir, name)
+        except OSError as exc:
+            log.warning("bank %r: could not remove its saved index: %s", name, exc)
+
+    def _committed(self, slot: BankSlot) -> None:
+        """After a write to the bank was committed and applied: note the store generation."""
+        try:
+            slot.generation = self.storage.generation(slot.name)
+        except LamError:
+            slot.generation = None
 
     def close(self) -> None:
+        """Save the banks' prefilter indexes (see module doc), then close the store."""
         with self._table:
             if self._closed:
                 return
@@ -137,7 +296,7 @@ class Engine:
             # Take every bank's writer lock so no batch is half-committed at close.
             for slot in list(self._banks.values()):
                 with slot.writer:
-                    pass
+                    self._save_index(slot)
             self.storage.close()
 
     def __enter__(self) -> Engine:
@@ -205,6 +364,7 @@ class Engine:
             created_at = _now()
             slot = self._new_slot(name, config, created_at, on_load=False)
             self.storage.create_bank(name, config.to_dict(), created_at)
+            self._committed(slot)
             self._banks[name] = slot
             return self._info(slot), True
 
@@ -232,12 +392,15 @@ class Engine:
             with slot.writer, slot.lock.write():
                 self.storage.delete_bank(name)
                 del self._banks[name]
+            self._remove_index_files(name)
 
     def update_bank(
         self, name: str, *, beta: float | None = None, prefilter: PrefilterConfig | None = None
     ) -> BankInfo:
         slot = self._slot(name)
         with slot.writer:
+            if self._banks.get(name) is not slot:  # deleted or replaced meanwhile
+                raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
             changes: dict[str, Any] = {}
             if beta is not None:
                 changes["beta"] = beta
@@ -249,7 +412,7 @@ class Engine:
             if config == slot.config:
                 return self.bank_info(name)
             self.storage.update_bank_config(name, config.to_dict())
-            index = slot.prefilter
+            index = slot_index_before = slot.prefilter
             if config.prefilter != slot.config.prefilter:
                 index = (
                     Prefilter(config.prefilter, config.dim)
@@ -263,7 +426,11 @@ class Engine:
             with slot.lock.write():
                 slot.bank.config = config
                 slot.prefilter = index
-                return self._info(slot)
+                info = self._info(slot)
+            self._committed(slot)
+            if index is not slot_index_before:
+                self._remove_index_files(name)  # built for the old config: never loadable again
+            return info
 
     # ---- memories -------------------------------------------------------------------------
     def upsert(
@@ -282,6 +449,7 @@ class Engine:
             with slot.lock.write():
                 self._apply(slot, batch, seqs)
                 count = slot.bank.count
+            self._committed(slot)
         return UpsertResult(ids=batch.ids, count=count)
 
     def _apply(self, slot: BankSlot, batch: PreparedBatch, seqs: list[int]) -> None:
@@ -295,6 +463,7 @@ class Engine:
                 slot.prefilter.add(keys, batch.vectors)
         except BaseException:
             # The batch is committed: rebuild this bank from the store so memory matches disk.
+            slot.generation = None
             self._reload(slot)
             raise
 
@@ -307,6 +476,7 @@ class Engine:
             )
         self._rebuild_index(fresh)
         slot.bank, slot.prefilter = fresh.bank, fresh.prefilter
+        slot.generation = loaded.generation
 
     def get_memory(self, name: str, memory_id: str) -> MemoryRecord:
         slot = self._slot(name)
@@ -323,6 +493,8 @@ class Engine:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise InvalidParameterError("ids must be a list of strings")
         with slot.writer:
+            if self._banks.get(name) is not slot:  # deleted or replaced meanwhile
+                raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
             present = [i for i in dict.fromkeys(ids) if i in slot.bank]
             if not present:
                 return 0
@@ -331,6 +503,7 @@ class Engine:
                 keys = slot.bank.remove(present)
                 if slot.prefilter is not None and keys:
                     slot.prefilter.remove(np.asarray(keys, dtype=np.int64))
+            self._committed(slot)
             return deleted
 
     def scroll(
@@ -457,8 +630,10 @@ class Engine:
                 if snap.ids
                 else PreparedBatch([], [], np.zeros((0, config.dim), np.float32), [])
             )
-            if old is not None:
-                with old.writer, old.lock.write():
+            # Writers of a replaced bank wait until the new one is in place, then find their
+            # slot stale: none of them can write to the new bank as if it were the old one.
+            with old.writer if old is not None else contextlib.nullcontext():
+                with old.lock.write() if old is not None else contextlib.nullcontext():
                     seqs = self.storage.replace_bank(
                         name,
                         config.to_dict(),
@@ -467,17 +642,11 @@ class Engine:
                         batch.vectors,
                         batch.payloads,
                     )
-            else:
-                seqs = self.storage.replace_bank(
-                    name,
-                    config.to_dict(),
-                    snap.created_at,
-                    batch.unique_ids,
-                    batch.vectors,
-                    batch.payloads,
-                )
-            if batch.unique_ids:
-                slot.bank.apply(batch, seqs)
-            self._rebuild_index(slot)
-            self._banks[name] = slot
+                if old is not None:
+                    self._remove_index_files(name)  # the replaced bank's: stale from now on
+                if batch.unique_ids:
+                    slot.bank.apply(batch, seqs)
+                self._rebuild_index(slot)
+                self._committed(slot)
+                self._banks[name] = slot
             return self._info(slot)

@@ -24,13 +24,27 @@ Threads
     call, reads included, is serialized. The engine keeps the memories in RAM and reads
     the store only at start (``load``), so the lock costs nothing on the query path.
 
-Layout (schema version 1)
-    ``banks(name PK, config JSON, created_at, ord, next_seq)``: ``ord`` keeps the creation
-    order; ``next_seq`` is a per-bank counter, so a ``seq`` is never reused, even after
-    deletes. ``memories(bank, seq, id, vector, payload)`` is clustered on ``(bank, seq)``
-    (WITHOUT ROWID), so ``load`` is one range scan in insertion order; a unique index on
-    ``(bank, id)`` serves upserts and deletes. ``vector`` is float32 little-endian bytes,
-    ``payload`` JSON text or NULL. ``meta(key, value)`` holds ``schema_version``.
+Layout (schema version 2)
+    ``banks(name PK, config JSON, created_at, ord, next_seq, generation)``: ``ord`` keeps
+    the creation order; ``next_seq`` is a per-bank counter, so a ``seq`` is never reused,
+    even after deletes. ``memories(bank, seq, id, vector, payload)`` is clustered on
+    ``(bank, seq)`` (WITHOUT ROWID), so ``load`` is one range scan in insertion order; a
+    unique index on ``(bank, id)`` serves upserts and deletes. ``vector`` is float32
+    little-endian bytes, ``payload`` JSON text or NULL. ``meta(key, value)`` holds
+    ``schema_version`` and ``generation``, the store-wide write counter.
+
+Write generations
+    Every committed write to a bank (create, replace, config change, an upsert or delete
+    that changes rows) stamps the bank with a fresh ``generation``, taken from the
+    store-wide counter in the same transaction. A value is never handed out twice in a
+    store, not even to a bank deleted and created again under the same name: a file
+    derived from a bank (the engine's saved prefilter index) that records the generation
+    it was made at matches the bank exactly when the generations are equal.
+
+Migration
+    A version-1 store (before write generations) is migrated when opened writable: one
+    transaction adds ``banks.generation`` (0 for every bank) and the counter. A version-1
+    store opened read-only is served as it is; ``generation`` is then None.
 
 Payloads are JSON objects written with orjson (json as fallback for integers beyond
 64 bits); as in orjson, a non-finite float inside a payload is stored as null.
@@ -62,7 +76,9 @@ from .errors import (
     StorageError,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Versions this code opens; older ones are migrated to SCHEMA_VERSION when writable.
+_READABLE_VERSIONS = ("1", "2")
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 _LONG_DIGITS = re.compile(r"\d{19}")
 _IN_CHUNK = 500  # ids per "IN (...)" lookup, well under SQLite's bound-variable limit
@@ -71,7 +87,8 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS banks ("
     " name TEXT PRIMARY KEY, config TEXT NOT NULL, created_at TEXT NOT NULL,"
-    " ord INTEGER NOT NULL, next_seq INTEGER NOT NULL DEFAULT 0)",
+    " ord INTEGER NOT NULL, next_seq INTEGER NOT NULL DEFAULT 0,"
+    " generation INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS memories ("
     " bank TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
     " vector BLOB NOT NULL, payload TEXT,"
@@ -109,6 +126,7 @@ class LoadedBank:
     seqs: np.ndarray  # (N,) int64
     vectors: np.ndarray  # (N, d) float32
     payloads: list[dict[str, Any] | None]
+    generation: int | None = None  # the bank's write generation at this read (see module doc)
 
 
 def _storage_error(op: str, exc: BaseException) -> StorageError:
@@ -174,6 +192,7 @@ class Storage:
         self._lock = threading.Lock()
         self._closed = False
         self.read_only = False
+        self.schema_version = SCHEMA_VERSION
         target = str(path)
         if target != ":memory:":
             try:
@@ -201,7 +220,7 @@ class Storage:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {mode}")
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: bulk inserts touch many pages
-            self._init_schema(conn)
+            self.schema_version = self._init_schema(conn, writable=True)
         except BaseException:
             conn.close()
             raise
@@ -226,38 +245,67 @@ class Storage:
             except sqlite3.Error:
                 continue
             try:
-                self._init_schema(conn)
+                self.schema_version = self._init_schema(conn, writable=False)
                 return conn
             except sqlite3.Error:
                 conn.close()
         raise _storage_error("open", cause) from cause
 
     @staticmethod
-    def _init_schema(conn: sqlite3.Connection) -> None:
+    def _init_schema(conn: sqlite3.Connection, *, writable: bool) -> int:
+        """Create a fresh store's schema or migrate an old one; returns the schema version."""
         exists = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
         ).fetchone()
         if exists is None:
             # Only a fresh file is written to here, so a read-only store still opens for reads.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with Storage._schema_transaction(conn):
                 for stmt in _SCHEMA:
                     conn.execute(stmt)
                 conn.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None or row[0] != str(SCHEMA_VERSION):
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+        version = Storage._schema_version(conn)
+        if version == "1" and writable:
+            with Storage._schema_transaction(conn):
+                # Re-read under the write lock: another process may have migrated meanwhile.
+                if Storage._schema_version(conn) == "1":
+                    Storage._migrate_1_to_2(conn)
+            version = Storage._schema_version(conn)
+        if version not in _READABLE_VERSIONS or (writable and version != str(SCHEMA_VERSION)):
             raise StorageError(
                 "storage open failed: unsupported schema version",
-                {"operation": "open", "schema_version": None if row is None else row[0]},
+                {"operation": "open", "schema_version": version},
             )
+        return int(version)
+
+    @staticmethod
+    def _schema_version(conn: sqlite3.Connection) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    @contextmanager
+    def _schema_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+        """Version 2 adds write generations: banks.generation (0) and the meta counter."""
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(banks)")}
+        if "generation" not in columns:
+            conn.execute("ALTER TABLE banks ADD COLUMN generation INTEGER NOT NULL DEFAULT 0")
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -297,6 +345,21 @@ class Storage:
         except sqlite3.Error:
             pass  # SQLite already rolled back (e.g. after SQLITE_FULL): nothing is left open.
 
+    def _bump_generation(self, conn: sqlite3.Connection, bank: str) -> None:
+        """Stamp `bank` with the next store-wide generation (inside a write transaction)."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        generation = int(row[0]) + 1
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
+        conn.execute("UPDATE banks SET generation = ? WHERE name = ?", (generation, bank))
+
+    def _read_generation(self, conn: sqlite3.Connection, bank: str) -> int | None:
+        if self.schema_version < 2:
+            return None  # a version-1 store served read-only: no generations
+        row = conn.execute("SELECT generation FROM banks WHERE name = ?", (bank,)).fetchone()
+        if row is None:
+            raise BankNotFoundError(f"bank {bank!r} not found", {"bank": bank})
+        return int(row[0])
+
     @staticmethod
     def _bank_row(conn: sqlite3.Connection, bank: str) -> tuple[str, int]:
         row = conn.execute("SELECT config, next_seq FROM banks WHERE name = ?", (bank,)).fetchone()
@@ -313,13 +376,19 @@ class Storage:
             ).fetchall()
         return [BankRecord(name, _loads(config), created_at) for name, config, created_at in rows]
 
+    def generation(self, bank: str) -> int | None:
+        """The bank's write generation (module doc); None on a version-1 read-only store."""
+        with self._read("generation") as conn:
+            return self._read_generation(conn, bank)
+
     def create_bank(self, name: str, config: dict[str, Any], created_at: str) -> None:
         text = _dumps(config)
         with self._write("create_bank") as conn:
             self._insert_bank(conn, name, text, created_at)
 
-    @staticmethod
-    def _insert_bank(conn: sqlite3.Connection, name: str, config: str, created_at: str) -> None:
+    def _insert_bank(
+        self, conn: sqlite3.Connection, name: str, config: str, created_at: str
+    ) -> None:
         if conn.execute("SELECT 1 FROM banks WHERE name = ?", (name,)).fetchone():
             raise BankExistsError(f"bank {name!r} already exists", {"bank": name})
         conn.execute(
@@ -327,12 +396,14 @@ class Storage:
             " VALUES (?, ?, ?, (SELECT COALESCE(MAX(ord), -1) + 1 FROM banks), 0)",
             (name, config, created_at),
         )
+        self._bump_generation(conn, name)
 
     def update_bank_config(self, name: str, config: dict[str, Any]) -> None:
         text = _dumps(config)
         with self._write("update_bank_config") as conn:
             self._bank_row(conn, name)
             conn.execute("UPDATE banks SET config = ? WHERE name = ?", (text, name))
+            self._bump_generation(conn, name)
 
     def delete_bank(self, name: str) -> None:
         with self._write("delete_bank") as conn:
@@ -434,7 +505,9 @@ class Storage:
             if not ids:
                 return []
             self._check_dim(config, d)
-            return self._insert_rows(conn, bank, next_seq, ids, blobs, texts)
+            seqs = self._insert_rows(conn, bank, next_seq, ids, blobs, texts)
+            self._bump_generation(conn, bank)
+            return seqs
 
     def delete(self, bank: str, ids: list[str]) -> int:
         """Delete ids of a bank in one transaction; returns how many existed."""
@@ -444,7 +517,10 @@ class Storage:
             conn.executemany(
                 "DELETE FROM memories WHERE bank = ? AND id = ?", [(bank, i) for i in ids]
             )
-            return conn.total_changes - before
+            deleted = conn.total_changes - before
+            if deleted:
+                self._bump_generation(conn, bank)
+            return deleted
 
     def load(self, bank: str) -> LoadedBank:
         """Every memory of a bank in seq order, read with one query."""
@@ -452,12 +528,15 @@ class Storage:
         # (none of them can be cyclic garbage): pausing the collector halves the load time.
         with self._read("load") as conn, _gc_paused():
             config, _ = self._bank_row(conn, bank)
+            generation = self._read_generation(conn, bank)
             rows = conn.execute(
                 "SELECT seq, id, vector, COALESCE(payload, 'null') FROM memories"
                 " WHERE bank = ? ORDER BY seq",
                 (bank,),
             ).fetchall()
-            return self._unpack(bank, config, rows)
+            loaded = self._unpack(bank, config, rows)
+            loaded.generation = generation
+            return loaded
 
     @staticmethod
     def _unpack(bank: str, config: str, rows: list[tuple]) -> LoadedBank:

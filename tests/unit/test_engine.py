@@ -433,3 +433,231 @@ def test_queries_never_see_half_a_batch(engine: Engine) -> None:
         t.join(timeout=60)
     assert not errors
     assert engine.bank_info("c").count == 1 + 10 * (d - 1)
+
+
+# ---- saved prefilter indexes ------------------------------------------------------------------
+
+
+def _indexed_bank(engine: Engine, kind: str, name: str = "ix", n: int = 3000, d: int = 16):
+    """A bank with a trainable prefilter, filled in one batch (IVF trains on all of it)."""
+    rng = np.random.default_rng(5)
+    xi = rng.standard_normal((n, d)).astype(np.float32)
+    pf = PrefilterConfig(kind=kind, k=64, min_size=1, tolerance=1.0)
+    engine.create_bank(name, BankConfig(dim=d, beta=16.0, normalize=True, prefilter=pf))
+    engine.upsert(name, xi, ids=[f"m{i}" for i in range(n)])
+    return xi
+
+
+def _answers(engine: Engine, name: str, q: np.ndarray) -> list[tuple]:
+    res = engine.query(name, q, top_k=5)
+    return [
+        (
+            r.prefiltered,
+            r.missed_mass_bound,
+            r.state.tobytes(),
+            [(m.id, m.score) for m in r.matches],
+        )
+        for r in res.results
+    ]
+
+
+@pytest.fixture
+def count_rebuilds(monkeypatch):
+    """Counts Prefilter.rebuild calls (a rebuild at open means the saved index was not used)."""
+    from lam_engine.prefilter import Prefilter
+
+    calls: list[int] = []
+    real = Prefilter.rebuild
+
+    def counting(self, keys, vectors):
+        calls.append(len(keys))
+        return real(self, keys, vectors)
+
+    monkeypatch.setattr(Prefilter, "rebuild", counting)
+    return calls
+
+
+def _saved_files(tmp_path) -> list[str]:
+    index_dir = tmp_path / "index"
+    return sorted(f.name for f in index_dir.iterdir()) if index_dir.exists() else []
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_saved_index_is_loaded_on_reopen(tmp_path, kind: str, count_rebuilds) -> None:
+    engine = Engine.open(tmp_path)
+    xi = _indexed_bank(engine, kind)
+    engine.delete_memories("ix", [f"m{i}" for i in range(0, 300, 3)])
+    engine.upsert("ix", xi[:5] * 2, ids=[f"new{i}" for i in range(5)])
+    q = xi[1::50] + 0.1
+    before, info = _answers(engine, "ix", q), engine.bank_info("ix")
+    assert before[0][0]  # served by the prefilter
+    engine.close()
+    assert any(name.endswith(".faiss") for name in _saved_files(tmp_path))
+    count_rebuilds.clear()
+    again = Engine.open(tmp_path)
+    assert count_rebuilds == [] and again._banks["ix"].index_origin == "loaded"
+    assert again.bank_info("ix").index == info.index
+    assert _answers(again, "ix", q) == before
+    files = _saved_files(tmp_path)
+    again.close()  # nothing changed: nothing rewritten
+    assert _saved_files(tmp_path) == files
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_writes_after_the_save_then_a_crash_force_a_rebuild(
+    tmp_path, kind: str, count_rebuilds
+) -> None:
+    engine = Engine.open(tmp_path)
+    xi = _indexed_bank(engine, kind)
+    engine.close()
+    running = Engine.open(tmp_path)
+    assert running._banks["ix"].index_origin == "loaded"
+    running.upsert("ix", [[1.0] + [0.0] * 15], ids=["axis"])
+    running.delete_memories("ix", ["m7"])
+    q = np.concatenate([xi[:40:4], np.eye(16, dtype=np.float32)[:1]])
+    expected = [[m.id for m in r.matches[:1]] for r in running.query("ix", q, top_k=3).results]
+    running.storage.close()  # a crash: Engine.close (which saves the index) never runs
+    count_rebuilds.clear()
+    after = Engine.open(tmp_path)
+    assert after._banks["ix"].index_origin == "built" and count_rebuilds == [3000]
+    res = after.query("ix", q, top_k=3)
+    assert [[m.id for m in r.matches[:1]] for r in res.results] == expected
+    assert all(r.prefiltered for r in res.results) and expected[-1] == ["axis"]
+    assert all("m7" not in [m.id for m in r.matches] for r in res.results)
+    # The rebuilt index was saved at once: a second crash costs no second rebuild.
+    after.storage.close()
+    count_rebuilds.clear()
+    third = Engine.open(tmp_path)
+    assert count_rebuilds == [] and third._banks["ix"].index_origin == "loaded"
+    third.close()
+
+
+@pytest.mark.parametrize("how", ["garbage index", "truncated index", "garbage manifest"])
+def test_damaged_saved_index_is_rebuilt_with_a_warning(tmp_path, how: str, caplog) -> None:
+    engine = Engine.open(tmp_path)
+    xi = _indexed_bank(engine, "ivf")
+    q = xi[::100] + 0.1
+    before = _answers(engine, "ix", q)
+    engine.close()
+    index_dir = tmp_path / "index"
+    manifest = index_dir / "ix.json"
+    data = index_dir / next(n for n in _saved_files(tmp_path) if n.endswith(".faiss"))
+    if how == "garbage index":
+        data.write_bytes(b"\x00garbage" * 1000)
+    elif how == "truncated index":
+        data.write_bytes(data.read_bytes()[:-4096])
+    else:
+        manifest.write_bytes(b"\x00{")
+    with caplog.at_level("WARNING", logger="lam.engine"):
+        again = Engine.open(tmp_path)
+    assert again._banks["ix"].index_origin == "built"
+    assert any("saved index not used" in r.getMessage() for r in caplog.records)
+    # Trained on the same vectors in the same order: the very same index as before.
+    assert _answers(again, "ix", q) == before
+    again.close()
+
+
+def test_prefilter_config_change_invalidates_the_saved_index(tmp_path, count_rebuilds) -> None:
+    engine = Engine.open(tmp_path)
+    _indexed_bank(engine, "ivf")
+    engine.close()
+    running = Engine.open(tmp_path)
+    running.update_bank("ix", beta=4.0)  # not a prefilter change: the index stays valid
+    assert _saved_files(tmp_path)
+    new_pf = PrefilterConfig(kind="ivf", k=64, min_size=1, tolerance=1.0, nprobe=8)
+    running.update_bank("ix", prefilter=new_pf)
+    assert _saved_files(tmp_path) == []  # built for the old config: removed at once
+    running.storage.close()  # crash
+    count_rebuilds.clear()
+    after = Engine.open(tmp_path)
+    assert after._banks["ix"].index_origin == "built" and count_rebuilds == [3000]
+    assert after.bank_info("ix").index["nprobe"] == 8 and after.bank_info("ix").config.beta == 4.0
+    after.update_bank("ix", beta=2.0)
+    after.close()  # a beta change leaves the index as it is: only its manifest is rewritten
+    count_rebuilds.clear()
+    last = Engine.open(tmp_path)
+    assert count_rebuilds == [] and last._banks["ix"].index_origin == "loaded"
+    last.close()
+
+
+def test_deleting_or_replacing_a_bank_removes_its_saved_index(tmp_path, count_rebuilds) -> None:
+    engine = Engine.open(tmp_path)
+    _indexed_bank(engine, "hnsw", name="gone")
+    _indexed_bank(engine, "ivf", name="kept")
+    buf = io.BytesIO()
+    engine.export_snapshot("kept", buf)
+    engine.close()
+    assert {n.split(".")[0] for n in _saved_files(tmp_path)} == {"gone", "kept"}
+    engine = Engine.open(tmp_path)
+    engine.delete_bank("gone")
+    assert {n.split(".")[0] for n in _saved_files(tmp_path)} == {"kept"}
+    buf.seek(0)
+    engine.import_snapshot("kept", buf, replace=True)
+    assert _saved_files(tmp_path) == []
+    engine.storage.close()  # crash
+    (tmp_path / "index" / "stray.json.tmp-1234").write_bytes(b"left by a crash")
+    count_rebuilds.clear()
+    engine = Engine.open(tmp_path)
+    assert engine._banks["kept"].index_origin == "built" and count_rebuilds == [3000]
+    assert all(n.startswith("kept.") for n in _saved_files(tmp_path))  # stray file pruned
+    engine.close()
+
+
+def test_flat_and_in_memory_indexes_are_not_saved(tmp_path) -> None:
+    engine = Engine.open(tmp_path)
+    _indexed_bank(engine, "flat")
+    engine.close()
+    assert _saved_files(tmp_path) == []
+    memory = Engine.open(None)
+    _indexed_bank(memory, "ivf")
+    assert memory.index_dir is None
+    memory.close()
+
+
+def test_version_1_store_opens_and_then_saves_its_index(tmp_path, count_rebuilds) -> None:
+    """A data dir written before write generations existed migrates and gets a saved index."""
+    import sqlite3
+
+    engine = Engine.open(tmp_path)
+    xi = _indexed_bank(engine, "ivf")
+    q = xi[::300] + 0.1
+    before = _answers(engine, "ix", q)
+    engine.close()
+    (tmp_path / "index" / "ix.json").unlink()
+    conn = sqlite3.connect(tmp_path / "lam.sqlite3", isolation_level=None)
+    conn.execute("DELETE FROM meta WHERE key = 'generation'")
+    conn.execute("ALTER TABLE banks DROP COLUMN generation")  # back to the version-1 layout
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.close()
+    count_rebuilds.clear()
+    engine = Engine.open(tmp_path)
+    assert engine.storage.schema_version == 2 and count_rebuilds == [3000]
+    assert _answers(engine, "ix", q) == before
+    engine.close()
+    count_rebuilds.clear()
+    engine = Engine.open(tmp_path)
+    assert count_rebuilds == [] and engine._banks["ix"].index_origin == "loaded"
+    engine.close()
+
+
+def test_index_is_not_saved_into_a_nearly_full_data_dir(tmp_path, monkeypatch, caplog) -> None:
+    import shutil
+
+    import lam_engine.engine as engine_module
+
+    engine = Engine.open(tmp_path)
+    _indexed_bank(engine, "ivf")
+    real = shutil.disk_usage
+    usage = real(tmp_path)
+    almost_full = type(usage)(usage.total, usage.total - (100 << 20), 100 << 20)
+    monkeypatch.setattr(engine_module.shutil, "disk_usage", lambda path: almost_full)
+    with caplog.at_level("WARNING", logger="lam.engine"):
+        engine.close()
+    assert _saved_files(tmp_path) == [] and "nearly full" in caplog.text
+    monkeypatch.setattr(engine_module.shutil, "disk_usage", real)
+    engine = Engine.open(tmp_path)  # rebuilt, and saved now that there is room
+    assert engine._banks["ix"].index_origin == "built" and _saved_files(tmp_path)
+    engine.upsert("ix", np.ones((1, 16), np.float32), ids=["one-more"])
+    monkeypatch.setattr(engine_module.shutil, "disk_usage", lambda path: almost_full)
+    engine.close()  # changed since its save, no room for the new one: the stale one goes too
+    assert _saved_files(tmp_path) == []

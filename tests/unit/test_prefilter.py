@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +24,10 @@ from lam_engine.prefilter import (
     IVF_MIN_TRAIN,
     IVF_RETRAIN_GROWTH,
     Prefilter,
+    SavedIndexUnusable,
     missed_mass_bound,
+    prune_saved,
+    remove_saved,
 )
 
 KINDS = ("flat", "ivf", "hnsw")
@@ -380,3 +385,196 @@ def test_invalid_inputs() -> None:
     p.rebuild(np.arange(4), x)
     _, keys = p.search(x[:, ::-1][:, ::-1], 1)
     assert keys[:, 0].tolist() == [0, 1, 2, 3]
+
+
+# ----------------------------------------------------------------- saving and loading
+
+TAG = {"generation": 7}
+
+
+def _mutated(kind: str, n: int = 2 * IVF_MIN_TRAIN, d: int = 8) -> tuple[Prefilter, np.ndarray]:
+    """An index with a history: built, some keys removed (HNSW: tombstones), some re-added."""
+    xi = _clustered(n, d, 8, seed=21)
+    keys = np.arange(n, dtype=np.int64) * 3 + 5
+    p = _make(kind, xi, keys)
+    p.remove(keys[10:60])
+    p.add(keys[10:20], xi[10:20])
+    return p, xi
+
+
+def _same_answers(a: Prefilter, b: Prefilter, xi: np.ndarray, k: int = 10) -> None:
+    sa, ka = a.search(xi[::7], k)
+    sb, kb = b.search(xi[::7], k)
+    np.testing.assert_array_equal(ka, kb)
+    np.testing.assert_array_equal(sa, sb)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_save_then_load_gives_the_same_index(tmp_path: Path, kind: str) -> None:
+    p, xi = _mutated(kind)
+    assert p.save(tmp_path, "bank-1", TAG) == "written"
+    q = Prefilter.load(p._config, 8, tmp_path, "bank-1", TAG)
+    assert q.describe() == p.describe()
+    if kind == "hnsw":
+        assert q.describe()["tombstones"] == 50  # 50 removed; the 10 re-added got new labels
+    _same_answers(p, q, xi)
+    # Their hidden state (HNSW label map and live bits, IVF training size) came along too:
+    # the same mutations keep them identical, tombstone compaction and retraining included.
+    for index in (p, q):
+        index.remove(np.arange(5, 3 * 700, 3))
+        index.add(np.array([10**9]), xi[:1])
+    assert q.describe() == p.describe()
+    _same_answers(p, q, xi)
+    names = sorted(f.name for f in tmp_path.iterdir())
+    assert "bank-1.json" in names and any(n.endswith(".faiss") for n in names)
+    assert all(n.startswith("bank-1.") for n in names)
+
+
+def test_save_rewrites_only_what_changed(tmp_path: Path) -> None:
+    p, xi = _mutated("ivf")
+    assert p.save(tmp_path, "b", TAG) == "written"
+    first = {f.name: f.stat().st_mtime_ns for f in tmp_path.iterdir()}
+    assert p.save(tmp_path, "b", TAG) == "unchanged"
+    assert p.save(tmp_path, "b", {"generation": 8}) == "tagged"  # same data file, new manifest
+    data = [n for n in first if n.endswith(".faiss")]
+    assert {f.name for f in tmp_path.iterdir()} == set(first)
+    assert (tmp_path / data[0]).stat().st_mtime_ns == first[data[0]]
+    with pytest.raises(SavedIndexUnusable):
+        Prefilter.load(p._config, 8, tmp_path, "b", TAG)
+    loaded = Prefilter.load(p._config, 8, tmp_path, "b", {"generation": 8})
+    assert loaded.save(tmp_path, "b", {"generation": 8}) == "unchanged"
+    p.add(np.array([10**9]), xi[:1])
+    assert p.save(tmp_path, "b", {"generation": 9}) == "written"
+    files = {f.name for f in tmp_path.iterdir()}
+    assert data[0] not in files and len(files) == 2  # the older data file is gone
+    # A flat index is not worth saving: what was saved under its name goes.
+    flat = _make("flat", xi, np.arange(xi.shape[0]))
+    assert flat.save(tmp_path, "b", TAG) == "skipped"
+    assert list(tmp_path.iterdir()) == []
+    small = _make("ivf", xi[:100], np.arange(100))  # below IVF_MIN_TRAIN: flat inside
+    assert small.save(tmp_path, "b", TAG) == "skipped"
+
+
+def test_load_refuses_another_tag_config_or_dim(tmp_path: Path) -> None:
+    p, _ = _mutated("hnsw")
+    p.save(tmp_path, "b", TAG)
+    cfg = p._config
+    cases = [
+        (cfg, 8, "b", {"generation": 6}),
+        (PrefilterConfig(kind="hnsw", m=16), 8, "b", TAG),
+        (PrefilterConfig(kind="hnsw", ef_search=64), 8, "b", TAG),
+        (PrefilterConfig(kind="ivf"), 8, "b", TAG),
+        (cfg, 9, "b", TAG),
+        (cfg, 8, "other", TAG),  # nothing saved under that name
+    ]
+    for config, dim, name, tag in cases:
+        with pytest.raises(SavedIndexUnusable) as err:
+            Prefilter.load(config, dim, tmp_path, name, tag)
+        assert not err.value.damaged, err.value.reason
+    assert Prefilter.load(cfg, 8, tmp_path, "b", TAG).ntotal == p.ntotal
+
+
+def _damage(directory: Path, how: str) -> None:
+    manifest_path = directory / "b.json"
+    manifest = json.loads(manifest_path.read_text())
+    index = directory / manifest["files"]["index"]
+    if how == "garbage index":
+        index.write_bytes(b"\x00garbage" * 100)
+    elif how == "truncated index":
+        index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
+    elif how == "missing index":
+        index.unlink()
+    elif how == "garbage manifest":
+        manifest_path.write_bytes(b"{not json")
+    elif how == "manifest of another bank":
+        manifest_path.write_text(json.dumps({**manifest, "bank": "c"}))
+    elif how == "wrong count":
+        manifest["state"]["ntotal"] += 1
+        manifest_path.write_text(json.dumps(manifest))
+    elif how == "manifest not an object":
+        manifest_path.write_text("[1, 2]")
+    elif how == "foreign path":
+        manifest["files"]["index"] = str(index.resolve())
+        manifest_path.write_text(json.dumps(manifest))
+    elif how == "labels":
+        labels = directory / manifest["files"]["labels"]
+        labels.write_bytes(labels.read_bytes()[:100])
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        "garbage index",
+        "truncated index",
+        "missing index",
+        "garbage manifest",
+        "manifest of another bank",
+        "wrong count",
+        "manifest not an object",
+        "foreign path",
+        "labels",
+    ],
+)
+def test_damaged_saves_are_reported_not_raised(tmp_path: Path, how: str) -> None:
+    p, _ = _mutated("hnsw" if how == "labels" else "ivf")
+    p.save(tmp_path, "b", TAG)
+    _damage(tmp_path, how)
+    with pytest.raises(SavedIndexUnusable) as err:
+        Prefilter.load(p._config, 8, tmp_path, "b", TAG)
+    assert err.value.damaged, err.value.reason
+
+
+def test_a_failed_save_keeps_the_previous_one(tmp_path: Path, monkeypatch) -> None:
+    import lam_engine.prefilter as prefilter_module
+
+    p, xi = _mutated("ivf")
+    p.save(tmp_path, "b", TAG)
+    before = sorted(f.name for f in tmp_path.iterdir())
+    reference = Prefilter.load(p._config, 8, tmp_path, "b", TAG)
+    p.add(np.array([10**9]), xi[:1])
+
+    def disk_full(path: Path, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prefilter_module, "_write_atomic", disk_full)
+    with pytest.raises(OSError):
+        p.save(tmp_path, "b", {"generation": 8})
+    monkeypatch.undo()
+    assert sorted(f.name for f in tmp_path.iterdir()) == before  # new data file removed
+    _same_answers(reference, Prefilter.load(p._config, 8, tmp_path, "b", TAG), xi)
+
+
+def test_remove_and_prune_saved(tmp_path: Path) -> None:
+    p, _ = _mutated("ivf")
+    for name in ("a", "a-b", "c"):
+        p._saved = None  # write each one afresh
+        p.save(tmp_path, name, TAG)
+    (tmp_path / "a.json.tmp-0000").write_bytes(b"half")  # a save interrupted by a crash
+    (tmp_path / "a.ffff.faiss").write_bytes(b"orphan")  # data no manifest names
+    remove_saved(tmp_path, "a")
+    assert all(not f.name.startswith("a.") for f in tmp_path.iterdir())
+    assert (tmp_path / "a-b.json").exists()
+    (tmp_path / "a-b.json.tmp-1111").write_bytes(b"half")
+    (tmp_path / "a-b.eeee.faiss").write_bytes(b"orphan")
+    removed = prune_saved(tmp_path, {"a-b"})
+    assert "c.json" in removed and "a-b.json.tmp-1111" in removed
+    assert "a-b.eeee.faiss" in removed
+    left = sorted(f.name for f in tmp_path.iterdir())
+    assert len(left) == 2 and "a-b.json" in left
+    assert Prefilter.load(p._config, 8, tmp_path, "a-b", TAG).ntotal == p.ntotal
+    assert prune_saved(tmp_path / "absent", set()) == []
+
+
+def test_ivf_training_on_a_capped_sample_is_reproducible() -> None:
+    from lam_engine.prefilter import IVF_MAX_POINTS_PER_LIST
+
+    nlist = 8
+    n = 3 * nlist * IVF_MAX_POINTS_PER_LIST  # more than the cap: k-means sees a sample
+    xi = _clustered(n, 16, 8, seed=31)
+    keys = np.arange(n, dtype=np.int64)
+    a = _make("ivf", xi, keys, nlist=nlist, nprobe=2)
+    b = _make("ivf", xi, keys, nlist=nlist, nprobe=2)
+    assert a.describe()["nlist"] == nlist
+    _same_answers(a, b, xi, k=20)
+    _, found = a.search(xi[:300], 1)
+    assert (found[:, 0] == keys[:300]).mean() > 0.95

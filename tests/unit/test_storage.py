@@ -381,3 +381,138 @@ def test_concurrent_writers_are_serialized(store: Storage):
     assert errors == []
     loaded = store.load("b")
     assert len(loaded.ids) == 400 and sorted(loaded.seqs.tolist()) == list(range(400))
+
+
+# -- write generations and schema migration -----------------------------------------------
+
+# The schema this code's predecessor created (version 1: no write generations).
+_V1_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE banks ("
+    " name TEXT PRIMARY KEY, config TEXT NOT NULL, created_at TEXT NOT NULL,"
+    " ord INTEGER NOT NULL, next_seq INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE memories ("
+    " bank TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
+    " vector BLOB NOT NULL, payload TEXT,"
+    " PRIMARY KEY (bank, seq)) WITHOUT ROWID",
+    "CREATE UNIQUE INDEX memories_bank_id ON memories (bank, id)",
+    "INSERT INTO meta VALUES ('schema_version', '1')",
+)
+
+
+def _make_v1_store(db: Path, xi: np.ndarray) -> None:
+    """A store exactly as version-1 code left it: bank "old" holding xi as m0, m1, ..."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for stmt in _V1_SCHEMA:
+        conn.execute(stmt)
+    conn.execute(
+        "INSERT INTO banks VALUES ('old', ?, ?, 0, ?)",
+        (json.dumps({"dim": int(xi.shape[1])}), T0, len(xi)),
+    )
+    conn.executemany(
+        "INSERT INTO memories VALUES ('old', ?, ?, ?, ?)",
+        [(i, f"m{i}", _bits(x), json.dumps({"i": i})) for i, x in enumerate(xi)],
+    )
+    conn.close()
+
+
+def test_every_committed_write_stamps_a_generation_never_reused(store: Storage):
+    seen: list[int] = []
+
+    def fresh(bank: str) -> int:
+        g = store.generation(bank)
+        assert g is not None and all(g > s for s in seen)  # strictly after every earlier one
+        assert store.load(bank).generation == g
+        seen.append(g)
+        return g
+
+    store.create_bank("b", {"dim": 2}, T0)
+    fresh("b")
+    store.create_bank("other", {"dim": 2}, T0)
+    other = fresh("other")
+    store.upsert("b", ["x", "y"], _xi(2, 2), [None, None])
+    g = fresh("b")
+    store.upsert("b", [], np.zeros((0, 2), np.float32), [])  # nothing written
+    assert store.delete("b", ["nope"]) == 0
+    with pytest.raises(DimensionMismatchError):  # rejected: rolled back
+        store.upsert("b", ["z"], _xi(1, 3), [None])
+    assert store.generation("b") == g
+    store.upsert("b", ["x"], _xi(1, 2, 5), [None])  # a replace is a write too
+    fresh("b")
+    assert store.delete("b", ["y"]) == 1
+    fresh("b")
+    store.update_bank_config("b", {"dim": 2, "beta": 3.0})
+    fresh("b")
+    store.replace_bank("b", {"dim": 2}, T0, ["q"], _xi(1, 2), [None])
+    fresh("b")
+    store.delete_bank("b")
+    store.create_bank("b", {"dim": 2}, T0)  # same name, new bank: a generation never seen
+    fresh("b")
+    assert store.generation("other") == other  # writes to one bank leave the others alone
+    with pytest.raises(BankNotFoundError):
+        store.generation("ghost")
+
+
+def test_generations_survive_reopen(tmp_path: Path):
+    db = tmp_path / "lam.sqlite3"
+    s = Storage(db)
+    s.create_bank("b", {"dim": 2}, T0)
+    s.upsert("b", ["x"], _xi(1, 2), [None])
+    g = s.generation("b")
+    s.close()
+    s = Storage(db)
+    assert s.generation("b") == g
+    s.create_bank("c", {"dim": 2}, T0)
+    assert s.generation("c") > g  # the counter is stored, not recomputed
+    s.close()
+
+
+def test_version_1_store_is_migrated_in_place(tmp_path: Path):
+    db = tmp_path / "lam.sqlite3"
+    xi = _xi(5, 3)
+    _make_v1_store(db, xi)
+    s = Storage(db)
+    assert s.schema_version == 2
+    loaded = s.load("old")
+    assert loaded.ids == [f"m{i}" for i in range(5)] and _bits(loaded.vectors) == _bits(xi)
+    assert loaded.payloads == [{"i": i} for i in range(5)]
+    assert loaded.generation == 0 == s.generation("old")
+    assert s.upsert("old", ["new"], _xi(1, 3, 1), [None]) == [5]  # next_seq was kept
+    assert s.generation("old") == 1
+    s.create_bank("fresh", {"dim": 3}, T0)
+    assert s.generation("fresh") == 2
+    s.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    conn.close()
+    s = Storage(db)  # a migrated store opens as a current one
+    assert s.schema_version == 2 and s.generation("old") == 1 and len(s.load("old").ids) == 6
+    s.close()
+
+
+def test_version_1_store_read_only_is_served_unmigrated(tmp_path: Path):
+    db = tmp_path / "ro" / "lam.sqlite3"
+    _make_v1_store(db, _xi(4, 4))
+    db.chmod(0o444)
+    try:
+        report = _readonly_child(db)
+    finally:
+        db.chmod(0o644)
+    assert report["read_only"] is True and report["banks"] == ["old"] and report["count"] == 4
+    assert report["upsert"]["message"] == "storage upsert failed: database is read-only"
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+    conn.close()
+
+
+def test_unknown_schema_version_is_refused(tmp_path: Path):
+    db = tmp_path / "lam.sqlite3"
+    Storage(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StorageError, match="unsupported schema version"):
+        Storage(db)
