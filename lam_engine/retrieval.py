@@ -70,8 +70,9 @@ def _descend(
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, Any]:
     """Generic loop: v_{t+1} = clamp(out(v_t)) until ‖Δv‖ ≤ tol or `steps` updates.
 
-    `one_pass(v, want_top)` returns an object with `.out`. The pass at the returned state
-    is also returned (the caller reads energy and matches from it).
+    `one_pass(v, last)` returns an object with `.out`; `last` marks the pass at the returned
+    state, which is also returned (the caller reads energy and matches from it, never its
+    `.out`, so that pass may skip computing it).
     """
     b = v0.shape[0]
     v = v0
@@ -102,9 +103,17 @@ def retrieve_b_dense(
     xi, bias, beta = bank.xi, bank.bias, params.beta
     k = min(params.top_k, bank.count)
 
-    def one_pass(v: torch.Tensor, want_top: bool) -> Any:
+    def one_pass(v: torch.Tensor, last: bool) -> Any:
+        # The last pass (at the returned state) yields the energy and the matches: it needs
+        # the log-sum-exp and the top-k, not Ξᵀ p, so its second GEMM is skipped.
         return model_b_pass(
-            xi, v, beta, bias=bias, top_k=k if want_top else 0, chunk_bytes=chunk_bytes
+            xi,
+            v,
+            beta,
+            bias=bias,
+            top_k=k if last else 0,
+            chunk_bytes=chunk_bytes,
+            need_out=not last,
         )
 
     v, steps, converged, res = _descend(cue, known, params, one_pass)
@@ -286,7 +295,9 @@ def energy_b(
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """E(v) = ½‖v‖² − β⁻¹ log Σ exp(β ξ·v) [+ β⁻¹ log N + ½M²], and ∇E = v − Ξᵀ softmax."""
-    res = model_b_pass(bank.xi, states, beta, bias=bank.bias, chunk_bytes=chunk_bytes)
+    res = model_b_pass(
+        bank.xi, states, beta, bias=bank.bias, chunk_bytes=chunk_bytes, need_out=gradient
+    )
     e = 0.5 * (states.double() ** 2).sum(dim=1) - res.lse.double() / beta
     if constants:
         e = e + math.log(bank.count) / beta + 0.5 * bank.max_norm() ** 2
