@@ -58,6 +58,11 @@ def _bank(seed: int, n: int, d: int, batch: int, scale: float = 0.5):
 )
 def test_energy_never_increases_along_dynamics(pair, seed, n, d, with_input, off_rest):
     lag_v, lag_h = PAIRS[pair]
+    if pair.startswith("spherical"):
+        # In one dimension L_v = ‖v‖ = |v| has no Hessian at 0 and g = sign(v) jumps when v
+        # crosses 0, so the Lyapunov argument does not apply (hypothesis found such a
+        # crossing: seed 2914001, n 6, hidden off rest, a rise of 0.11).
+        d = max(d, 2)
     # Rectified-quadratic feedback grows without bound for large memories: keep them small.
     xi, v0, cur = _bank(seed, n, d, 3, 0.25 if pair == "quadratic+rectified2" else 0.5)
     h0 = (
