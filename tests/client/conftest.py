@@ -3,78 +3,35 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
+from live_server import LamServer
 
 from lam_client import Client
 
 WRITE_KEY = "test-write-key"
 READ_KEY = "test-read-key"
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    url: str
-    data_dir: Path
-    log: Path
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LamServer]:
     root = tmp_path_factory.mktemp("lam-server")
-    port = free_port()
-    env = {
-        **os.environ,
-        "LAM_HOST": "127.0.0.1",
-        "LAM_PORT": str(port),
-        "LAM_DATA_DIR": str(root / "data"),
-        "LAM_API_KEYS": f"{WRITE_KEY}:write,{READ_KEY}:read",
-        "LAM_LOG_LEVEL": "warning",
-        "LAM_DEVICE": "cpu",
-        "LAM_SYNCHRONOUS": "NORMAL",
-    }
-    log = root / "server.log"
-    with open(log, "wb") as f:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
+    srv = LamServer(
+        root / "data",
+        root / "server.log",
+        env={
+            "LAM_API_KEYS": f"{WRITE_KEY}:write,{READ_KEY}:read",
+            "LAM_LOG_LEVEL": "warning",
+            "LAM_SYNCHRONOUS": "NORMAL",
+        },
+    )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready after 60 s: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        yield Server(url, root / "data", log)
+        srv.start(timeout=60)
+        yield srv
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        srv.stop()
 
 
 @pytest.fixture
@@ -88,7 +45,7 @@ def write_key() -> str:
 
 
 @pytest.fixture
-def http_client(server: Server) -> Iterator[Client]:
+def http_client(server: LamServer) -> Iterator[Client]:
     with Client(server.url, api_key=WRITE_KEY, timeout=30.0) as c:
         yield c
 

@@ -1,28 +1,20 @@
-"""Helpers of the deployment tests: tools, a real server process, the documented metrics."""
+"""Helpers of the deployment tests: the tools they run and the documented metrics."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-
+from live_server import REPO as REPO
+from live_server import free_port as free_port
 
 OVERLAYS = ("cpu", "gpu")
-
-
 INSTALL_HINT = "install it with `bash scripts/install-test-tools.sh` (run by `make test`)"
 
 
@@ -40,51 +32,6 @@ def run_tool(
     argv: list[str], *, timeout: float = 120, **kwargs: Any
 ) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    base_url: str
-    log: Path
-
-    def log_tail(self, n: int = 60) -> str:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(lines[-n:])
-
-
-def wait_http(server: Server, path: str, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            pytest.fail(f"server exited with {server.proc.returncode}:\n{server.log_tail()}")
-        try:
-            r = httpx.get(server.base_url + path, timeout=2)
-            if r.status_code == 200:
-                return
-            last = f"{r.status_code} {r.text[:200]}"
-        except httpx.HTTPError as e:
-            last = repr(e)
-        time.sleep(0.25)
-    pytest.fail(f"{path} not 200 after {timeout} s ({last}):\n{server.log_tail()}")
-
-
-def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-    return proc.returncode
 
 
 _METRIC_ROW = re.compile(

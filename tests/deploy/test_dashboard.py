@@ -13,13 +13,13 @@ import pytest
 import yaml
 from deploy_promql import grafana_to_promql, grafana_variable_metric_names, metric_names
 from deploy_support import (
-    Server,
     documented_metrics,
     documented_series,
     require_tool,
     run_tool,
     series_names,
 )
+from live_server import LamServer
 from prometheus_client.parser import text_string_to_metric_families
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "lam-dashboard.json"
@@ -153,10 +153,10 @@ def test_every_expression_is_valid_promql(tmp_path: Path) -> None:
 # ---- against a live server --------------------------------------------------------------------
 
 
-def exercise(server: Server) -> None:
+def exercise(server: LamServer) -> None:
     """Traffic that makes every labelled series appear: banks, stores, queries, an error."""
     vectors = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]]
-    with httpx.Client(base_url=server.base_url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
         for name, extra in (("plain", {}), ("filtered", {"prefilter": {"kind": "flat", "k": 2}})):
             r = c.post("/v1/banks", json={"name": name, "dim": 4, "beta": 8.0, **extra})
             assert r.status_code in (200, 201), r.text
@@ -173,10 +173,10 @@ def exercise(server: Server) -> None:
 
 
 @pytest.fixture(scope="module")
-def scraped(live_server: Server) -> dict[str, set[str]]:
+def scraped(live_server: LamServer) -> dict[str, set[str]]:
     """sample name → label names, from the live server's /metrics after some traffic."""
     exercise(live_server)
-    r = httpx.get(live_server.base_url + "/metrics", timeout=10)
+    r = httpx.get(live_server.url + "/metrics", timeout=10)
     assert r.status_code == 200
     out: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(r.text):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from integration_support import LiveServer, free_port
+from live_server import LamServer, free_port
 
 
 def _prometheus_config(path: Path, target_port: int) -> Path:
@@ -41,7 +41,7 @@ def _poll(url: str, params: dict[str, str], ok: object, timeout: float = 30.0) -
     raise AssertionError(f"Prometheus never answered as expected; last answer: {last}")
 
 
-def test_prometheus_scrapes_request_counters(live_server: LiveServer, tmp_path: Path) -> None:
+def test_prometheus_scrapes_request_counters(live_server: LamServer, tmp_path: Path) -> None:
     binary = shutil.which("prometheus")
     if binary is None:  # CI installs it (scripts/install-test-tools.sh): missing is a failure
         pytest.fail("prometheus binary not found; run scripts/install-test-tools.sh")

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
-from integration_support import LiveServer
+from live_server import LamServer
 
 # Runs schemathesis' CLI in this interpreter (no reliance on a console script on PATH).
 CLI = "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())"
@@ -45,9 +45,9 @@ def run_schemathesis(
 
 
 def test_schemathesis_finds_no_server_errors_or_schema_violations(
-    live_server: LiveServer, tmp_path: Path
+    live_server: LamServer, tmp_path: Path
 ) -> None:
     seed_demo_bank(live_server.url)
     run_schemathesis(live_server.url, 10, tmp_path / "junit.xml", timeout=120)
-    assert live_server.process.poll() is None, "the server died under fuzzing"
+    assert live_server.proc.poll() is None, "the server died under fuzzing"
     assert httpx.get(f"{live_server.url}/healthz").status_code == 200
