@@ -18,7 +18,9 @@ run: install
 test-tools:
 	bash scripts/install-test-tools.sh
 
+# Lint first: a tree that is not ruff-clean and typed does not pass.
 test: install-dev test-tools
+	$(MAKE) --no-print-directory lint PY=$(PY)
 	$(PY) -m pytest -q
 
 lint:
