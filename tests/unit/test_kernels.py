@@ -503,3 +503,54 @@ def test_gpu_pass_matches_reference(dtype):
     v_stored = torch.from_numpy(v).to(dtype).float().numpy()
     tol = 2e-5 if dtype == torch.float32 else HALF_TOL[dtype]
     check_pass(res_cpu, xi_stored, v_stored, 3.0, bias, 5, rtol=tol)
+
+
+_SHAPE_CHURN_CHILD = """
+import torch
+from lam_engine.kernels import model_b_pass
+
+def rss_kib():
+    with open("/proc/self/status") as f:
+        return next(int(x.split()[1]) for x in f if x.startswith("VmRSS:"))
+
+gen = torch.Generator().manual_seed(0)
+xi = torch.randn(8000, 64, generator=gen)
+v = torch.randn(8, 64, generator=gen)
+for n in range(2000, 2020):  # warm-up: allocator, thread pool, first kernels
+    model_b_pass(xi[:n], v[: 2 + n % 7], 4.0, top_k=5)
+base = rss_kib()
+for n in range(3000, 3600):  # a bank that grows between micro-batches of varying size
+    model_b_pass(xi[:n], v[: 2 + n % 7], 4.0, top_k=5)
+print((rss_kib() - base) // 1024)
+"""
+
+
+def _shape_churn_growth_mib(env: dict[str, str]) -> int:
+    import subprocess
+    import sys
+
+    child_env = {k: v for k, v in os.environ.items() if "CACHE_CAPACITY" not in k} | env
+    out = subprocess.run(
+        [sys.executable, "-c", _SHAPE_CHURN_CHILD],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(kernels._linear_op() is None, reason="oneDNN GEMM not in this torch build")
+def test_onednn_shape_caches_are_bounded():
+    """Every bank size × batch size is a new oneDNN primitive; kernels bounds oneDNN's and
+    ideep's caches so a growing bank under queries does not grow RSS without end (CI saw
+    +660 MB in 12 s of mixed load). The control run, with the library defaults, shows the
+    measurement detects the growth."""
+    bounded = _shape_churn_growth_mib({})
+    unbounded = _shape_churn_growth_mib(
+        {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024", "LRU_CACHE_CAPACITY": "1024"}
+    )
+    print(f"RSS growth over 600 shapes: bounded {bounded} MiB, library default {unbounded} MiB")
+    assert bounded < 96, bounded
+    assert unbounded > 2 * bounded + 64, (bounded, unbounded)
