@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,13 @@ class LoadReport:
     seconds: float = 0.0
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"store": [], "query": []})
     errors: list[str] = field(default_factory=list)
+    # (seconds since the start, value) from drive's `sample`, e.g. the server's RSS.
+    samples: list[tuple[float, float]] = field(default_factory=list)
+
+    def sample_at(self, fraction: float) -> float:
+        """The first sample taken at or after `fraction` of the run (the last one if none)."""
+        t = fraction * self.seconds
+        return next((v for s, v in self.samples if s >= t), self.samples[-1][1])
 
     @property
     def requests(self) -> int:
@@ -84,15 +92,33 @@ async def _client(
 
 
 async def drive(
-    url: str, bank: str, dim: int, clients: int, seconds: float, store_fraction: float = 0.2
+    url: str,
+    bank: str,
+    dim: int,
+    clients: int,
+    seconds: float,
+    store_fraction: float = 0.2,
+    sample: Callable[[], float] | None = None,
+    sample_every: float = 0.25,
 ) -> LoadReport:
+    """Run the clients for `seconds`; `sample` (if given) is read every `sample_every` s."""
     rep = LoadReport(clients)
     t0 = time.monotonic()
     until = t0 + seconds
-    await asyncio.gather(
-        *(_client(url, bank, dim, n, until, store_fraction, rep) for n in range(clients))
-    )
+
+    async def sampler() -> None:
+        assert sample is not None
+        while True:
+            rep.samples.append((time.monotonic() - t0, sample()))
+            if time.monotonic() >= until:
+                return
+            await asyncio.sleep(sample_every)
+
+    tasks = [_client(url, bank, dim, n, until, store_fraction, rep) for n in range(clients)]
+    await asyncio.gather(*tasks, *([sampler()] if sample is not None else []))
     rep.seconds = time.monotonic() - t0
+    if sample is not None:
+        rep.samples.append((rep.seconds, sample()))
     return rep
 
 

@@ -21,12 +21,16 @@ def test_64_clients_mixed_load_no_errors_bounded_memory(shared_server: LamServer
     prepare_bank(url, "load", DIM, 4000)
     warm = asyncio.run(drive(url, "load", DIM, CLIENTS, 2.0))  # first-touch allocations
     assert warm.errors == [], warm.errors[:5]
-    rss_before = shared_server.rss_kb()
-    rep = asyncio.run(drive(url, "load", DIM, CLIENTS, seconds))
-    rss_after = shared_server.rss_kb()
-    rep.line("load", rss_before_mb=rss_before / 1024, rss_after_mb=rss_after / 1024)
+    rss_mib = lambda: shared_server.rss_kb() / 1024  # noqa: E731
+    rep = asyncio.run(drive(url, "load", DIM, CLIENTS, seconds, sample=rss_mib))
+    start, mid, end = (rep.sample_at(f) for f in (0.0, 0.5, 1.0))
+    rep.line("load", rss_before_mb=start, rss_mid_mb=mid, rss_after_mb=end)
     assert rep.errors == [], rep.errors[:5]
     assert rep.requests > CLIENTS, "the driver barely ran"
     assert rep.latencies["store"] and rep.latencies["query"]
-    # Stores add ~8 memories × 64 floats per request: a few MB at most; the rest would be a leak.
-    assert rss_after <= 1.5 * rss_before + 64 * 1024, (rss_before, rss_after)
+    # Bounded, not flat: caches (oneDNN's compiled GEMMs, SQLite's 64 MiB page cache, malloc
+    # arenas) fill during the run and then stop, so the second half grows much less than the
+    # first. A leak grows at a steady rate (as oneDNN's unbounded shape cache once did: +660
+    # MB in 12 s). The data stored is ~8 memories × 64 floats per request, a few MB at most.
+    assert end - mid <= 0.5 * max(mid - start, 0.0) + 48, (start, mid, end)
+    assert end <= 2 * start + 256, (start, mid, end)
