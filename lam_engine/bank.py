@@ -24,7 +24,7 @@ from .vectors import (
     TORCH_DTYPES,
     as_matrix,
     check_ids,
-    content_id,
+    content_ids,
     normalize_rows,
     round_to_dtype,
 )
@@ -119,9 +119,17 @@ class MemoryBank:
             seen: set[str] = set()
             dup = next(i for i in explicit if i in seen or seen.add(i))  # type: ignore[func-returns-value]
             raise DuplicateIdError("the same id appears twice in one batch", {"id": dup})
-        resolved = [i if i is not None else content_id(x[r]) for r, i in enumerate(ids)]
+        if not explicit:
+            resolved = content_ids(x)
+        else:
+            missing = [r for r, i in enumerate(ids) if i is None]
+            resolved = list(ids)  # type: ignore[arg-type]
+            for r, cid in zip(missing, content_ids(x, missing), strict=True):
+                resolved[r] = cid
         # The same vector twice without ids is one memory (content addressing); last wins.
         last_row = {mid: r for r, mid in enumerate(resolved)}
+        if len(last_row) == n:  # no repeats (the usual case): no gather, no copy
+            return PreparedBatch(resolved, resolved, np.ascontiguousarray(x), payloads)
         order = sorted(last_row.values())
         return PreparedBatch(
             ids=resolved,
@@ -133,33 +141,40 @@ class MemoryBank:
     def apply(self, batch: PreparedBatch, keys: list[int] | np.ndarray) -> None:
         """Apply a prepared batch whose keys (store seqs) are known; replaces keep their row."""
         vec = torch.from_numpy(batch.vectors).to(device=self.device, dtype=self.dtype)
-        new_rows: list[int] = []
-        replace_rows: list[int] = []
-        replace_src: list[int] = []
-        for j, mid in enumerate(batch.unique_ids):
-            row = self._row_of.get(mid)
-            if row is None:
-                new_rows.append(j)
-            else:
-                replace_rows.append(row)
-                replace_src.append(j)
-                self._payloads[row] = batch.payloads[j]
-        if replace_rows:
+        row_of = self._row_of
+        rows = [row_of.get(mid) for mid in batch.unique_ids]
+        new_rows = [j for j, row in enumerate(rows) if row is None]
+        if len(new_rows) < len(rows):
+            replace_src = [j for j, row in enumerate(rows) if row is not None]
+            replace_rows = [rows[j] for j in replace_src]
             self._xi[replace_rows] = vec[replace_src]
+            for j, row in zip(replace_src, replace_rows, strict=True):
+                self._payloads[row] = batch.payloads[j]  # type: ignore[index]
         if new_rows:
             start = self._n
-            self._reserve(start + len(new_rows))
             stop = start + len(new_rows)
-            self._xi[start:stop] = vec[new_rows]
+            self._reserve(stop)
+            all_new = len(new_rows) == len(rows)  # the usual bulk case: plain slices
+            self._xi[start:stop] = vec if all_new else vec[new_rows]
             self._bias[start:stop] = 0.0
-            self._keys[start:stop] = np.asarray(keys, dtype=np.int64)[new_rows]
-            for off, j in enumerate(new_rows):
-                mid = batch.unique_ids[j]
-                self._ids.append(mid)
-                self._payloads.append(batch.payloads[j])
-                self._row_of[mid] = start + off
+            keys = np.asarray(keys, dtype=np.int64)
+            self._keys[start:stop] = keys if all_new else keys[new_rows]
+            new_ids = batch.unique_ids if all_new else [batch.unique_ids[j] for j in new_rows]
+            self._ids.extend(new_ids)
+            self._payloads.extend(
+                batch.payloads if all_new else [batch.payloads[j] for j in new_rows]
+            )
+            row_of.update(zip(new_ids, range(start, stop), strict=True))
             self._n = stop
         self._max_norm = None
+
+    def bulk_loader(self) -> BulkLoader:
+        """Fill this (empty) bank from `Storage.load`: pass the loader as its sink, then
+        call `finish`. The vectors go straight into the device tensor, in the bank's dtype,
+        one chunk at a time: no full float32 copy of the bank on the way."""
+        if self._n:
+            raise RuntimeError("bulk_loader needs an empty bank")
+        return BulkLoader(self)
 
     def remove(self, ids: list[str]) -> list[int]:
         """Tombstone the rows of `ids` that exist; returns their keys."""
@@ -198,12 +213,13 @@ class MemoryBank:
         self._row_of = {mid: r for r, mid in enumerate(self._ids)}  # type: ignore[misc]
         self._n, self._dead = n, 0
 
-    def _reserve(self, rows: int) -> None:
+    def _reserve(self, rows: int, *, exact: bool = False) -> None:
         cap = self._xi.shape[0]
         if rows <= cap:
             return
-        new_cap = max(rows, int(cap * 1.5) + 1)
-        xi = torch.zeros(new_cap, self.config.dim, dtype=self.dtype, device=self.device)
+        new_cap = rows if exact else max(rows, int(cap * 1.5) + 1)
+        # Rows beyond _n are never read: no need to zero them.
+        xi = torch.empty(new_cap, self.config.dim, dtype=self.dtype, device=self.device)
         xi[: self._n] = self._xi[: self._n]
         bias = torch.zeros(new_cap, dtype=torch.float32, device=self.device)
         bias[: self._n] = self._bias[: self._n]
@@ -292,3 +308,41 @@ class MemoryBank:
         rows = self.alive_rows()
         vectors = self.alive_xi().float().cpu().numpy().copy()
         return [self.id_at(int(r)) for r in rows], vectors, [self._payloads[int(r)] for r in rows]
+
+
+class BulkLoader:
+    """The `Storage.load` sink (storage.VectorSink) of `MemoryBank.bulk_loader`."""
+
+    def __init__(self, bank: MemoryBank) -> None:
+        self.bank = bank
+        self._rows = 0
+
+    def reserve(self, n: int, d: int) -> None:
+        bank = self.bank
+        if d != bank.config.dim:
+            raise InvalidInputError(
+                f"stored vectors have dimension {d}, the bank has {bank.config.dim}",
+                {"expected": bank.config.dim, "got": d},
+            )
+        # Exactly n rows: the first append after a start grows it geometrically, as usual.
+        bank._reserve(n, exact=True)
+        self._rows = n
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        # copy_ converts to the bank's dtype and device chunk by chunk.
+        self.bank._xi[start : start + len(block)].copy_(torch.from_numpy(block))
+
+    def finish(
+        self, ids: list[str], keys: np.ndarray, payloads: list[dict[str, Any] | None]
+    ) -> None:
+        """Make the rows written so far the bank's memories (ids, store seqs, payloads)."""
+        bank, n = self.bank, len(ids)
+        if n != self._rows or len(keys) != n or len(payloads) != n:
+            raise InvalidInputError("bulk load: ids, keys and payloads must match the rows")
+        bank._bias[:n] = 0.0
+        bank._keys[:n] = keys
+        bank._ids = ids  # type: ignore[assignment]  # taken over, not copied
+        bank._payloads = payloads
+        bank._row_of = dict(zip(ids, range(n), strict=True))
+        bank._n, bank._dead = n, 0
+        bank._max_norm = None

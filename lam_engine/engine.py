@@ -143,19 +143,7 @@ class Engine:
         for rec in self.storage.list_banks():
             config = BankConfig.from_dict(rec.config)
             slot = self._new_slot(rec.name, config, rec.created_at, on_load=True)
-            loaded = self.storage.load(rec.name)
-            if loaded.ids:
-                slot.bank.apply(
-                    PreparedBatch(
-                        ids=loaded.ids,
-                        unique_ids=loaded.ids,
-                        vectors=loaded.vectors,
-                        payloads=loaded.payloads,
-                    ),
-                    loaded.seqs,
-                )
-            slot.generation = loaded.generation
-            del loaded  # the float32 copy: freed before an index is read or built
+            slot.generation = self._fill_from_store(slot.bank, rec.name)
             if not self._load_index(slot):
                 self._rebuild_index(slot)
                 if slot.prefilter is not None:
@@ -176,6 +164,17 @@ class Engine:
             else:
                 if removed:
                     log.info("removed %d stale file(s) from %s", len(removed), self.index_dir)
+
+    def _fill_from_store(self, bank: MemoryBank, name: str) -> int | None:
+        """Load the bank's memories into the empty `bank`; returns the store generation read.
+
+        The store streams the vectors chunk by chunk into the bank's tensor (in its dtype):
+        the peak is the bank itself plus ids and payloads, not a float32 copy of it.
+        """
+        loader = bank.bulk_loader()
+        loaded = self.storage.load(name, sink=loader)
+        loader.finish(loaded.ids, loaded.seqs, loaded.payloads)
+        return loaded.generation
 
     def _load_index(self, slot: BankSlot) -> bool:
         """Use the saved index of this bank if it is current; False if it must be rebuilt."""
@@ -445,21 +444,26 @@ class Engine:
         with slot.writer:
             if self._banks.get(name) is not slot:
                 raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
-            seqs = self.storage.upsert(name, batch.unique_ids, batch.vectors, batch.payloads)
+            # The bank mirrors the store (same ids), so it tells which ids are replacements.
+            replaced = [i in slot.bank for i in batch.unique_ids]
+            seqs = self.storage.upsert(
+                name, batch.unique_ids, batch.vectors, batch.payloads, all_new=not any(replaced)
+            )
             with slot.lock.write():
-                self._apply(slot, batch, seqs)
+                self._apply(slot, batch, seqs, replaced)
                 count = slot.bank.count
             self._committed(slot)
         return UpsertResult(ids=batch.ids, count=count)
 
-    def _apply(self, slot: BankSlot, batch: PreparedBatch, seqs: list[int]) -> None:
+    def _apply(
+        self, slot: BankSlot, batch: PreparedBatch, seqs: list[int], replaced: list[bool]
+    ) -> None:
         try:
-            existing = [i for i in batch.unique_ids if i in slot.bank]
             slot.bank.apply(batch, seqs)
             if slot.prefilter is not None:
                 keys = np.asarray(seqs, dtype=np.int64)
-                if existing:
-                    slot.prefilter.remove(keys[[i in set(existing) for i in batch.unique_ids]])
+                if any(replaced):
+                    slot.prefilter.remove(keys[np.asarray(replaced, dtype=bool)])
                 slot.prefilter.add(keys, batch.vectors)
         except BaseException:
             # The batch is committed: rebuild this bank from the store so memory matches disk.
@@ -469,14 +473,10 @@ class Engine:
 
     def _reload(self, slot: BankSlot) -> None:
         fresh = self._new_slot(slot.name, slot.config, slot.created_at, on_load=True)
-        loaded = self.storage.load(slot.name)
-        if loaded.ids:
-            fresh.bank.apply(
-                PreparedBatch(loaded.ids, loaded.ids, loaded.vectors, loaded.payloads), loaded.seqs
-            )
+        generation = self._fill_from_store(fresh.bank, slot.name)
         self._rebuild_index(fresh)
         slot.bank, slot.prefilter = fresh.bank, fresh.prefilter
-        slot.generation = loaded.generation
+        slot.generation = generation
 
     def get_memory(self, name: str, memory_id: str) -> MemoryRecord:
         slot = self._slot(name)

@@ -23,14 +23,20 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
 }
 MAX_ID_LENGTH = 512
+_NARROW_FLOATS = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 def as_matrix(values: Any, dim: int, what: str = "vectors") -> np.ndarray:
-    """A (B, dim) float32 array from a list of lists or an array; typed errors otherwise."""
-    try:
-        arr = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{what} must be a list of equal-length number arrays") from exc
+    """A new (B, dim) float32 array from a list of lists or an array; typed errors otherwise."""
+    narrow = isinstance(values, np.ndarray) and values.dtype in _NARROW_FLOATS
+    if narrow:
+        # float16/32 cannot overflow float32: check and copy them as they are, not in float64.
+        arr = values
+    else:
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"{what} must be a list of equal-length number arrays") from exc
     if arr.ndim != 2:
         if arr.size == 0:
             raise EmptyBatchError(f"{what} must not be empty")
@@ -42,9 +48,12 @@ def as_matrix(values: Any, dim: int, what: str = "vectors") -> np.ndarray:
             f"{what} have dimension {arr.shape[1]}, the bank has {dim}",
             {"expected": dim, "got": int(arr.shape[1])},
         )
-    if not np.isfinite(arr).all():
-        rows = np.nonzero(~np.isfinite(arr).all(axis=1))[0][:10].tolist()
+    finite = np.isfinite(arr)
+    if not finite.all():
+        rows = np.nonzero(~finite.all(axis=1))[0][:10].tolist()
         raise NonFiniteError(f"{what} contain NaN or Inf", {"rows": rows})
+    if narrow:
+        return np.array(arr, dtype=np.float32, order="C")  # a copy: the caller keeps its own
     with np.errstate(over="ignore"):
         f32 = arr.astype(np.float32)
     if not np.isfinite(f32).all():
@@ -94,6 +103,15 @@ def round_to_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
 def content_id(vector: np.ndarray) -> str:
     """Hex SHA-256 of the stored vector's little-endian float32 bytes (API.md)."""
     return hashlib.sha256(np.ascontiguousarray(vector, dtype="<f4").tobytes()).hexdigest()
+
+
+def content_ids(x: np.ndarray, rows: Sequence[int] | None = None) -> list[str]:
+    """content_id of each row of x (B, d), or of the given rows: one buffer, no per-row copy."""
+    raw = np.ascontiguousarray(x, dtype="<f4").data.cast("B")
+    size = x.shape[1] * 4
+    starts = range(0, x.shape[0] * size, size) if rows is None else [r * size for r in rows]
+    sha256 = hashlib.sha256
+    return [sha256(raw[k : k + size]).hexdigest() for k in starts]
 
 
 def check_ids(ids: Sequence[Any]) -> None:

@@ -7,6 +7,9 @@
         write every bank of the store (vectors as raw float32 hex) to a JSON file
     crash_child_storage.py readonly <db>
         try reads and writes on a read-only store; print what happened as JSON
+    crash_child_storage.py migrate <db>
+        print "ready", wait for a line on stdin, then open the store (which migrates an
+        older one) and print what the migration did as JSON
 
 The child imports lam_engine.storage without running lam_engine/__init__.py (which
 pulls in torch): a process that starts in 0.1 s instead of 2 s is what lets the crash
@@ -111,6 +114,15 @@ def _readonly(db: str) -> None:
     print(json.dumps(report))
 
 
+def _migrate(db: str) -> None:
+    storage = _import_storage()
+    print("ready", flush=True)
+    sys.stdin.readline()  # the parent starts its kill timer when it sends this line
+    store = storage.Storage(db)
+    print(json.dumps(store.migration), flush=True)
+    store.close()
+
+
 if __name__ == "__main__":
     mode, *args = sys.argv[1:]
     if mode == "crash":
@@ -119,5 +131,7 @@ if __name__ == "__main__":
         _dump(args[0], args[1])
     elif mode == "readonly":
         _readonly(args[0])
+    elif mode == "migrate":
+        _migrate(args[0])
     else:
         raise SystemExit(f"unknown mode {mode!r}")

@@ -379,6 +379,32 @@ def test_reopen_round_trips_exactly(tmp_path) -> None:
     again.close()
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_reopen_streams_the_bank_back_bit_for_bit(tmp_path, dtype: str, monkeypatch) -> None:
+    import lam_engine.storage as storage_module
+
+    # Small load chunks: the bank is filled over many of them.
+    monkeypatch.setattr(storage_module, "LOAD_CHUNK_BYTES", 6 * 4 * 70)
+    monkeypatch.setattr(storage_module, "_LOAD_CHUNK_ROWS", (1, 1000))
+    engine = Engine.open(tmp_path)
+    _xi, ids = make_bank(engine, n=500, d=6, dtype=dtype)
+    engine.delete_memories("b", ids[100:300])  # compacted: rows and keys no longer aligned
+    engine.upsert("b", np.ones((2, 6), np.float32), ids=[ids[7], "late"], payloads=[None, {}])
+    bank = engine._banks["b"].bank
+    before = (bank.xi.clone(), bank.keys.copy(), list(bank._ids), list(bank._payloads))
+    engine.close()
+    again = Engine.open(tmp_path)
+    bank = again._banks["b"].bank
+    assert bank.xi.dtype == before[0].dtype and torch.equal(bank.xi, before[0])
+    assert bank.keys.tolist() == before[1].tolist()
+    assert bank._ids == before[2] and bank._payloads == before[3]
+    assert bank.bias is None and bank.count == 301 and bank.xi.shape[0] == 301
+    assert again.get_memory("b", "late").payload == {}
+    again.upsert("b", np.ones((1, 6), np.float32) * 2, ids=["after"])  # grows from the load
+    assert again.scroll("b", limit=1000)[0][-1].id == "after"
+    again.close()
+
+
 def test_snapshot_round_trip_is_exact(engine: Engine) -> None:
     _xi, _ids = make_bank(engine, n=30, d=4, dtype="float16")
     buf = io.BytesIO()
@@ -631,12 +657,45 @@ def test_version_1_store_opens_and_then_saves_its_index(tmp_path, count_rebuilds
     conn.close()
     count_rebuilds.clear()
     engine = Engine.open(tmp_path)
-    assert engine.storage.schema_version == 2 and count_rebuilds == [3000]
+    assert engine.storage.schema_version == 3 and count_rebuilds == [3000]
     assert _answers(engine, "ix", q) == before
     engine.close()
     count_rebuilds.clear()
     engine = Engine.open(tmp_path)
     assert count_rebuilds == [] and engine._banks["ix"].index_origin == "loaded"
+    engine.close()
+
+
+def test_version_2_store_migrates_and_keeps_its_saved_index(tmp_path, count_rebuilds) -> None:
+    """Migrating the layout keeps seqs and generations: the saved index stays current."""
+    import sqlite3
+
+    engine = Engine.open(tmp_path)
+    xi = _indexed_bank(engine, "ivf")
+    engine.delete_memories("ix", [f"m{i}" for i in range(0, 3000, 7)])
+    q = xi[::300] + 0.1
+    before = _answers(engine, "ix", q)
+    engine.close()
+    conn = sqlite3.connect(tmp_path / "lam.sqlite3", isolation_level=None)
+    conn.execute("BEGIN")  # back to the version-2 layout (WITHOUT ROWID)
+    conn.execute("ALTER TABLE memories RENAME TO m3")
+    conn.execute("DROP INDEX memories_bank_id")
+    conn.execute("DROP INDEX memories_bank_seq")
+    conn.execute(
+        "CREATE TABLE memories (bank TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
+        " vector BLOB NOT NULL, payload TEXT, PRIMARY KEY (bank, seq)) WITHOUT ROWID"
+    )
+    conn.execute("CREATE UNIQUE INDEX memories_bank_id ON memories (bank, id)")
+    conn.execute("INSERT INTO memories SELECT bank, seq, id, vector, payload FROM m3")
+    conn.execute("DROP TABLE m3")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.execute("COMMIT")
+    conn.close()
+    count_rebuilds.clear()
+    engine = Engine.open(tmp_path)
+    assert engine.storage.migration is not None and engine.storage.migration["from_version"] == 2
+    assert count_rebuilds == [] and engine._banks["ix"].index_origin == "loaded"
+    assert _answers(engine, "ix", q) == before
     engine.close()
 
 

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lam_engine import storage as storage_module
 from lam_engine.errors import (
     BankExistsError,
     BankNotFoundError,
@@ -25,7 +26,7 @@ from lam_engine.errors import (
     InvalidParameterError,
     StorageError,
 )
-from lam_engine.storage import Storage
+from lam_engine.storage import PAGE_SIZE, SCHEMA_VERSION, Storage
 
 CHILD = Path(__file__).with_name("crash_child_storage.py")
 T0 = "2025-11-25T14:00:00Z"
@@ -474,7 +475,8 @@ def test_version_1_store_is_migrated_in_place(tmp_path: Path):
     xi = _xi(5, 3)
     _make_v1_store(db, xi)
     s = Storage(db)
-    assert s.schema_version == 2
+    assert s.schema_version == SCHEMA_VERSION == 3
+    assert s.migration is not None and s.migration["from_version"] == 1
     loaded = s.load("old")
     assert loaded.ids == [f"m{i}" for i in range(5)] and _bits(loaded.vectors) == _bits(xi)
     assert loaded.payloads == [{"i": i} for i in range(5)]
@@ -485,23 +487,30 @@ def test_version_1_store_is_migrated_in_place(tmp_path: Path):
     assert s.generation("fresh") == 2
     s.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
     conn.close()
     s = Storage(db)  # a migrated store opens as a current one
-    assert s.schema_version == 2 and s.generation("old") == 1 and len(s.load("old").ids) == 6
+    assert s.schema_version == 3 and s.migration is None
+    assert s.generation("old") == 1 and len(s.load("old").ids) == 6
     s.close()
 
 
-def test_version_1_store_read_only_is_served_unmigrated(tmp_path: Path):
-    db = tmp_path / "ro" / "lam.sqlite3"
-    _make_v1_store(db, _xi(4, 4))
+def _assert_served_read_only(db: Path, *, banks: list[str], count: int) -> None:
+    """Opened from a read-only file (in a child process): served, writes refused."""
     db.chmod(0o444)
     try:
         report = _readonly_child(db)
     finally:
         db.chmod(0o644)
-    assert report["read_only"] is True and report["banks"] == ["old"] and report["count"] == 4
+    assert report["read_only"] is True and report["banks"] == banks
+    assert report["count"] == count
     assert report["upsert"]["message"] == "storage upsert failed: database is read-only"
+
+
+def test_version_1_store_read_only_is_served_unmigrated(tmp_path: Path):
+    db = tmp_path / "ro" / "lam.sqlite3"
+    _make_v1_store(db, _xi(4, 4))
+    _assert_served_read_only(db, banks=["old"], count=4)
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
     conn.close()
@@ -516,3 +525,261 @@ def test_unknown_schema_version_is_refused(tmp_path: Path):
     conn.close()
     with pytest.raises(StorageError, match="unsupported schema version"):
         Storage(db)
+
+
+# -- schema version 3: layout, migration of version-2 stores, streamed loads ---------------
+
+_V2_MEMORIES = (
+    "CREATE TABLE memories ("
+    " bank TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
+    " vector BLOB NOT NULL, payload TEXT,"
+    " PRIMARY KEY (bank, seq)) WITHOUT ROWID",
+    "CREATE UNIQUE INDEX memories_bank_id ON memories (bank, id)",
+)
+
+
+def _downgrade_to_v2(db: Path) -> None:
+    """Rewrite a current store in the version-2 layout (WITHOUT ROWID, 4 KiB pages)."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.execute("BEGIN")
+    conn.execute("ALTER TABLE memories RENAME TO memories_new")
+    conn.execute("DROP INDEX memories_bank_id")
+    conn.execute("DROP INDEX memories_bank_seq")
+    for stmt in _V2_MEMORIES:
+        conn.execute(stmt)
+    conn.execute("INSERT INTO memories SELECT bank, seq, id, vector, payload FROM memories_new")
+    conn.execute("DROP TABLE memories_new")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.close()
+
+
+def _layout(db: Path) -> dict[str, Any]:
+    conn = sqlite3.connect(db)
+    try:
+        sql = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL"))
+        return {
+            "version": conn.execute(
+                "SELECT value FROM meta WHERE key = 'schema_version'"
+            ).fetchone()[0],
+            "page_size": conn.execute("PRAGMA page_size").fetchone()[0],
+            "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0],
+            "without_rowid": "WITHOUT ROWID" in sql["memories"].upper(),
+            "indexes": sorted(n for n in sql if n.startswith("memories_")),
+            "integrity": conn.execute("PRAGMA integrity_check").fetchone()[0],
+        }
+    finally:
+        conn.close()
+
+
+def _fill_v2_style(db: Path) -> dict[str, Any]:
+    """A store with two interleaved banks, gaps, replaced ids and payloads, as version 2 left it."""
+    s = Storage(db)
+    s.create_bank("a", {"dim": 6}, T0)
+    s.create_bank("b", {"dim": 3}, T0)
+    for k in range(6):
+        s.upsert(
+            "a",
+            [f"a{k}-{i}" for i in range(40)],
+            _xi(40, 6, k),
+            [{"k": k, "i": i} for i in range(40)],
+        )
+        s.upsert("b", [f"b{k}-{i}" for i in range(7)], _xi(7, 3, 50 + k), [None] * 7)
+    s.delete("a", [f"a2-{i}" for i in range(40)] + ["a0-0"])
+    s.delete("b", ["b5-6"])  # the highest seq: next_seq stays ahead of max(seq)
+    s.upsert("a", ["a1-3"], _xi(1, 6, 99), [{"replaced": True}])
+    state = {b.name: (s.load(b.name), s.generation(b.name)) for b in s.list_banks()}
+    s.close()
+    _downgrade_to_v2(db)
+    assert _layout(db)["without_rowid"] and _layout(db)["page_size"] == 4096
+    return state
+
+
+def _assert_same(s: Storage, state: dict[str, Any]) -> None:
+    assert [b.name for b in s.list_banks()] == list(state)
+    for name, (want, generation) in state.items():
+        got = s.load(name)
+        assert got.ids == want.ids and got.seqs.tolist() == want.seqs.tolist()
+        assert _bits(got.vectors) == _bits(want.vectors) and got.payloads == want.payloads
+        assert got.generation == generation == s.generation(name)
+
+
+def test_new_store_uses_the_version_3_layout(tmp_path: Path):
+    db = tmp_path / "lam.sqlite3"
+    Storage(db).close()
+    assert _layout(db) == {
+        "version": "3", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
+        "indexes": ["memories_bank_id", "memories_bank_seq"], "integrity": "ok",
+    }  # fmt: skip
+
+
+def test_version_2_store_is_migrated_and_compacted_keeping_everything(tmp_path: Path):
+    db = tmp_path / "lam.sqlite3"
+    state = _fill_v2_style(db)
+    s = Storage(db)
+    assert s.schema_version == 3 and s.migration is not None
+    assert s.migration["from_version"] == 2 and s.migration["vacuum"].startswith("done")
+    _assert_same(s, state)
+    # Seq rules hold on the new table: a replace keeps its seq, new ids continue next_seq.
+    a_next = int(state["a"][0].seqs[-1]) + 1
+    assert s.upsert("a", ["a1-4", "fresh"], _xi(2, 6, 7), [None, None]) == [44, a_next]
+    assert s.upsert("b", ["new"], _xi(1, 3), [None]) == [42]  # 41 was deleted: not reused
+    assert s.delete("a", ["a1-4", "nope"]) == 1
+    s.close()
+    assert _layout(db) == {
+        "version": "3", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
+        "indexes": ["memories_bank_id", "memories_bank_seq"], "integrity": "ok",
+    }  # fmt: skip
+    assert not (tmp_path / "lam.sqlite3-journal").exists()
+
+
+def test_migration_without_room_for_the_vacuum_keeps_the_page_size(tmp_path: Path, monkeypatch):
+    db = tmp_path / "lam.sqlite3"
+    state = _fill_v2_style(db)
+    # 100 MiB free of 1 GiB: enough for the migration, not for a VACUUM's reserve.
+    monkeypatch.setattr(storage_module, "_free_bytes", lambda path: (100 << 20, 1 << 30, 1))
+    s = Storage(db)
+    assert s.schema_version == 3 and s.migration["vacuum"] == "skipped: not enough disk space"
+    _assert_same(s, state)
+    s.close()
+    layout = _layout(db)
+    assert layout["page_size"] == 4096 and not layout["without_rowid"]
+    assert layout["journal_mode"] == "wal" and layout["integrity"] == "ok"
+
+
+def test_migration_refuses_to_start_without_disk_space(tmp_path: Path, monkeypatch):
+    db = tmp_path / "lam.sqlite3"
+    state = _fill_v2_style(db)
+    monkeypatch.setattr(storage_module, "_free_bytes", lambda path: (1 << 20, 1 << 30, 1))
+    with pytest.raises(StorageError) as err:
+        Storage(db)
+    assert err.value.message == "storage migrate failed: not enough disk space to migrate the store"
+    assert err.value.details["needed_bytes"] > err.value.details["free_bytes"]
+    assert _layout(db)["version"] == "2"  # untouched
+    monkeypatch.undo()
+    s = Storage(db)
+    _assert_same(s, state)
+    s.close()
+
+
+def test_failed_migration_leaves_the_version_2_store_intact(tmp_path: Path, monkeypatch):
+    db = tmp_path / "lam.sqlite3"
+    state = _fill_v2_style(db)
+    real = Storage._migrate_2_to_3
+
+    def failing(conn: sqlite3.Connection) -> None:
+        real(conn)  # every step done, then the disk fails before COMMIT
+        exc = sqlite3.OperationalError("disk I/O error")
+        exc.sqlite_errorname = "SQLITE_IOERR_WRITE"
+        raise exc
+
+    monkeypatch.setattr(Storage, "_migrate_2_to_3", staticmethod(failing))
+    with pytest.raises(StorageError, match="storage migrate failed: I/O error"):
+        Storage(db)
+    layout = _layout(db)
+    assert layout["version"] == "2" and layout["without_rowid"] and layout["integrity"] == "ok"
+    monkeypatch.undo()
+    s = Storage(db)
+    assert s.schema_version == 3
+    _assert_same(s, state)
+    s.close()
+
+
+def test_migration_while_another_connection_is_open_stays_in_wal(tmp_path: Path):
+    db = tmp_path / "lam.sqlite3"
+    state = _fill_v2_style(db)
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("SELECT COUNT(*) FROM banks").fetchone()  # holds the WAL read lock
+    try:
+        s = Storage(db)
+        assert s.schema_version == 3 and s.migration["vacuum"] == "not tried"
+        _assert_same(s, state)
+        assert other.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "3",
+        )
+        s.close()
+    finally:
+        other.close()
+    layout = _layout(db)
+    assert layout["page_size"] == 4096 and not layout["without_rowid"]
+    assert layout["journal_mode"] == "wal" and layout["integrity"] == "ok"
+
+
+def test_version_2_store_read_only_is_served_unmigrated(tmp_path: Path):
+    db = tmp_path / "ro" / "lam.sqlite3"
+    s = Storage(db)
+    s.create_bank("b", {"dim": 4}, T0)
+    s.upsert("b", [f"m{i}" for i in range(6)], _xi(6, 4), [None] * 6)
+    s.close()
+    _downgrade_to_v2(db)
+    _assert_served_read_only(db, banks=["b"], count=6)
+    assert _layout(db)["version"] == "2"
+
+
+class _RecordingSink:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def reserve(self, n: int, d: int) -> None:
+        self.calls.append(("reserve", n, d))
+        self.array = np.full((n, d), np.nan, dtype=np.float32)
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        assert block.dtype == np.float32 and block.flags.writeable
+        self.calls.append(("write", start, len(block)))
+        self.array[start : start + len(block)] = block
+
+
+def test_load_streams_in_chunks_into_a_sink(store: Storage, monkeypatch):
+    monkeypatch.setattr(storage_module, "LOAD_CHUNK_BYTES", 8 * 4 * 100)  # 100 rows of d = 8
+    monkeypatch.setattr(storage_module, "_LOAD_CHUNK_ROWS", (1, 1000))
+    store.create_bank("b", {"dim": 8}, T0)
+    xi = _xi(450, 8)
+    payloads: list[Any] = [None if i % 3 else {"i": i, "big": 2**70} for i in range(450)]
+    store.upsert("b", [f"m{i}" for i in range(450)], xi, payloads)
+    store.delete("b", [f"m{i}" for i in range(100, 150)])
+    keep = [i for i in range(450) if not 100 <= i < 150]
+    sink = _RecordingSink()
+    loaded = store.load("b", sink=sink)
+    assert loaded.vectors is None
+    assert sink.calls == [("reserve", 400, 8)] + [("write", k, 100) for k in range(0, 400, 100)]
+    assert _bits(sink.array) == _bits(xi[keep])
+    assert loaded.ids == [f"m{i}" for i in keep] and loaded.seqs.tolist() == keep
+    assert loaded.payloads == [payloads[i] for i in keep]
+    plain = store.load("b")  # the default sink: one float32 array
+    assert _bits(plain.vectors) == _bits(xi[keep]) and plain.payloads == loaded.payloads
+    store.create_bank("empty", {"dim": 5}, T0)
+    sink = _RecordingSink()
+    assert store.load("empty", sink=sink).ids == [] and sink.calls == [("reserve", 0, 5)]
+
+
+def test_load_refuses_vectors_of_the_wrong_size(store: Storage):
+    store.create_bank("b", {"dim": 4}, T0)
+    store.upsert("b", ["a", "b"], _xi(2, 4), [None, None])
+    store._conn.execute("UPDATE memories SET vector = x'00000000' WHERE id = 'b'")
+    with pytest.raises(StorageError, match="inconsistent vector sizes"):
+        store.load("b")
+    store._conn.execute(
+        "UPDATE memories SET vector = ?, payload = '{' WHERE id = 'b'", (b"\0" * 16,)
+    )
+    with pytest.raises(StorageError, match="corrupt payload"):
+        store.load("b")
+
+
+def test_all_new_skips_the_lookup_and_a_wrong_promise_changes_nothing(store: Storage):
+    store.create_bank("b", {"dim": 2}, T0)
+    assert store.upsert("b", ["x", "y"], _xi(2, 2), [None, None], all_new=True) == [0, 1]
+    assert store.upsert("b", ["z"], _xi(1, 2), [{"k": 1}], all_new=True) == [2]
+    generation = store.generation("b")
+    with pytest.raises(StorageError):  # "y" is stored: its unique index refuses the batch
+        store.upsert("b", ["w", "y"], _xi(2, 2, 5), [None, None], all_new=True)
+    loaded = store.load("b")
+    assert loaded.ids == ["x", "y", "z"] and _bits(loaded.vectors) == _bits(
+        np.concatenate([_xi(2, 2), _xi(1, 2)])
+    )
+    assert store.generation("b") == generation
+    assert store.upsert("b", ["w", "y"], _xi(2, 2, 5), [None, None]) == [3, 1]

@@ -8,14 +8,20 @@ trials of a group, so later trials kill a writer of a bigger store; batches foun
 in one trial must still be there in the next.
 
 LAM_CRASH_TRIALS raises the number of trials (default 50).
+
+The schema migration (version 2 → 3, then a VACUUM) is killed the same way: whenever the
+kill lands, the next open finds every memory of the old store, exactly.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import random
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -140,3 +146,110 @@ def test_sigkill_never_loses_an_acknowledged_batch_nor_leaves_a_partial_one(tmp_
     assert (lost, partial) == (0, 0), f"seed={seed}"
     # Kills must land mid-stream for the test to mean anything: most trials acknowledge.
     assert acked_total >= trials // 2
+
+
+# -- a kill during the schema migration --------------------------------------------------
+
+_V2_SCHEMA = (
+    "PRAGMA page_size = 4096",
+    "PRAGMA journal_mode = WAL",
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE banks (name TEXT PRIMARY KEY, config TEXT NOT NULL, created_at TEXT NOT NULL,"
+    " ord INTEGER NOT NULL, next_seq INTEGER NOT NULL DEFAULT 0,"
+    " generation INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE memories (bank TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
+    " vector BLOB NOT NULL, payload TEXT, PRIMARY KEY (bank, seq)) WITHOUT ROWID",
+    "CREATE UNIQUE INDEX memories_bank_id ON memories (bank, id)",
+    "INSERT INTO meta VALUES ('schema_version', '2'), ('generation', '7')",
+)
+
+
+def _make_v2_store(db: Path, n: int, d: int) -> np.ndarray:
+    """A version-2 store (as the previous code wrote it): bank "m" with n rows, every 3rd seq."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    xi = np.random.default_rng(3).standard_normal((n, d), dtype=np.float32)
+    conn = sqlite3.connect(db, isolation_level=None)
+    for stmt in _V2_SCHEMA:
+        conn.execute(stmt)
+    conn.execute("INSERT INTO banks VALUES ('m', ?, 't', 0, ?, 7)", (json.dumps({"dim": d}), 3 * n))
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO memories VALUES ('m', ?, ?, ?, ?)",
+        ((3 * i, f"id{i}", xi[i].tobytes(), None if i % 2 else f'{{"i":{i}}}') for i in range(n)),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    return xi
+
+
+def test_sigkill_during_migration_never_loses_the_store(tmp_path: Path):
+    trials = max(4, int(os.environ.get("LAM_CRASH_TRIALS", "50")) // 6)
+    n, d = 40_000, 96
+    pristine = tmp_path / "pristine" / "lam.sqlite3"
+    xi = _make_v2_store(pristine, n, d)
+    # How long an undisturbed migration takes here: the kills are spread over it.
+    timed = tmp_path / "timed" / "lam.sqlite3"
+    shutil.copytree(pristine.parent, timed.parent)
+    report = _migrate_in_child(timed, None)
+    assert report is not None and report["vacuum"].startswith("done")
+    duration = report["seconds"]
+    rnd = random.Random()
+    interrupted = 0
+    for trial in range(trials):
+        db = tmp_path / f"t{trial}" / "lam.sqlite3"
+        shutil.copytree(pristine.parent, db.parent)
+        report = _migrate_in_child(db, rnd.uniform(0.0, 1.2 * duration))
+        interrupted += report is None
+        store = Storage(db)  # finishes (or redoes) the migration
+        try:
+            assert store.schema_version == 3 and store.generation("m") == 7
+            loaded = store.load("m")
+            assert loaded.ids == [f"id{i}" for i in range(n)]
+            assert loaded.seqs.tolist() == list(range(0, 3 * n, 3))
+            assert loaded.vectors is not None and loaded.vectors.tobytes() == xi.tobytes()
+            assert loaded.payloads == [None if i % 2 else {"i": i} for i in range(n)]
+            assert store.upsert("m", ["new"], xi[:1], [None]) == [3 * n]
+            check = store._conn.execute("PRAGMA integrity_check").fetchone()[0]
+            assert check == "ok"
+        finally:
+            store.close()
+        shutil.rmtree(db.parent)
+    print(f"migration: {duration:.2f} s, trials={trials}, interrupted={interrupted}")
+    assert interrupted >= 1  # the kills must land during the migration to mean anything
+
+
+def _migrate_in_child(db: Path, kill_after: float | None) -> dict | None:
+    """Open (migrate) `db` in a child; SIGKILL it `kill_after` s after it starts, unless None.
+
+    Returns the child's migration report, or None if it was killed first.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), "migrate", str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(120.0, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == "ready\n", proc.stderr.read()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        if kill_after is not None:
+            threading.Event().wait(kill_after)
+            proc.send_signal(signal.SIGKILL)
+        out = proc.stdout.read()
+        code = proc.wait()
+    finally:
+        watchdog.cancel()
+        proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    if code == -signal.SIGKILL and not out.endswith("\n"):
+        return None
+    assert code in (0, -signal.SIGKILL), f"child failed: {code}"
+    return json.loads(out)
