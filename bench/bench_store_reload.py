@@ -1,8 +1,15 @@
 """Store and reload benchmark of lam_engine.storage (SQLite, WAL).
 
 Stores N memories of dimension d in batches (one transaction each) with
-synchronous FULL and NORMAL, reopens the FULL store and times ``load``, and reports
-the file size. Writes bench/results/store_reload.json.
+synchronous FULL and NORMAL, then reopens the FULL store twice, each time in a fresh
+process so that its peak resident memory (VmHWM) belongs to that reload alone:
+
+- ``Storage.load``: the bank as one float32 array (ids, seqs, payloads);
+- ``Engine.open`` of the same bank declared float16 (no prefilter): the path a service
+  start takes, down to the device tensor.
+
+Reports the file size, the reload times and their peak RSS next to the size of what
+they produce. Writes bench/results/store_reload.json.
 
     python bench/bench_store_reload.py            # N = 10⁶, d = 128
     python bench/bench_store_reload.py --quick    # N = 10⁵
@@ -16,6 +23,7 @@ import os
 import platform
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +42,14 @@ BANK = "bench"
 
 def _file_bytes(db: Path) -> int:
     return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return -1
 
 
 def store(db: Path, n: int, d: int, batch: int, synchronous: str) -> dict[str, Any]:
@@ -63,18 +79,57 @@ def store(db: Path, n: int, d: int, batch: int, synchronous: str) -> dict[str, A
     }
 
 
-def reload(db: Path, n: int, d: int) -> dict[str, Any]:
+def child_reload(db: Path, how: str, n: int, d: int) -> dict[str, Any]:
+    """Runs in a fresh process: one reload, timed, with the process's peak RSS."""
+    if how == "engine":
+        import torch  # noqa: F401  (imported before the baseline: not part of the load)
+
+        from lam_engine.engine import Engine
+    rss0 = _status_kib("VmRSS")
     t, c = time.perf_counter(), time.process_time()
-    s = Storage(db)
-    loaded = s.load(BANK)
-    seconds, cpu = time.perf_counter() - t, time.process_time() - c
-    s.close()
-    assert loaded.vectors.shape == (n, d) and len(loaded.ids) == n
+    if how == "storage":
+        s = Storage(db)
+        loaded = s.load(BANK)
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
+        assert loaded.vectors is not None and loaded.vectors.shape == (n, d)
+        assert len(loaded.ids) == n
+        result_bytes = loaded.vectors.nbytes
+        s.close()
+    else:
+        engine = Engine.open(db.parent, default_device="cpu")
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
+        info = engine.bank_info(BANK)
+        assert info.count == n
+        result_bytes = info.memory_bytes
+        engine.close()
+    peak = _status_kib("VmHWM")
     return {
         "seconds": round(seconds, 3),
         "cpu_seconds": round(cpu, 3),
         "vectors_per_s": round(n / seconds),
+        "rss_before_mib": round(rss0 / 1024, 1),
+        "peak_rss_mib": round(peak / 1024, 1),
+        "peak_rss_growth_mib": round((peak - rss0) / 1024, 1),
+        "result_mib": round(result_bytes / 2**20, 1),
     }
+
+
+def reload(db: Path, how: str, n: int, d: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", how, str(db), str(n), str(d)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def declare_float16(db: Path, d: int) -> None:
+    """Give the stored bank an engine config: float16, no prefilter (load path only)."""
+    from lam_engine.config import BankConfig, PrefilterConfig
+
+    config = BankConfig(dim=d, dtype="float16", prefilter=PrefilterConfig(kind="none"))
+    s = Storage(db)
+    s.update_bank_config(BANK, config.to_dict())
+    s.close()
 
 
 def main() -> None:
@@ -85,7 +140,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="N = 10⁵")
     ap.add_argument("--dir", type=Path, default=None, help="scratch directory (default: tmp)")
     ap.add_argument("--out", type=Path, default=None, help="JSON results file")
+    ap.add_argument("--child", nargs=4, metavar=("HOW", "DB", "N", "D"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        how, db, n_s, d_s = args.child
+        print(json.dumps(child_reload(Path(db), how, int(n_s), int(d_s))))
+        return
     if args.out is None:  # quick runs must not overwrite the full-size numbers the docs cite
         name = "store_reload_quick.json" if args.quick else "store_reload.json"
         args.out = REPO / "bench" / "results" / name
@@ -106,15 +166,22 @@ def main() -> None:
             r = result["store"][mode]
             rate, cpu = r["vectors_per_s"], r["cpu_seconds"]
             print(f"store  {mode:6s}: {rate:>10,} vectors/s ({cpu:.1f} s CPU)")
+        shutil.rmtree(scratch / "NORMAL")
         db = scratch / "FULL" / "lam.sqlite3"
-        result["load"] = reload(db, n, args.d)
         result["file_bytes"] = _file_bytes(db)
         result["bytes_per_memory"] = round(result["file_bytes"] / n, 1)
         result["raw_vector_bytes_per_memory"] = 4 * args.d
-        load = result["load"]
-        secs, cpu = load["seconds"], load["cpu_seconds"]
-        print(f"load         : {secs:.2f} s, {cpu:.2f} s CPU ({n:,} × {args.d})")
-        print(f"file size    : {result['file_bytes'] / 2**20:,.1f} MiB")
+        result["load"] = reload(db, "storage", n, args.d)
+        declare_float16(db, args.d)
+        result["engine_open_float16"] = reload(db, "engine", n, args.d)
+        for label, key in (("Storage.load", "load"), ("Engine.open f16", "engine_open_float16")):
+            r = result[key]
+            print(
+                f"{label:15s}: {r['seconds']:.2f} s, {r['cpu_seconds']:.2f} s CPU "
+                f"({n:,} × {args.d}); peak RSS {r['peak_rss_mib']:,.0f} MiB "
+                f"(+{r['peak_rss_growth_mib']:,.0f} MiB for {r['result_mib']:,.0f} MiB of vectors)"
+            )
+        print(f"file size      : {result['file_bytes'] / 2**20:,.1f} MiB")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result["env"] = {
