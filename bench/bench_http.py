@@ -42,7 +42,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import RESULTS, machine_info, measure, print_table, save_plot, write_json  # noqa: E402
+from bench.common import (  # noqa: E402
+    RESULTS,
+    die_with_parent,
+    machine_info,
+    measure,
+    print_table,
+    save_plot,
+    write_json,
+)
 
 BANK = "bench"
 TOP_K = 5
@@ -87,7 +95,12 @@ class Server:
         env.pop("LAM_API_KEYS", None)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=self.log, stderr=self.log
+            [sys.executable, "-m", "service"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=self.log,
+            preexec_fn=die_with_parent,
         )
         deadline = time.time() + 300
         while time.time() < deadline:
