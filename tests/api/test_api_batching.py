@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,51 @@ def test_batch_max_bounds_rows_per_call(tmp_path: Path) -> None:
         )
 
     run(tmp_path, body, batch_window_ms=100.0, batch_max=4)
+
+
+def test_requests_arriving_during_a_call_wait_and_go_out_together(tmp_path: Path) -> None:
+    """One engine call per bank at a time: what arrives while it runs joins the next batch,
+    instead of starting a second, smaller call that competes for the same cores."""
+    first, later = requests(1), requests(5)
+
+    async def body(client: httpx.AsyncClient, rt: Runtime) -> None:
+        engine = rt.engine
+        assert engine is not None
+        original = engine.query
+        release, started = threading.Event(), threading.Event()
+        sizes: list[int] = []
+        running = [0, 0]  # now, most ever
+
+        def gated(name: str, queries: Any, **kw: Any) -> Any:
+            with lock:
+                running[0] += 1
+                running[1] = max(running)
+                sizes.append(len(queries))
+            started.set()
+            release.wait(10)
+            try:
+                return original(name, queries, **kw)
+            finally:
+                with lock:
+                    running[0] -= 1
+
+        lock = threading.Lock()
+        engine.query = gated  # type: ignore[method-assign]
+        try:
+            a = asyncio.ensure_future(client.post("/v1/banks/m/query", json=first[0]))
+            assert await asyncio.to_thread(started.wait, 10)
+            rest = [asyncio.ensure_future(client.post("/v1/banks/m/query", json=b)) for b in later]
+            await asyncio.sleep(0.2)  # far beyond the window: they would have gone out by now
+            assert sizes == [len(first[0]["queries"])], sizes
+            release.set()
+            rs = [await a, *[await t for t in rest]]
+        finally:
+            release.set()
+            engine.query = original  # type: ignore[method-assign]
+        assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
+        for r, b in zip(rs, first + later, strict=True):
+            assert_same(r.json(), direct(rt, b))
+        assert running[1] == 1
+        assert sizes == [len(first[0]["queries"]), sum(len(b["queries"]) for b in later)]
+
+    run(tmp_path, body, batch_window_ms=2.0, batch_max=64)
