@@ -14,7 +14,7 @@ top-k scores are recomputed exactly in float32 at the end from the selected rows
 * float32: the chunked pass. On CPU its GEMMs go to oneDNN (`torch.ops.mkldnn.
   _linear_pointwise`, IEEE float32), ~2× torch's `mm` (MKL) on AMD CPUs, and faster than
   the fused flash-attention kernel for B > 1 even though that one reads Ξ only once. For a
-  single query, or without oneDNN, a pass that wants Ξᵀ p and no top-k uses PyTorch's
+  few queries (B ≤ 16), or without oneDNN, a pass that wants Ξᵀ p and no top-k uses PyTorch's
   fused kernel for CPU (`_scaled_dot_product_flash_attention_for_cpu`), which returns the
   log-sum-exp too; it parallelizes over (batch, heads, query blocks) only, so Ξ is viewed as
   S contiguous shards (the "heads", no copy) whose partial results are merged by
@@ -171,10 +171,18 @@ def model_b_pass(
         return _chunked_pass(xi, v, beta, bias, k, chunk_bytes, need_out=need_out)
 
 
+# Up to this many float32 queries, a pass that wants Ξᵀ p goes to the fused kernel even
+# with oneDNN there: reading Ξ once beats two GEMMs while they are memory-bound. Measured on
+# the 2-core Zen 4 (N = 10⁵, ms per pass, chunked → fused): d = 384, B = 8: 28 → 20,
+# B = 16: 29 → 25, B = 32: tie, B = 64: 71 → 87; d = 64, B = 16: 9.7 → 6.8; d = 768,
+# B = 16: 51 → 45. Micro-batches of a few requests land here.
+_FUSED_MAX_BATCH = 16
+
+
 def _fused_wins(xi: torch.Tensor, batch: int) -> bool:
     """Whether a pass that wants Ξᵀ p (and no top-k) goes to the fused kernel: without
-    oneDNN's GEMM, or for a single float32 query (a GEMV, where reading Ξ once wins)."""
-    return _linear_op() is None or (batch == 1 and xi.dtype == torch.float32)
+    oneDNN's GEMM, or for up to _FUSED_MAX_BATCH float32 queries."""
+    return _linear_op() is None or (batch <= _FUSED_MAX_BATCH and xi.dtype == torch.float32)
 
 
 @functools.lru_cache(maxsize=1)

@@ -390,10 +390,11 @@ def test_onednn_gemm_is_float32_exact():
         assert torch.all((kernels._mm_nn(e, w).double() - nn).abs() <= tol_nn + 1e-30)
 
 
-def test_float32_without_onednn_uses_the_fused_kernel(monkeypatch):
+@pytest.mark.parametrize("b", [5, kernels._FUSED_MAX_BATCH + 1])
+def test_float32_without_onednn_uses_the_fused_kernel(monkeypatch, b):
     """Without oneDNN's GEMM, passes that want Ξᵀ p and no top-k take the fused kernel;
-    the results match the reference either way."""
-    xi, v, bias = make_case(4, 5000, 5, 24, 0.3)
+    with it, only up to _FUSED_MAX_BATCH queries do. The results match the reference."""
+    xi, v, bias = make_case(4, 5000, b, 24, 0.3)
     calls = []
     real = kernels._sdpa_pass
     monkeypatch.setattr(kernels, "_sdpa_pass", lambda *a: calls.append(1) or real(*a))
@@ -410,7 +411,8 @@ def test_float32_without_onednn_uses_the_fused_kernel(monkeypatch):
                 need_out=need_out,
             )
             check_pass(res, xi, v, 4.0, bias, k, rtol=2e-5)
-        assert len(calls) == (1 if linear is None else 0)
+        fused = linear is None or b <= kernels._FUSED_MAX_BATCH
+        assert len(calls) == (1 if fused else 0)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
