@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .deps import Runtime
 from .errors import ApiError, error_response, internal_error_response
+from .ratelimit import RateLimiter
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -27,6 +28,8 @@ class ServiceMiddleware:
     def __init__(self, app: ASGIApp, rt: Runtime) -> None:
         self.app = app
         self.rt = rt
+        spec = rt.settings.rate_limit
+        self.rate_limiter = RateLimiter(spec) if spec else None
 
     def _limit(self, scope: Scope) -> int:
         s = self.rt.settings
@@ -71,6 +74,8 @@ class ServiceMiddleware:
 
         try:
             early = _declared_too_large(headers.get(b"content-length"), limit)
+            if early is None and self.rate_limiter and scope["path"].startswith("/v1/"):
+                early = self.rate_limiter.check(scope, headers.get(b"authorization"))
             if early is not None:
                 await _send_error(early, scope, receive, send_wrapper, state)
             else:

@@ -267,6 +267,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _err("Body or batch beyond a server limit"),
     415: _err("Unsupported Content-Type"),
     422: _err("A value out of range: wrong dimension, NaN/Inf, beta <= 0, empty batch..."),
+    429: _err("Over LAM_RATE_LIMIT for this client; Retry-After says when to come back"),
     500: _err("Internal error (carries a request id that is also in the log)"),
     503: _err("Not ready or shutting down"),
     507: _err("The durable store cannot take the write"),

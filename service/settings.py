@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     max_dynamics_steps: int = Field(default=100_000, ge=1)
     max_query_steps: int = Field(default=10_000, ge=1)
 
+    # Per client (API key, or address without auth) on /v1 routes, in the `limits` notation:
+    # "100/second", "1000/minute;50/second" (all must hold). Unset = no limit. See ratelimit.py.
+    rate_limit: str | None = None
+
     batch_window_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
     batch_max: int = Field(default=64, ge=1)
 
@@ -41,6 +45,19 @@ class Settings(BaseSettings):
     worker_threads: int = Field(default=8, ge=1, le=256)
     chunk_bytes: int = Field(default=64 << 20, ge=1 << 16)
     shutdown_timeout_s: int = Field(default=30, ge=0)
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parse_rate_limit(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from limits import parse_many
+
+        try:
+            parse_many(v)
+        except ValueError as exc:
+            raise ValueError(f"LAM_RATE_LIMIT: {exc} (e.g. '100/second;2000/minute')") from exc
+        return v
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -232,3 +232,28 @@ def test_retry_after_parsing() -> None:
     assert when is not None and 3.0 <= when <= 5.5
     policy = RetryPolicy(retries=3, retry_after_max=2.0)
     assert policy.delay(0, httpx.Response(503, headers={"Retry-After": "100"})) == 2.0
+
+
+# ---- 429 from a live server with LAM_RATE_LIMIT ----------------------------------------------
+def test_live_rate_limit_is_retried_after_the_servers_delay(tmp_path: Path) -> None:
+    """The server answers 429 with Retry-After; the SDK waits that long and gets through, or,
+    without retries, raises RateLimited with the server's code."""
+    from live_server import LamServer
+
+    srv = LamServer(tmp_path / "data", tmp_path / "log", env={"LAM_RATE_LIMIT": "2/second"})
+    srv.start(timeout=60)
+    try:
+        with Client(srv.url, retries=0) as c:
+            c.list_banks()
+            c.list_banks()
+            with pytest.raises(RateLimited) as exc:
+                c.list_banks()
+            assert exc.value.status == 429 and exc.value.code == "rate_limited"
+        time.sleep(1.1)  # let the window pass
+        t0 = time.monotonic()
+        with Client(srv.url, retries=3) as c:
+            assert [c.list_banks() for _ in range(5)] == [[]] * 5
+        # 5 calls at 2 per second: at least two waits of the server's Retry-After (1 s).
+        assert time.monotonic() - t0 >= 1.0
+    finally:
+        srv.stop()
