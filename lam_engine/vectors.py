@@ -100,13 +100,9 @@ def round_to_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
     return t.float().numpy()
 
 
-def content_id(vector: np.ndarray) -> str:
-    """Hex SHA-256 of the stored vector's little-endian float32 bytes (API.md)."""
-    return hashlib.sha256(np.ascontiguousarray(vector, dtype="<f4").tobytes()).hexdigest()
-
-
 def content_ids(x: np.ndarray, rows: Sequence[int] | None = None) -> list[str]:
-    """content_id of each row of x (B, d), or of the given rows: one buffer, no per-row copy."""
+    """Content address of each row of x (B, d), or of the given rows: the hex SHA-256 of the
+    stored vector's little-endian float32 bytes (API.md); one buffer, no per-row copy."""
     raw = np.ascontiguousarray(x, dtype="<f4").data.cast("B")
     size = x.shape[1] * 4
     starts = range(0, x.shape[0] * size, size) if rows is None else [r * size for r in rows]
