@@ -73,7 +73,9 @@ def parse_json(raw: bytes) -> Any:
         raise NonFiniteError(
             "NaN and Infinity are not valid numbers here", {"token": str(tok)[:40]}
         ) from None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: nesting deeper than the stdlib parser follows (orjson ≥ 3.9 refuses
+        # it too, so the body comes here): malformed, like any JSON orjson will not read.
         pass
     raise ApiError(400, "malformed_json", "request body is not valid JSON", {"reason": first_error})
 

@@ -152,3 +152,24 @@ def test_settings_come_from_lam_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (s.host, s.max_store_batch, s.max_query_batch, s.max_body_bytes) == (
         "127.0.0.1", 10_000, 1024, 64 << 20,
     )  # fmt: skip
+
+
+def test_nesting_too_deep_for_any_parser_is_400(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """orjson ≥ 3.9 refuses nesting deeper than 1024; the stdlib parser that tells NaN from
+    broken JSON then recurses past Python's limit. That is a 400, not a 500 (found in a fresh
+    venv, whose orjson was newer than the dev machine's). Older orjson is made to refuse too."""
+    import orjson
+
+    import service.bodies as bodies
+
+    def refuse(raw: bytes) -> Any:
+        raise orjson.JSONDecodeError("depth limit exceeded", raw.decode(), 1025)
+
+    monkeypatch.setattr(bodies.orjson, "loads", refuse)
+    deep = b'{"name": "x", "dim": ' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    r = client.post("/v1/banks", content=deep, headers={"content-type": "application/json"})
+    assert_error(r, 400, "malformed_json")
+    monkeypatch.undo()
+    assert client.get("/v1/banks").json()["banks"] == []
