@@ -57,6 +57,39 @@ def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
 
 
 @dataclass(frozen=True)
+class QueryDefaults:
+    """Defaults and limits of a query (API.md, "Query"): the one source for the engine,
+    the HTTP schemas, the SDK signatures and the CLI options."""
+
+    steps: int = 1
+    tol: float = 1e-6
+    top_k: int = 5
+    with_payload: bool = True
+    with_vectors: bool = False
+    exact: bool = False
+    steps_max: int = 10_000
+    top_k_max: int = 100_000
+
+
+@dataclass(frozen=True)
+class DynamicsDefaults:
+    """Defaults and limits of `/dynamics` (API.md, "Dynamics")."""
+
+    tau_f: float = 1.0
+    tau_h: float = 0.1
+    dt: float = 0.01
+    t_max: float = 5.0
+    record_every: int = 10
+    tol: float = 1e-5
+    top_k: int = 5
+    steps_max: int = 100_000  # t_max/dt integration steps beyond this are refused
+
+
+QUERY = QueryDefaults()
+DYNAMICS = DynamicsDefaults()
+
+
+@dataclass(frozen=True)
 class PrefilterConfig:
     """FAISS candidate prefilter of a bank (kind "none" disables it).
 

@@ -1,4 +1,9 @@
-"""Typed errors of the engine. No HTTP here: service/errors.py maps them to statuses."""
+"""Typed errors of the engine, and the ONE table of their HTTP statuses.
+
+Each family carries its status as a class attribute (`status`); `service/errors.py` and the
+embedded client read it from here. The engine itself never speaks HTTP: the number is part
+of the contract of an error family, not of a transport.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ class LamError(Exception):
     """Base of every error the engine raises on purpose."""
 
     code: str = "lam_error"
+    status: int = 500  # a family without a status of its own is a server bug
 
     def __init__(self, message: str, details: Any = None) -> None:
         super().__init__(message)
@@ -20,6 +26,7 @@ class InvalidInputError(LamError):
     """A value out of range or of the wrong shape (HTTP 422)."""
 
     code = "invalid_input"
+    status = 422
 
 
 class DimensionMismatchError(InvalidInputError):
@@ -48,6 +55,7 @@ class DeviceUnavailableError(InvalidInputError):
 
 class NotFoundError(LamError):
     code = "not_found"
+    status = 404
 
 
 class BankNotFoundError(NotFoundError):
@@ -60,6 +68,7 @@ class MemoryNotFoundError(NotFoundError):
 
 class ConflictError(LamError):
     code = "conflict"
+    status = 409
 
 
 class BankExistsError(ConflictError):
@@ -74,6 +83,7 @@ class LimitExceededError(LamError):
     """A batch or body beyond a configured limit (HTTP 413)."""
 
     code = "limit_exceeded"
+    status = 413
 
 
 class NumericOverflowError(InvalidInputError):
@@ -90,3 +100,4 @@ class StorageError(LamError):
     """The durable store cannot take the write (disk full, read-only): HTTP 507."""
 
     code = "storage_unavailable"
+    status = 507

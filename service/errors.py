@@ -1,7 +1,8 @@
-"""The one table from errors to HTTP statuses, and the error envelope of API.md.
+"""Errors to HTTP responses, in the error envelope of API.md.
 
 Every error body is {"error": {"code", "message", "details"}}. Engine errors (LamError
-subclasses) map by class; service errors are ApiError with their own status and code.
+subclasses) answer with the status their family declares in lam_engine/errors.py; service
+errors are ApiError with their own status and code.
 """
 
 from __future__ import annotations
@@ -15,27 +16,11 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from lam_engine.errors import (
-    ConflictError,
-    InvalidInputError,
-    LamError,
-    LimitExceededError,
-    NotFoundError,
-    StorageError,
-)
+from lam_engine.errors import LamError
 
 from .responses import OrjsonResponse
 
 log = logging.getLogger("lam.service")
-
-# Most specific first: the first class in an error's MRO found here decides its status.
-LAM_STATUS: dict[type[LamError], int] = {
-    InvalidInputError: 422,
-    NotFoundError: 404,
-    ConflictError: 409,
-    LimitExceededError: 413,
-    StorageError: 507,
-}
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -72,10 +57,8 @@ class ApiError(Exception):
 
 
 def status_of(exc: LamError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in LAM_STATUS:
-            return LAM_STATUS[cls]
-    return 500
+    """The status the error's family declares (lam_engine/errors.py is the one table)."""
+    return int(exc.status)
 
 
 def error_response(
