@@ -1,9 +1,15 @@
 """Micro-batching: concurrent queries to one bank with the same parameters become one engine call.
 
-One owner task per queue (as in text-embeddings-inference's queue.rs): it waits up to
-`window_ms` after the first request (or until `max_rows` rows are waiting), stacks the rows,
-runs one `engine.query` in the worker pool and hands each request its own row range. top_k
-may differ: the call uses the largest and each request keeps its own first top_k matches.
+One owner task per queue (as in text-embeddings-inference's queue.rs): it stacks the waiting
+rows, runs one `engine.query` in the worker pool and hands each request its own row range.
+top_k may differ: the call uses the largest and each request keeps its own first top_k
+matches. The owner waits up to `window_ms` after the first request (or until `max_rows` rows
+are waiting) only while another engine call is computing: with the engine idle a lone
+request goes out at once, so batching adds no latency at one client.
+
+Admission is bounded: at most `max_pending` requests wait or compute in the process; the
+next one is refused with 503 `overloaded` and Retry-After (the SDK retries it) instead of
+joining an unbounded queue whose memory and latency grow without limit.
 
 Requests are validated before they are queued (shape, finiteness, mask), so a bad request
 cannot poison a batch; if a merged call still fails, each request is rerun alone and gets
@@ -108,12 +114,16 @@ class MicroBatcher:
         *,
         window_ms: float,
         max_rows: int,
+        max_pending: int,
     ) -> None:
         self.engine = engine
         self.run = run
         self.metrics = metrics
         self.window = window_ms / 1000.0
         self.max_rows = max_rows
+        self.max_pending = max_pending
+        self._pending = 0  # requests admitted and not yet answered
+        self._computing = 0  # engine calls in the worker pool right now
         self._queues: dict[BatchKey, _Queue] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
@@ -127,10 +137,31 @@ class MicroBatcher:
     ) -> QueryOut:
         """One request's results as API.md's JSON; params are QueryParams' fields."""
         rows, mask = prepare_rows(queries, mask)
-        if not self.enabled or rows.shape[0] >= self.max_rows:
-            return await self.run(self._call, bank, rows, mask, params, 1)
         if self._closing:
             raise ApiError(503, "not_ready", "the service is shutting down")
+        self._admit(bank)
+        try:
+            return await self._query(bank, rows, mask, params)
+        finally:
+            self._pending -= 1
+            self.metrics.query_pending.set(self._pending)
+
+    def _admit(self, bank: str) -> None:
+        if self._pending >= self.max_pending:
+            self.metrics.query_rejected.labels(bank).inc()
+            raise ApiError(
+                503, "overloaded",
+                f"too many queries in flight ({self.max_pending}); retry shortly",
+                {"max_pending": self.max_pending}, headers={"Retry-After": "1"},
+            )  # fmt: skip
+        self._pending += 1
+        self.metrics.query_pending.set(self._pending)
+
+    async def _query(
+        self, bank: str, rows: np.ndarray, mask: np.ndarray | None, params: dict[str, Any]
+    ) -> QueryOut:
+        if not self.enabled or rows.shape[0] >= self.max_rows:
+            return await self._compute(bank, rows, mask, params, 1)
         key = BatchKey(
             bank=bank, dim=rows.shape[1], masked=mask is not None, beta=params["beta"],
             steps=params["steps"], tol=params["tol"], with_payload=params["with_payload"],
@@ -152,6 +183,15 @@ class MicroBatcher:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _compute(
+        self, bank: str, rows: np.ndarray, mask: np.ndarray | None, params: dict[str, Any], n: int
+    ) -> QueryOut:
+        self._computing += 1
+        try:
+            return await self.run(self._call, bank, rows, mask, params, n)  # type: ignore[no-any-return]
+        finally:
+            self._computing -= 1
 
     def _call(
         self, bank: str, rows: np.ndarray, mask: np.ndarray | None, params: dict[str, Any], n: int
@@ -177,7 +217,9 @@ class MicroBatcher:
                 if not q.items:
                     q.slots.release()
                     break
-                deadline = q.items[0].t0 + self.window
+                # An idle engine gains nothing from waiting: whoever else is coming would
+                # arrive while this batch computes and go out together in the next one.
+                deadline = q.items[0].t0 + (self.window if self._computing else 0.0)
                 while q.rows < self.max_rows and (remaining := deadline - loop.time()) > 0:
                     q.wake.clear()
                     try:
@@ -233,7 +275,7 @@ class MicroBatcher:
         if key.masked:
             mask = np.concatenate([item.mask for item in batch])
         try:
-            out = await self.run(self._call, key.bank, rows, mask, params, len(batch))
+            out = await self._compute(key.bank, rows, mask, params, len(batch))
         except Exception as exc:
             if len(batch) == 1:
                 _resolve(batch[0], exc=exc)
@@ -249,7 +291,7 @@ class MicroBatcher:
     async def _alone(self, bank: str, item: _Item, params: dict[str, Any]) -> None:
         own = {**params, "top_k": item.top_k}
         try:
-            _resolve(item, await self.run(self._call, bank, item.queries, item.mask, own, 1))
+            _resolve(item, await self._compute(bank, item.queries, item.mask, own, 1))
         except Exception as exc:
             _resolve(item, exc=exc)
 

@@ -54,8 +54,9 @@ class Runtime:
             return
         assert self.engine is not None
         self.batcher = MicroBatcher(
-            self.engine, self.run, self.metrics, window_ms=s.batch_window_ms, max_rows=s.batch_max
-        )
+            self.engine, self.run, self.metrics, window_ms=s.batch_window_ms,
+            max_rows=s.batch_max, max_pending=s.max_pending_queries,
+        )  # fmt: skip
         self.ready = True
         self.metrics.ready.set(1)
         log.info("ready: %d bank(s) loaded from %s", len(self.engine.bank_names()), s.data_dir)

@@ -60,6 +60,13 @@ class Metrics:
             "lam_microbatch_size", "HTTP requests merged into one engine call", ["bank"],
             buckets=_BATCH_BUCKETS, registry=r,
         )  # fmt: skip
+        self.query_pending = Gauge(
+            "lam_query_pending", "Query requests admitted and not yet answered", registry=r
+        )
+        self.query_rejected = Counter(
+            "lam_query_rejected", "Query requests refused with 503 overloaded", ["bank"],
+            registry=r,
+        )  # fmt: skip
         self.bank_memories = Gauge("lam_bank_memories", "Memories per bank", ["bank"], registry=r)
         self.bank_bytes = Gauge(
             "lam_bank_memory_bytes", "Device bytes per bank", ["bank"], registry=r
@@ -95,7 +102,7 @@ class Metrics:
     def forget_bank(self, name: str) -> None:
         for metric in (
             self.bank_memories, self.bank_bytes, self.query_batch,
-            self.query_steps, self.microbatch,
+            self.query_steps, self.microbatch, self.query_rejected,
         ):  # fmt: skip
             with contextlib.suppress(KeyError):
                 metric.remove(name)

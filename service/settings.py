@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     batch_window_ms: float = Field(default=2.0, ge=0.0, le=1000.0)
     batch_max: int = Field(default=64, ge=1)
+    # Query requests waiting or computing at once; beyond it 503 overloaded (API.md's 503).
+    # 512 × a 1 MiB JSON body at most is the memory this queue may hold.
+    max_pending_queries: int = Field(default=512, ge=1)
 
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     torch_threads: int = Field(default=0, ge=0)
