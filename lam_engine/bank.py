@@ -19,7 +19,12 @@ import numpy as np
 import torch
 
 from .config import BankConfig
-from .errors import DuplicateIdError, InvalidInputError, MemoryNotFoundError
+from .errors import (
+    DeviceUnavailableError,
+    DuplicateIdError,
+    InvalidInputError,
+    MemoryNotFoundError,
+)
 from .vectors import (
     TORCH_DTYPES,
     as_matrix,
@@ -44,8 +49,6 @@ class PreparedBatch:
 
 
 def resolve_device(name: str) -> torch.device:
-    from .errors import DeviceUnavailableError
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
@@ -252,6 +255,12 @@ class MemoryBank:
         idx = torch.from_numpy(self.alive_rows()).to(self.device)
         return self._xi.index_select(0, idx)
 
+    def alive_vectors(self) -> np.ndarray:
+        """(count, d) float32 C-contiguous copy of the alive memories, in insertion order:
+        what indexes are built from and snapshots write (one copy, whatever the dtype)."""
+        xi = self.alive_xi().to(device="cpu", dtype=torch.float32, copy=True)
+        return np.ascontiguousarray(xi.numpy())
+
     def max_norm(self) -> float:
         """M = max_μ ‖ξ_μ‖ (cached until the next write)."""
         if self._max_norm is None:
@@ -306,7 +315,7 @@ class MemoryBank:
 
     def snapshot_arrays(self) -> tuple[list[str], np.ndarray, list[dict[str, Any] | None]]:
         rows = self.alive_rows()
-        vectors = self.alive_xi().float().cpu().numpy().copy()
+        vectors = self.alive_vectors()
         return [self.id_at(int(r)) for r in rows], vectors, [self._payloads[int(r)] for r in rows]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
@@ -31,7 +32,8 @@ def validate_bank_name(name: str) -> str:
 
 
 def _positive_finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real: numpy scalars (np.float32 from an array) are as good as Python floats.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidParameterError(f"{name} must be a number", {name: repr(value)[:40]})
     if not math.isfinite(value) or value <= 0:
         raise InvalidParameterError(f"{name} must be finite and > 0", {name: value})
@@ -42,8 +44,13 @@ def _positive_finite(name: str, value: float) -> float:
 BETA_MAX = 3.4028234663852886e38
 
 
-def check_beta_value(value: Any) -> float:
-    """β > 0, finite, and representable in float32 (typed error otherwise)."""
+def check_beta(value: Any, default: float | None = None) -> float:
+    """The one validator of β: > 0, finite, representable in float32 (typed error otherwise).
+
+    `default` (a bank's β, already valid) stands in for a `value` of None.
+    """
+    if value is None and default is not None:
+        return default
     beta = _positive_finite("beta", value)
     if beta > BETA_MAX:
         raise InvalidParameterError("beta overflows float32 (max 3.4e38)", {"beta": beta})
@@ -85,8 +92,21 @@ class DynamicsDefaults:
     steps_max: int = 100_000  # t_max/dt integration steps beyond this are refused
 
 
+@dataclass(frozen=True)
+class DiagnosticsDefaults:
+    """Defaults and limits of `/diagnostics` (API.md, "Diagnostics")."""
+
+    limit: int = 100
+    offset: int = 0
+    limit_max: int = 10_000
+    # Above this many memories Δ_i comes from the prefilter's top-2 when the bank has one:
+    # the exact computation is O(N²·d).
+    exact_max: int = 20_000
+
+
 QUERY = QueryDefaults()
 DYNAMICS = DynamicsDefaults()
+DIAGNOSTICS = DiagnosticsDefaults()
 
 
 @dataclass(frozen=True)
@@ -157,7 +177,7 @@ class BankConfig:
         _int_in("dim", self.dim, 1, MAX_DIM)
         if self.model not in MODELS:
             raise InvalidParameterError(f"model must be one of {MODELS}", {"model": self.model})
-        check_beta_value(self.beta)
+        check_beta(self.beta)
         if not isinstance(self.normalize, bool):
             raise InvalidParameterError("normalize must be a boolean")
         if self.dtype not in DTYPES:

@@ -26,8 +26,11 @@ MAX_ID_LENGTH = 512
 _NARROW_FLOATS = (np.dtype(np.float32), np.dtype(np.float16))
 
 
-def as_matrix(values: Any, dim: int, what: str = "vectors") -> np.ndarray:
-    """A new (B, dim) float32 array from a list of lists or an array; typed errors otherwise."""
+def as_matrix(values: Any, dim: int | None, what: str = "vectors") -> np.ndarray:
+    """A new (B, dim) float32 array from a list of lists or an array; typed errors otherwise.
+
+    `dim` None accepts any width (the caller compares it with the bank's later).
+    """
     narrow = isinstance(values, np.ndarray) and values.dtype in _NARROW_FLOATS
     if narrow:
         # float16/32 cannot overflow float32: check and copy them as they are, not in float64.
@@ -43,7 +46,7 @@ def as_matrix(values: Any, dim: int, what: str = "vectors") -> np.ndarray:
         raise InvalidInputError(f"{what} must be a 2-D array (B × dim)", {"shape": list(arr.shape)})
     if arr.shape[0] == 0:
         raise EmptyBatchError(f"{what} must not be empty")
-    if arr.shape[1] != dim:
+    if dim is not None and arr.shape[1] != dim:
         raise DimensionMismatchError(
             f"{what} have dimension {arr.shape[1]}, the bank has {dim}",
             {"expected": dim, "got": int(arr.shape[1])},
@@ -121,15 +124,19 @@ def check_ids(ids: Sequence[Any]) -> None:
             )
 
 
-def require_finite(*arrays: np.ndarray, beta: float | None = None) -> None:
+def require_finite(*arrays: np.ndarray | torch.Tensor, beta: float | None = None) -> None:
     """Refuse to answer with NaN or Inf: a product β·ξ·v or ½‖v‖² beyond the float range.
 
     Inputs are finite (as_matrix), so a non-finite result means the request's magnitudes
     overflow the bank's arithmetic; that is the client's value out of range (422), and JSON
-    could not carry the answer anyway.
+    could not carry the answer anyway. Arrays are tested in their own dtype (no copy);
+    tensors on their device.
     """
     for arr in arrays:
-        if not np.isfinite(np.asarray(arr, dtype=np.float64)).all():
+        ok = bool(torch.isfinite(arr).all()) if isinstance(arr, torch.Tensor) else None
+        if ok is None:
+            ok = bool(np.isfinite(np.asarray(arr)).all())
+        if not ok:
             details = {} if beta is None else {"beta": beta}
             raise NumericOverflowError(
                 "the result overflows the bank's float arithmetic: lower beta or rescale the "

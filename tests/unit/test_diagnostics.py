@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lam_engine.diagnostics import (
+from lam_engine.math.diagnostics import (
     beta_min,
     branch_beta,
     fixed_point_threshold,

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lam_engine import kernels
-from lam_engine.kernels import candidate_pass, chunk_rows_for, model_b_pass
+from lam_engine.kernels import candidate_pass, chunk_rows_for, chunked, cpu, fused, model_b_pass
+from tests import reference as ref
 
 HALF_TOL = {torch.float16: 4e-3, torch.bfloat16: 2e-2}  # relative, ~4 ulp of the dtype
 # CPU flags under which model_b_pass multiplies bfloat16/float16 natively (forced in tests).
@@ -22,19 +23,10 @@ NATIVE_HALF = frozenset({"avx512_bf16", "avx512_fp16"})
 def reference(
     xi: np.ndarray, v: np.ndarray, beta: float, bias: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Dense float64 softmax: (out (B, d), lse (B,), h (B, N) with hidden rows at -inf)."""
-    h = v.astype(np.float64) @ xi.astype(np.float64).T
-    if bias is not None:
-        h = h + bias[None, :]
-    logits = beta * h
-    m = logits.max(axis=1, keepdims=True)
-    m_safe = np.where(np.isfinite(m), m, 0.0)
-    p = np.exp(logits - m_safe)
-    s = p.sum(axis=1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lse = np.where(s[:, 0] > 0, m_safe[:, 0] + np.log(s[:, 0]), -np.inf)
-        out = np.where(s > 0, (p / np.where(s > 0, s, 1)) @ xi.astype(np.float64), 0.0)
-    return out, lse, h
+    """The oracle's (out (B, d), lse (B,), h (B, N) with hidden rows at -inf)."""
+    out = ref.step(xi, v, beta, bias)
+    lse = ref.logsumexp(ref.logits(xi, v, beta, bias))
+    return out, lse, ref.logits(xi, v, 1.0, bias)
 
 
 def make_case(seed: int, n: int, b: int, d: int, dead_frac: float):
@@ -146,7 +138,7 @@ def test_chunked_path_matches_reference(seed, n, b, beta, dead, k):
     """The online-softmax path (used for top-k, and for everything on a GPU) on its own."""
     xi, v, bias = make_case(seed, n, b, 16, dead)
     bias_t = torch.from_numpy(bias) if dead > 0 else None
-    res = kernels._chunked_pass(
+    res = chunked.chunked_pass(
         torch.from_numpy(xi), torch.from_numpy(v), beta, bias_t, min(k, n), 1 << 12
     )
     check_pass(res, xi, v, beta, bias if dead > 0 else None, k, rtol=2e-5)
@@ -158,10 +150,10 @@ def test_sharded_fused_path_with_remainder_and_dead_shard(monkeypatch):
     The fused kernel is the float32 path when oneDNN's GEMM is not available: forced here.
     """
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
-    monkeypatch.setattr(kernels, "_linear_op", lambda: None)
+    monkeypatch.setattr(cpu, "linear_op", lambda: None)
     n = 4 * 1024 * 4 + 5
     xi, v, bias = make_case(3, n, 3, 8, 0.2)
-    assert kernels._shards_for(3, n) == 16
+    assert fused.shards_for(3, n) == 16
     rows = n // 16
     bias[:rows] = -np.inf  # shard 0 entirely hidden
     xi[:rows] = 0.0
@@ -206,13 +198,13 @@ def test_half_memories_accumulate_in_float32(dtype, path, seed, n, b, beta, k, n
     bias_t = torch.from_numpy(bias)
     with pytest.MonkeyPatch.context() as mp:
         if path == "half-gemm":
-            mp.setattr(kernels, "_cpu_flags", lambda: NATIVE_HALF)
-            mp.setattr(kernels, "_HALF_MIN_BATCH", 1)
-            mp.setattr(kernels, "_HALF_MIN_DIM", 1)
+            mp.setattr(cpu, "cpu_flags", lambda: NATIVE_HALF)
+            mp.setattr(cpu, "_HALF_MIN_BATCH", 1)
+            mp.setattr(cpu, "_HALF_MIN_DIM", 1)
         elif path == "widened":
-            mp.setattr(kernels, "_cpu_flags", lambda: frozenset())
+            mp.setattr(cpu, "cpu_flags", lambda: frozenset())
         if path == "chunked":
-            res = kernels._chunked_pass(
+            res = chunked.chunked_pass(
                 xi_h, torch.from_numpy(v), beta, bias_t, min(k, n), 1 << 12, need_out=need_out
             )
         else:
@@ -251,7 +243,7 @@ def test_half_gemm_path_is_close_to_float32_exact(dtype, seed, n, b, d, beta, de
     xi_h = torch.from_numpy(xi).to(dtype)
     xs = xi_h.float().numpy()
     vs = torch.from_numpy(v).to(dtype).float().numpy()
-    res = kernels._chunked_pass(
+    res = chunked.chunked_pass(
         xi_h,
         torch.from_numpy(v),
         beta,
@@ -282,13 +274,13 @@ def test_half_gemm_path_is_close_to_float32_exact(dtype, seed, n, b, d, beta, de
 def test_half_gemm_policy(monkeypatch):
     """Half-dtype GEMMs only where they pay: native support, Ξᵀ p wanted, B and d large."""
     xi = torch.zeros(10, 384, dtype=torch.bfloat16)
-    monkeypatch.setattr(kernels, "_cpu_flags", lambda: NATIVE_HALF)
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: NATIVE_HALF)
     assert kernels.half_gemm_ok(xi, 32)
     assert not kernels.half_gemm_ok(xi, 32, need_out=False)
     assert not kernels.half_gemm_ok(xi, 8)
     assert not kernels.half_gemm_ok(xi[:, :64], 256)
     assert not kernels.half_gemm_ok(xi.float(), 256)
-    monkeypatch.setattr(kernels, "_cpu_flags", lambda: frozenset({"avx512_fp16"}))
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx512_fp16"}))
     assert not kernels.half_gemm_ok(xi, 256)
     assert kernels.half_gemm_ok(xi.half(), 256)
 
@@ -301,7 +293,7 @@ def test_split_logits_are_needed():
     xi = xi.to(torch.bfloat16)
     v = xi[:3].float() + 0.01 * torch.randn(3, 64, generator=gen)  # near stored memories
     beta = 50.3
-    res = kernels._chunked_pass(xi, v, beta, None, 1, 64 << 20, need_out=False, half=True)
+    res = chunked.chunked_pass(xi, v, beta, None, 1, 64 << 20, need_out=False, half=True)
     v_b = v.to(torch.bfloat16)
     lse = torch.logsumexp(beta * (v_b.double() @ xi.double().T), dim=1)
     rounded = torch.logsumexp((beta * v_b @ xi.T).double(), dim=1)  # one bf16 GEMM
@@ -360,14 +352,14 @@ def test_chunk_rows_bound_the_temporaries(batch):
 )
 def test_chunk_topk_equals_torch_topk(seed, b, groups, k, ties, hidden):
     gen = torch.Generator().manual_seed(seed)
-    c = groups * kernels._TOPK_GROUPS + (seed % 3 == 0)  # not always whole groups
+    c = groups * chunked.TOPK_GROUPS + (seed % 3 == 0)  # not always whole groups
     logits = torch.randn(b, c, generator=gen)
     if ties:
         logits = torch.round(logits * 2) / 2
     logits[torch.rand(b, c, generator=gen) < hidden] = -math.inf
     k = min(k, c)
     want = torch.topk(logits, k, dim=1)
-    vals, idx = kernels._chunk_topk(logits, k)
+    vals, idx = chunked.chunk_topk(logits, k)
     assert torch.equal(vals, want.values)
     assert torch.equal(torch.gather(logits, 1, idx), vals)
     assert all(len(set(row.tolist())) == k for row in idx)  # k distinct elements
@@ -386,20 +378,20 @@ def test_onednn_gemm_is_float32_exact():
         # float32 accumulation over d (or c) terms: a few ulps of the sum of |terms|
         tol_nt = 1e-6 * d * (a.abs().double() @ w.abs().double().T)
         tol_nn = 1e-6 * c**0.5 * (e.double() @ w.abs().double())
-        assert torch.all((kernels._mm_nt(a, w).double() - nt).abs() <= tol_nt + 1e-30)
-        assert torch.all((kernels._mm_nn(e, w).double() - nn).abs() <= tol_nn + 1e-30)
+        assert torch.all((cpu.mm_nt(a, w).double() - nt).abs() <= tol_nt + 1e-30)
+        assert torch.all((cpu.mm_nn(e, w).double() - nn).abs() <= tol_nn + 1e-30)
 
 
-@pytest.mark.parametrize("b", [5, kernels._FUSED_MAX_BATCH + 1])
+@pytest.mark.parametrize("b", [5, fused.FUSED_MAX_BATCH + 1])
 def test_float32_without_onednn_uses_the_fused_kernel(monkeypatch, b):
     """Without oneDNN's GEMM, passes that want Ξᵀ p and no top-k take the fused kernel;
     with it, only up to _FUSED_MAX_BATCH queries do. The results match the reference."""
     xi, v, bias = make_case(4, 5000, b, 24, 0.3)
     calls = []
-    real = kernels._sdpa_pass
-    monkeypatch.setattr(kernels, "_sdpa_pass", lambda *a: calls.append(1) or real(*a))
-    for linear in (kernels._linear_op(), None):
-        monkeypatch.setattr(kernels, "_linear_op", lambda linear=linear: linear)
+    real = fused.sdpa_pass
+    monkeypatch.setattr(fused, "sdpa_pass", lambda *a: calls.append(1) or real(*a))
+    for linear in (cpu.linear_op(), None):
+        monkeypatch.setattr(cpu, "linear_op", lambda linear=linear: linear)
         calls.clear()
         for k, need_out in [(0, True), (0, False), (3, True), (3, False)]:
             res = model_b_pass(
@@ -411,8 +403,8 @@ def test_float32_without_onednn_uses_the_fused_kernel(monkeypatch, b):
                 need_out=need_out,
             )
             check_pass(res, xi, v, 4.0, bias, k, rtol=2e-5)
-        fused = linear is None or b <= kernels._FUSED_MAX_BATCH
-        assert len(calls) == (1 if fused else 0)
+        to_fused = linear is None or b <= fused.FUSED_MAX_BATCH
+        assert len(calls) == (1 if to_fused else 0)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -479,8 +471,8 @@ def test_peak_memory_of_a_million_row_bank_is_bounded():
         memories = xi_bf16 if kw.pop("bf16", False) else xi
         with pytest.MonkeyPatch.context() as mp:
             if kw.pop("half", False):
-                mp.setattr(kernels, "_cpu_flags", lambda: NATIVE_HALF)
-                mp.setattr(kernels, "_HALF_MIN_DIM", 1)
+                mp.setattr(cpu, "cpu_flags", lambda: NATIVE_HALF)
+                mp.setattr(cpu, "_HALF_MIN_DIM", 1)
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # resets VmHWM to the current RSS
             base = _vm_hwm_kib()
@@ -509,7 +501,10 @@ def test_gpu_pass_matches_reference(dtype):
 
 _SHAPE_CHURN_CHILD = """
 import torch
+import lam_engine
 from lam_engine.kernels import model_b_pass
+
+lam_engine.setup()  # bounds the caches; importing alone changes nothing
 
 def rss_kib():
     with open("/proc/self/status") as f:
@@ -543,7 +538,7 @@ def _shape_churn_growth_mib(env: dict[str, str]) -> int:
     return int(out.stdout.split()[-1])
 
 
-@pytest.mark.skipif(kernels._linear_op() is None, reason="oneDNN GEMM not in this torch build")
+@pytest.mark.skipif(cpu.linear_op() is None, reason="oneDNN GEMM not in this torch build")
 def test_onednn_shape_caches_are_bounded():
     """Every bank size × batch size is a new oneDNN primitive; kernels bounds oneDNN's and
     ideep's caches so a growing bank under queries does not grow RSS without end (CI saw

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lam_engine import lagrangians as lg
+from lam_engine.math import lagrangians as lg
 from lam_engine.errors import InvalidParameterError
 
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lam_engine.errors import DimensionMismatchError, EmptyBankError, InvalidParameterError
-from lam_engine.lagrangians import hidden_function
-from lam_engine.models import (
+from lam_engine.math.lagrangians import hidden_function
+from lam_engine.math.models import (
     model_a_energy,
     model_a_gradient,
     model_a_sweep,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lam_engine import BankConfig, Engine, InvalidParameterError
-from lam_engine.diagnostics import fixed_point_threshold
+from lam_engine.math.diagnostics import fixed_point_threshold
 
 
 @pytest.fixture

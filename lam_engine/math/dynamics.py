@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from . import config
-from .errors import DimensionMismatchError, EmptyBankError, InvalidParameterError
+from .. import config
+from ..errors import DimensionMismatchError, EmptyBankError, InvalidParameterError
 from .lagrangians import (
     Lagrangian,
     absolute,

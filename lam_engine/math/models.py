@@ -20,7 +20,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .errors import DimensionMismatchError, EmptyBankError, InvalidParameterError
+from ..config import QUERY, check_beta
+from ..errors import DimensionMismatchError, EmptyBankError, InvalidParameterError
 from .lagrangians import HiddenFunction
 
 _EPS64 = torch.finfo(torch.float64).eps
@@ -61,13 +62,6 @@ def _check(xi: Tensor, v: Tensor) -> None:
         raise EmptyBankError("the bank has no memories")
 
 
-def _check_beta(beta: float) -> float:
-    beta = float(beta)
-    if not math.isfinite(beta) or beta <= 0:
-        raise InvalidParameterError("beta must be finite and > 0", {"beta": beta})
-    return beta
-
-
 def _unit(v: Tensor) -> Tensor:
     # g = v/‖v‖ with g(0) = 0 (Model C's activation is undefined at the origin).
     norm = torch.linalg.vector_norm(v, dim=-1, keepdim=True)  # (B, 1)
@@ -86,7 +80,7 @@ def model_b_scores(xi: Tensor, v: Tensor) -> Tensor:
 
 def model_b_weights(xi: Tensor, v: Tensor, beta: float) -> Tensor:
     """Separation weights p = softmax(β Ξ v), (B, N)."""
-    beta = _check_beta(beta)
+    beta = check_beta(beta)
     return torch.softmax(beta * model_b_scores(xi, v), dim=-1)  # (B, N)
 
 
@@ -112,7 +106,7 @@ def model_b_energy(xi: Tensor, v: Tensor, beta: float, *, constants: bool = Fals
     With `constants` it adds β⁻¹ log N + ½M², M = max_μ ‖ξ_μ‖ (Ramsauer's energy),
     which makes E ≥ 0: lse ≤ β⁻¹ log N + M‖v‖, so E ≥ ½(‖v‖ − M)².
     """
-    beta = _check_beta(beta)
+    beta = check_beta(beta)
     scores = model_b_scores(xi, v).to(torch.float64)  # (B, N)
     v64 = v.to(torch.float64)
     energy = 0.5 * (v64 * v64).sum(-1) - torch.logsumexp(beta * scores, dim=-1) / beta  # (B,)
@@ -140,8 +134,8 @@ def model_b_retrieve(
     beta: float,
     *,
     mask: Tensor | None = None,
-    steps: int = 1,
-    tol: float = 1e-6,
+    steps: int = QUERY.steps,
+    tol: float = QUERY.tol,
     normalize: bool = False,
 ) -> Retrieval:
     """Dense reference of a Model B query with API.md's masked clamping rule.
@@ -153,7 +147,7 @@ def model_b_retrieve(
     the state is `converged`); the others continue until `steps`.
     """
     _check(xi, v)
-    beta = _check_beta(beta)
+    beta = check_beta(beta)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InvalidParameterError("steps must be an integer ≥ 1", {"steps": steps})
     if not math.isfinite(tol) or tol < 0:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .config import F_KINDS
-from .errors import InvalidParameterError
+from ..config import F_KINDS, check_beta
+from ..errors import InvalidParameterError
 
 _LOG2 = math.log(2.0)
 
@@ -126,8 +126,7 @@ def exponential() -> Lagrangian:
 
 def log_sum_exp(beta: float) -> Lagrangian:
     """L = β⁻¹ log Σ exp(β xᵢ), g = softmax(β x): the hidden Lagrangian of Model B."""
-    if not math.isfinite(beta) or beta <= 0:
-        raise InvalidParameterError("beta must be finite and > 0", {"beta": beta})
+    beta = check_beta(beta)
     return Lagrangian(
         f"lse(beta={beta:g})",
         lambda x: torch.logsumexp(beta * x, dim=-1) / beta,

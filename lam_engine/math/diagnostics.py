@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .errors import InvalidParameterError
+from ..config import check_beta
+from ..errors import InvalidParameterError
 
 
 @dataclass
@@ -76,8 +77,8 @@ def separations(xi: Tensor, *, chunk_rows: int = 2048) -> tuple[Tensor, Tensor]:
 def _check(n: int, beta: float | None, m: float) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InvalidParameterError("n must be an integer ≥ 1", {"n": n})
-    if beta is not None and (not math.isfinite(beta) or beta <= 0):
-        raise InvalidParameterError("beta must be finite and > 0", {"beta": beta})
+    if beta is not None:
+        check_beta(beta)
     if not math.isfinite(m) or m < 0:
         raise InvalidParameterError("M must be finite and ≥ 0", {"m": m})
 
