@@ -34,10 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import faiss  # noqa: E402  (only to report its thread count; lam_engine.prefilter owns it)
+import faiss  # noqa: E402  (only to report its thread count; lam_engine.index owns it)
 
 from lam_engine.config import PrefilterConfig  # noqa: E402
-from lam_engine.prefilter import Prefilter, missed_mass_bound, set_threads  # noqa: E402
+from lam_engine.index import Prefilter, make_prefilter, set_threads, setup_faiss  # noqa: E402
+from lam_engine.math.bound import missed_mass_bound  # noqa: E402
 
 BETAS = (1.0, 8.0, 32.0)
 KS = (32, 256)
@@ -234,7 +235,7 @@ def run(sizes: Sizes, seed: int = 0, kinds: tuple[str, ...] = KINDS) -> dict[str
     sweeps: list[dict[str, Any]] = []
     for kind in kinds:
         config = PrefilterConfig(kind=kind)
-        pf = Prefilter(config, sizes.d)
+        pf = make_prefilter(config, sizes.d)
         t0 = time.perf_counter()
         pf.rebuild(keys, xi)
         build_s = time.perf_counter() - t0
@@ -432,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_sweeps:
         sizes = replace(sizes, nprobes=(), ef_searches=())
     torch.set_num_threads(args.threads)
+    setup_faiss()  # what an Engine does at open: BLAS from the first query
     set_threads(args.threads)
     res = run(sizes, args.seed, tuple(args.kinds))
     res["mode"] = "quick" if args.quick else "full"

@@ -33,7 +33,7 @@ if str(ROOT) not in sys.path:
 
 from bench.bench_http import Server, npy_bytes  # noqa: E402
 from bench.common import RESULTS, machine_info, print_table, write_json  # noqa: E402
-from lam_engine.storage import Storage  # noqa: E402
+from lam_engine.store import Storage  # noqa: E402
 
 
 def batches(m: int, d: int, batch: int, seed: int) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""Store and reload benchmark of lam_engine.storage (SQLite, WAL).
+"""Store and reload benchmark of lam_engine.store (SQLite, WAL).
 
 Stores N memories of dimension d in batches (one transaction each) with
 synchronous FULL and NORMAL, then reopens the FULL store twice, each time in a fresh
@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from lam_engine.storage import Storage  # noqa: E402
+from lam_engine.store import Storage  # noqa: E402
 
 BANK = "bench"
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import shutil
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,6 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from . import snapshot as snapshot_io
 from .bank import MemoryBank, PreparedBatch, resolve_device
 from .config import BankConfig, PrefilterConfig, validate_bank_name
 from .errors import (
@@ -39,9 +36,9 @@ from .errors import (
     LamError,
     MemoryNotFoundError,
 )
+from .index import IndexCatalog, Prefilter, make_prefilter
 from .kernels import DEFAULT_CHUNK_BYTES
 from .locks import RWLock
-from .prefilter import Prefilter, SavedIndexUnusable, prune_saved, remove_saved
 from .results import (
     BankInfo,
     EnergyResult,
@@ -49,7 +46,8 @@ from .results import (
     QueryBatchResult,
     UpsertResult,
 )
-from .storage import Storage
+from .store import DataDirLock, Storage
+from .store import snapshot as snapshot_io
 from .vectors import as_matrix, require_finite
 
 STORE_FILE = "lam.sqlite3"
@@ -125,7 +123,10 @@ class Engine:
         else:
             directory = Path(path)
             directory.mkdir(parents=True, exist_ok=True)
-            storage = Storage(directory / STORE_FILE, synchronous=synchronous)
+            # Taken before the store opens (which may migrate it): a held directory is left
+            # untouched. The store releases it when it closes.
+            lock = DataDirLock.acquire(directory)
+            storage = Storage(directory / STORE_FILE, synchronous=synchronous, lock=lock)
             index_dir = directory / INDEX_DIR
         # API.md: float32 banks compute in float32 or better, never TF32 on a GPU.
         torch.set_float32_matmul_precision("highest")
@@ -157,13 +158,7 @@ class Engine:
                 for name, slot in self._banks.items()
                 if slot.prefilter is not None and slot.prefilter.worth_saving
             }
-            try:
-                removed = prune_saved(self.index_dir, keep)
-            except OSError as exc:
-                log.warning("could not clean %s: %s", self.index_dir, exc)
-            else:
-                if removed:
-                    log.info("removed %d stale file(s) from %s", len(removed), self.index_dir)
+            IndexCatalog(self.index_dir).prune(keep)
 
     def _fill_from_store(self, bank: MemoryBank, name: str) -> int | None:
         """Load the bank's memories into the empty `bank`; returns the store generation read.
@@ -180,35 +175,13 @@ class Engine:
         """Use the saved index of this bank if it is current; False if it must be rebuilt."""
         if slot.prefilter is None or self.index_dir is None or slot.generation is None:
             return False
-        if slot.config.prefilter.kind == "flat":
-            return False  # never saved: a copy of the vectors, as fast to rebuild as to read
-        t0 = time.perf_counter()
-        try:
-            index = Prefilter.load(
-                slot.config.prefilter,
-                slot.config.dim,
-                self.index_dir,
-                slot.name,
-                {"generation": slot.generation},
-            )
-            if index.ntotal != slot.bank.count:
-                raise SavedIndexUnusable(
-                    f"it holds {index.ntotal} memories, the bank {slot.bank.count}", damaged=True
-                )
-        except SavedIndexUnusable as exc:
-            if exc.damaged:
-                log.warning("bank %r: saved index not used (%s); rebuilding", slot.name, exc)
-            else:
-                log.info("bank %r: %s; building the index", slot.name, exc)
+        index = IndexCatalog(self.index_dir).load(
+            slot.config.prefilter, slot.config.dim, slot.name, slot.generation, slot.bank.count
+        )
+        if index is None:
             return False
         slot.prefilter = index
         slot.index_origin = "loaded"
-        log.info(
-            "bank %r: loaded its saved index (%d vectors) in %.1f s",
-            slot.name,
-            index.ntotal,
-            time.perf_counter() - t0,
-        )
         return True
 
     def _save_index(self, slot: BankSlot) -> None:
@@ -226,58 +199,12 @@ class Engine:
             current = self.storage.generation(slot.name)
         except LamError:
             return
-        if current != slot.generation:
-            # Memory no longer provably matches the store (it should not happen): no save,
-            # and no older save either; the next open rebuilds.
-            log.warning("bank %r: index not saved: it is behind the store", slot.name)
-            self._remove_index_files(slot.name)
-            return
-        writes_data = pf.worth_saving and not pf.is_saved_at(self.index_dir, slot.name)
-        if writes_data and not self._room_for(pf.saved_bytes()):
-            log.warning(
-                "bank %r: index not saved: it needs about %.1f GB and the data dir is nearly full",
-                slot.name,
-                pf.saved_bytes() / 1e9,
-            )
-            self._remove_index_files(slot.name)
-            return
-        t0 = time.perf_counter()
-        try:
-            done = pf.save(self.index_dir, slot.name, {"generation": slot.generation})
-        except Exception as exc:  # OSError (disk full, read-only), RuntimeError from FAISS
-            log.warning("bank %r: could not save its index: %s", slot.name, exc)
-            self._remove_index_files(slot.name)
-            return
-        if done in ("written", "tagged"):
-            log.info(
-                "bank %r: index %s (generation %d) in %.1f s",
-                slot.name,
-                "saved" if done == "written" else "marked current",
-                slot.generation,
-                time.perf_counter() - t0,
-            )
-
-    def _room_for(self, n_bytes: int) -> bool:
-        """Whether n_bytes fit in the data dir and leave room for the store to grow.
-
-        The reserve (5 % of the volume, at least 256 MiB) keeps a saved index from taking
-        the space that store writes need: those would fail with 507 instead.
-        """
-        assert self.index_dir is not None
-        try:
-            usage = shutil.disk_usage(self.index_dir.parent)
-        except OSError:
-            return True  # cannot tell: try, a failed save cleans up after itself
-        reserve = max(256 << 20, usage.total // 20)
-        return usage.free >= n_bytes + reserve
+        IndexCatalog(self.index_dir).save(pf, slot.name, slot.generation, current)
 
     def _remove_index_files(self, name: str) -> None:
         if self.index_dir is None or self.storage.read_only:
             return
-        try:
-            remove_saved(self.index_dir, name)
-        except OSError as exc:
-            log.warning("bank %r: could not remove its saved index: %s", name, exc)
+        IndexCatalog(self.index_dir).remove(name)
 
     def _committed(self, slot: BankSlot) -> None:
         """After a write to the bank was committed and applied: note the store generation."""
@@ -318,7 +245,7 @@ class Engine:
         device = self._device_for(config, on_load=on_load)
         slot = BankSlot(name=name, bank=MemoryBank(config, device), created_at=created_at)
         if config.prefilter.kind != "none" and config.model == "B":
-            slot.prefilter = Prefilter(config.prefilter, config.dim)
+            slot.prefilter = make_prefilter(config.prefilter, config.dim)
         return slot
 
     def _rebuild_index(self, slot: BankSlot) -> None:
@@ -414,7 +341,7 @@ class Engine:
             index = slot_index_before = slot.prefilter
             if config.prefilter != slot.config.prefilter:
                 index = (
-                    Prefilter(config.prefilter, config.dim)
+                    make_prefilter(config.prefilter, config.dim)
                     if config.prefilter.kind != "none"
                     else None
                 )

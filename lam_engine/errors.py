@@ -79,6 +79,12 @@ class EmptyBankError(ConflictError):
     code = "empty_bank"
 
 
+class DataDirLockedError(ConflictError):
+    """Another live process (or another Engine of this one) holds the data directory."""
+
+    code = "data_dir_locked"
+
+
 class LimitExceededError(LamError):
     """A batch or body beyond a configured limit (HTTP 413)."""
 

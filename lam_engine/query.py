@@ -10,7 +10,7 @@ import torch
 
 from .config import check_beta_value
 from .errors import InvalidParameterError
-from .prefilter import missed_mass_bound
+from .math.bound import missed_mass_bound
 from .results import Match, QueryBatchResult, QueryResult
 from .retrieval import (
     QueryParams,

@@ -142,14 +142,14 @@ def _sqlite_error(name: str) -> sqlite3.OperationalError:
 def _injected(tmp_path: Path, error_name: str) -> dict[str, Any]:
     from fastapi.testclient import TestClient
 
-    from lam_engine.storage import Storage
+    from lam_engine.store import storage as storage_module
     from service import Settings, create_app
 
-    original = Storage._insert_rows
+    original = storage_module.insert_rows
     failing = {"on": False}
 
-    def insert_rows(self: Storage, *args: Any, **kwargs: Any) -> list[int]:
-        seqs = original(self, *args, **kwargs)
+    def insert_rows(*args: Any, **kwargs: Any) -> list[int]:
+        seqs = original(*args, **kwargs)
         if failing["on"]:  # rows already written inside the transaction: it must roll back
             raise _sqlite_error(error_name)
         return seqs
@@ -157,7 +157,7 @@ def _injected(tmp_path: Path, error_name: str) -> dict[str, Any]:
     app = create_app(Settings(data_dir=tmp_path / f"inject-{error_name}"))
     acked = [f"i0k{K}"]
     with pytest.MonkeyPatch.context() as mp, TestClient(app) as c:
-        mp.setattr(Storage, "_insert_rows", insert_rows)
+        mp.setattr(storage_module, "insert_rows", insert_rows)
         while c.get("/readyz").status_code != 200:
             pass
         assert c.post("/v1/banks", json={"name": "full", "dim": DIM}).status_code == 201

@@ -11,7 +11,7 @@
         print "ready", wait for a line on stdin, then open the store (which migrates an
         older one) and print what the migration did as JSON
 
-The child imports lam_engine.storage without running lam_engine/__init__.py (which
+The child imports lam_engine.store.storage without running lam_engine/__init__.py (which
 pulls in torch): a process that starts in 0.1 s instead of 2 s is what lets the crash
 test run many trials. The storage module itself is the real one.
 """
@@ -44,7 +44,7 @@ def _import_storage() -> Any:
     pkg = types.ModuleType("lam_engine")
     pkg.__path__ = [str(repo / "lam_engine")]
     sys.modules["lam_engine"] = pkg
-    from lam_engine import storage
+    from lam_engine.store import storage
 
     return storage
 

@@ -381,7 +381,7 @@ def test_reopen_round_trips_exactly(tmp_path) -> None:
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_reopen_streams_the_bank_back_bit_for_bit(tmp_path, dtype: str, monkeypatch) -> None:
-    import lam_engine.storage as storage_module
+    import lam_engine.store.load as storage_module
 
     # Small load chunks: the bank is filled over many of them.
     monkeypatch.setattr(storage_module, "LOAD_CHUNK_BYTES", 6 * 4 * 70)
@@ -490,7 +490,7 @@ def _answers(engine: Engine, name: str, q: np.ndarray) -> list[tuple]:
 @pytest.fixture
 def count_rebuilds(monkeypatch):
     """Counts Prefilter.rebuild calls (a rebuild at open means the saved index was not used)."""
-    from lam_engine.prefilter import Prefilter
+    from lam_engine.index import Prefilter
 
     calls: list[int] = []
     real = Prefilter.rebuild
@@ -702,21 +702,21 @@ def test_version_2_store_migrates_and_keeps_its_saved_index(tmp_path, count_rebu
 def test_index_is_not_saved_into_a_nearly_full_data_dir(tmp_path, monkeypatch, caplog) -> None:
     import shutil
 
-    import lam_engine.engine as engine_module
+    import lam_engine.store.space as space_module
 
     engine = Engine.open(tmp_path)
     _indexed_bank(engine, "ivf")
     real = shutil.disk_usage
     usage = real(tmp_path)
     almost_full = type(usage)(usage.total, usage.total - (100 << 20), 100 << 20)
-    monkeypatch.setattr(engine_module.shutil, "disk_usage", lambda path: almost_full)
+    monkeypatch.setattr(space_module.shutil, "disk_usage", lambda path: almost_full)
     with caplog.at_level("WARNING", logger="lam.engine"):
         engine.close()
     assert _saved_files(tmp_path) == [] and "nearly full" in caplog.text
-    monkeypatch.setattr(engine_module.shutil, "disk_usage", real)
+    monkeypatch.setattr(space_module.shutil, "disk_usage", real)
     engine = Engine.open(tmp_path)  # rebuilt, and saved now that there is room
     assert engine._banks["ix"].index_origin == "built" and _saved_files(tmp_path)
     engine.upsert("ix", np.ones((1, 16), np.float32), ids=["one-more"])
-    monkeypatch.setattr(engine_module.shutil, "disk_usage", lambda path: almost_full)
+    monkeypatch.setattr(space_module.shutil, "disk_usage", lambda path: almost_full)
     engine.close()  # changed since its save, no room for the new one: the stale one goes too
     assert _saved_files(tmp_path) == []

@@ -19,16 +19,21 @@ from lam_engine.errors import (
     InvalidParameterError,
     NonFiniteError,
 )
-from lam_engine.prefilter import (
+from lam_engine.index import (
     HNSW_MAX_TOMBSTONE_FRACTION,
+    IVF_MAX_POINTS_PER_LIST,
     IVF_MIN_TRAIN,
     IVF_RETRAIN_GROWTH,
     Prefilter,
     SavedIndexUnusable,
-    missed_mass_bound,
+    load_index,
+    make_prefilter,
     prune_saved,
     remove_saved,
+    save_index,
 )
+from lam_engine.index import files as files_module
+from lam_engine.math.bound import missed_mass_bound
 
 KINDS = ("flat", "ivf", "hnsw")
 
@@ -58,7 +63,7 @@ def _brute_topk(xi: np.ndarray, keys: np.ndarray, v: np.ndarray, k: int):
 
 
 def _make(kind: str, xi: np.ndarray, keys: np.ndarray, **cfg) -> Prefilter:
-    p = Prefilter(PrefilterConfig(kind=kind, **cfg), xi.shape[1])
+    p = make_prefilter(PrefilterConfig(kind=kind, **cfg), xi.shape[1])
     p.rebuild(keys, xi)
     return p
 
@@ -117,7 +122,7 @@ def test_padding_when_fewer_than_k(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_empty_index_returns_only_padding(kind: str) -> None:
-    p = Prefilter(PrefilterConfig(kind=kind), 4)
+    p = make_prefilter(PrefilterConfig(kind=kind), 4)
     scores, keys = p.search(np.ones((3, 4), np.float32), 2)
     assert (keys == -1).all() and np.isneginf(scores).all()
     assert p.ntotal == 0
@@ -362,8 +367,8 @@ def test_describe_keys(kind: str, extra: set[str]) -> None:
 
 def test_invalid_inputs() -> None:
     with pytest.raises(InvalidParameterError):
-        Prefilter(PrefilterConfig(kind="none"), 4)
-    p = Prefilter(PrefilterConfig(kind="flat"), 4)
+        make_prefilter(PrefilterConfig(kind="none"), 4)
+    p = make_prefilter(PrefilterConfig(kind="flat"), 4)
     with pytest.raises(DimensionMismatchError):
         p.rebuild(np.arange(2), np.zeros((2, 5), np.float32))
     with pytest.raises(DuplicateIdError):
@@ -412,8 +417,8 @@ def _same_answers(a: Prefilter, b: Prefilter, xi: np.ndarray, k: int = 10) -> No
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_save_then_load_gives_the_same_index(tmp_path: Path, kind: str) -> None:
     p, xi = _mutated(kind)
-    assert p.save(tmp_path, "bank-1", TAG) == "written"
-    q = Prefilter.load(p._config, 8, tmp_path, "bank-1", TAG)
+    assert save_index(p, tmp_path, "bank-1", TAG) == "written"
+    q = load_index(p._config, 8, tmp_path, "bank-1", TAG)
     assert q.describe() == p.describe()
     if kind == "hnsw":
         assert q.describe()["tombstones"] == 50  # 50 removed; the 10 re-added got new labels
@@ -432,32 +437,33 @@ def test_save_then_load_gives_the_same_index(tmp_path: Path, kind: str) -> None:
 
 def test_save_rewrites_only_what_changed(tmp_path: Path) -> None:
     p, xi = _mutated("ivf")
-    assert p.save(tmp_path, "b", TAG) == "written"
+    assert save_index(p, tmp_path, "b", TAG) == "written"
     first = {f.name: f.stat().st_mtime_ns for f in tmp_path.iterdir()}
-    assert p.save(tmp_path, "b", TAG) == "unchanged"
-    assert p.save(tmp_path, "b", {"generation": 8}) == "tagged"  # same data file, new manifest
+    assert save_index(p, tmp_path, "b", TAG) == "unchanged"
+    # The same data file, a new manifest:
+    assert save_index(p, tmp_path, "b", {"generation": 8}) == "tagged"
     data = [n for n in first if n.endswith(".faiss")]
     assert {f.name for f in tmp_path.iterdir()} == set(first)
     assert (tmp_path / data[0]).stat().st_mtime_ns == first[data[0]]
     with pytest.raises(SavedIndexUnusable):
-        Prefilter.load(p._config, 8, tmp_path, "b", TAG)
-    loaded = Prefilter.load(p._config, 8, tmp_path, "b", {"generation": 8})
-    assert loaded.save(tmp_path, "b", {"generation": 8}) == "unchanged"
+        load_index(p._config, 8, tmp_path, "b", TAG)
+    loaded = load_index(p._config, 8, tmp_path, "b", {"generation": 8})
+    assert save_index(loaded, tmp_path, "b", {"generation": 8}) == "unchanged"
     p.add(np.array([10**9]), xi[:1])
-    assert p.save(tmp_path, "b", {"generation": 9}) == "written"
+    assert save_index(p, tmp_path, "b", {"generation": 9}) == "written"
     files = {f.name for f in tmp_path.iterdir()}
     assert data[0] not in files and len(files) == 2  # the older data file is gone
     # A flat index is not worth saving: what was saved under its name goes.
     flat = _make("flat", xi, np.arange(xi.shape[0]))
-    assert flat.save(tmp_path, "b", TAG) == "skipped"
+    assert save_index(flat, tmp_path, "b", TAG) == "skipped"
     assert list(tmp_path.iterdir()) == []
     small = _make("ivf", xi[:100], np.arange(100))  # below IVF_MIN_TRAIN: flat inside
-    assert small.save(tmp_path, "b", TAG) == "skipped"
+    assert save_index(small, tmp_path, "b", TAG) == "skipped"
 
 
 def test_load_refuses_another_tag_config_or_dim(tmp_path: Path) -> None:
     p, _ = _mutated("hnsw")
-    p.save(tmp_path, "b", TAG)
+    save_index(p, tmp_path, "b", TAG)
     cfg = p._config
     cases = [
         (cfg, 8, "b", {"generation": 6}),
@@ -469,9 +475,9 @@ def test_load_refuses_another_tag_config_or_dim(tmp_path: Path) -> None:
     ]
     for config, dim, name, tag in cases:
         with pytest.raises(SavedIndexUnusable) as err:
-            Prefilter.load(config, dim, tmp_path, name, tag)
+            load_index(config, dim, tmp_path, name, tag)
         assert not err.value.damaged, err.value.reason
-    assert Prefilter.load(cfg, 8, tmp_path, "b", TAG).ntotal == p.ntotal
+    assert load_index(cfg, 8, tmp_path, "b", TAG).ntotal == p.ntotal
 
 
 def _damage(directory: Path, how: str) -> None:
@@ -517,38 +523,36 @@ def _damage(directory: Path, how: str) -> None:
 )
 def test_damaged_saves_are_reported_not_raised(tmp_path: Path, how: str) -> None:
     p, _ = _mutated("hnsw" if how == "labels" else "ivf")
-    p.save(tmp_path, "b", TAG)
+    save_index(p, tmp_path, "b", TAG)
     _damage(tmp_path, how)
     with pytest.raises(SavedIndexUnusable) as err:
-        Prefilter.load(p._config, 8, tmp_path, "b", TAG)
+        load_index(p._config, 8, tmp_path, "b", TAG)
     assert err.value.damaged, err.value.reason
 
 
 def test_a_failed_save_keeps_the_previous_one(tmp_path: Path, monkeypatch) -> None:
-    import lam_engine.prefilter as prefilter_module
-
     p, xi = _mutated("ivf")
-    p.save(tmp_path, "b", TAG)
+    save_index(p, tmp_path, "b", TAG)
     before = sorted(f.name for f in tmp_path.iterdir())
-    reference = Prefilter.load(p._config, 8, tmp_path, "b", TAG)
+    reference = load_index(p._config, 8, tmp_path, "b", TAG)
     p.add(np.array([10**9]), xi[:1])
 
     def disk_full(path: Path, data: bytes) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(prefilter_module, "_write_atomic", disk_full)
+    monkeypatch.setattr(files_module, "_write_atomic", disk_full)
     with pytest.raises(OSError):
-        p.save(tmp_path, "b", {"generation": 8})
+        save_index(p, tmp_path, "b", {"generation": 8})
     monkeypatch.undo()
     assert sorted(f.name for f in tmp_path.iterdir()) == before  # new data file removed
-    _same_answers(reference, Prefilter.load(p._config, 8, tmp_path, "b", TAG), xi)
+    _same_answers(reference, load_index(p._config, 8, tmp_path, "b", TAG), xi)
 
 
 def test_remove_and_prune_saved(tmp_path: Path) -> None:
     p, _ = _mutated("ivf")
     for name in ("a", "a-b", "c"):
-        p._saved = None  # write each one afresh
-        p.save(tmp_path, name, TAG)
+        p.saved = None  # write each one afresh
+        save_index(p, tmp_path, name, TAG)
     (tmp_path / "a.json.tmp-0000").write_bytes(b"half")  # a save interrupted by a crash
     (tmp_path / "a.ffff.faiss").write_bytes(b"orphan")  # data no manifest names
     remove_saved(tmp_path, "a")
@@ -561,13 +565,11 @@ def test_remove_and_prune_saved(tmp_path: Path) -> None:
     assert "a-b.eeee.faiss" in removed
     left = sorted(f.name for f in tmp_path.iterdir())
     assert len(left) == 2 and "a-b.json" in left
-    assert Prefilter.load(p._config, 8, tmp_path, "a-b", TAG).ntotal == p.ntotal
+    assert load_index(p._config, 8, tmp_path, "a-b", TAG).ntotal == p.ntotal
     assert prune_saved(tmp_path / "absent", set()) == []
 
 
 def test_ivf_training_on_a_capped_sample_is_reproducible() -> None:
-    from lam_engine.prefilter import IVF_MAX_POINTS_PER_LIST
-
     nlist = 8
     n = 3 * nlist * IVF_MAX_POINTS_PER_LIST  # more than the cap: k-means sees a sample
     xi = _clustered(n, 16, 8, seed=31)

@@ -1,4 +1,4 @@
-"""lam_engine.snapshot: exact round trip, and every malformed file is a SnapshotFormatError."""
+"""lam_engine.store.snapshot: exact round trip; every malformed file is a SnapshotFormatError."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lam_engine.errors import InvalidParameterError, SnapshotFormatError
-from lam_engine.snapshot import Snapshot, read_snapshot, write_snapshot
+from lam_engine.store.snapshot import Snapshot, read_snapshot, write_snapshot
 
 T0 = "2025-11-25T14:00:00Z"
 

@@ -1,4 +1,4 @@
-"""lam_engine.storage: durability, seq rules, atomic batches, failures as StorageError."""
+"""lam_engine.store: durability, seq rules, atomic batches, failures as StorageError."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lam_engine import storage as storage_module
 from lam_engine.errors import (
     BankExistsError,
     BankNotFoundError,
@@ -26,7 +25,10 @@ from lam_engine.errors import (
     InvalidParameterError,
     StorageError,
 )
-from lam_engine.storage import PAGE_SIZE, SCHEMA_VERSION, Storage
+from lam_engine.store import PAGE_SIZE, SCHEMA_VERSION, Storage
+from lam_engine.store import load as load_module
+from lam_engine.store import migrate as migrate_module
+from lam_engine.store import space as space_module
 
 CHILD = Path(__file__).with_name("crash_child_storage.py")
 T0 = "2025-11-25T14:00:00Z"
@@ -641,7 +643,7 @@ def test_migration_without_room_for_the_vacuum_keeps_the_page_size(tmp_path: Pat
     db = tmp_path / "lam.sqlite3"
     state = _fill_v2_style(db)
     # 100 MiB free of 1 GiB: enough for the migration, not for a VACUUM's reserve.
-    monkeypatch.setattr(storage_module, "_free_bytes", lambda path: (100 << 20, 1 << 30, 1))
+    monkeypatch.setattr(space_module, "free_bytes", lambda path: (100 << 20, 1 << 30, 1))
     s = Storage(db)
     assert s.schema_version == 3 and s.migration["vacuum"] == "skipped: not enough disk space"
     _assert_same(s, state)
@@ -654,7 +656,7 @@ def test_migration_without_room_for_the_vacuum_keeps_the_page_size(tmp_path: Pat
 def test_migration_refuses_to_start_without_disk_space(tmp_path: Path, monkeypatch):
     db = tmp_path / "lam.sqlite3"
     state = _fill_v2_style(db)
-    monkeypatch.setattr(storage_module, "_free_bytes", lambda path: (1 << 20, 1 << 30, 1))
+    monkeypatch.setattr(space_module, "free_bytes", lambda path: (1 << 20, 1 << 30, 1))
     with pytest.raises(StorageError) as err:
         Storage(db)
     assert err.value.message == "storage migrate failed: not enough disk space to migrate the store"
@@ -669,7 +671,7 @@ def test_migration_refuses_to_start_without_disk_space(tmp_path: Path, monkeypat
 def test_failed_migration_leaves_the_version_2_store_intact(tmp_path: Path, monkeypatch):
     db = tmp_path / "lam.sqlite3"
     state = _fill_v2_style(db)
-    real = Storage._migrate_2_to_3
+    real = migrate_module._migrate_2_to_3
 
     def failing(conn: sqlite3.Connection) -> None:
         real(conn)  # every step done, then the disk fails before COMMIT
@@ -677,7 +679,7 @@ def test_failed_migration_leaves_the_version_2_store_intact(tmp_path: Path, monk
         exc.sqlite_errorname = "SQLITE_IOERR_WRITE"
         raise exc
 
-    monkeypatch.setattr(Storage, "_migrate_2_to_3", staticmethod(failing))
+    monkeypatch.setattr(migrate_module, "_migrate_2_to_3", failing)
     with pytest.raises(StorageError, match="storage migrate failed: I/O error"):
         Storage(db)
     layout = _layout(db)
@@ -735,8 +737,8 @@ class _RecordingSink:
 
 
 def test_load_streams_in_chunks_into_a_sink(store: Storage, monkeypatch):
-    monkeypatch.setattr(storage_module, "LOAD_CHUNK_BYTES", 8 * 4 * 100)  # 100 rows of d = 8
-    monkeypatch.setattr(storage_module, "_LOAD_CHUNK_ROWS", (1, 1000))
+    monkeypatch.setattr(load_module, "LOAD_CHUNK_BYTES", 8 * 4 * 100)  # 100 rows of d = 8
+    monkeypatch.setattr(load_module, "_LOAD_CHUNK_ROWS", (1, 1000))
     store.create_bank("b", {"dim": 8}, T0)
     xi = _xi(450, 8)
     payloads: list[Any] = [None if i % 3 else {"i": i, "big": 2**70} for i in range(450)]

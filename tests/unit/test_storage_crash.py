@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lam_engine.storage import Storage
+from lam_engine.store import Storage
 
 CHILD = Path(__file__).with_name("crash_child_storage.py")
 DIM = 8

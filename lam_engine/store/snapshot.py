@@ -1,8 +1,9 @@
 """Portable single-file snapshot of a bank: a ZIP of manifest.json + vectors.npy.
 
-The format is specified in docs/snapshot-format.md. Members are STORED (not
-compressed): float32 vectors barely compress, and stored members stream out at disk
-speed. The reader also accepts DEFLATE members (someone may re-zip a snapshot).
+The format is specified in docs/snapshot-format.md; its JSON goes through the store's one
+codec (codec.py). Members are STORED (not compressed): float32 vectors barely compress,
+and stored members stream out at disk speed. The reader also accepts DEFLATE members
+(someone may re-zip a snapshot).
 
 Reading treats the file as untrusted: every structural or semantic problem becomes a
 ``SnapshotFormatError``; sizes declared by the ZIP and by the .npy header are checked
@@ -13,23 +14,20 @@ allocated, so a small file cannot make the reader allocate a huge array.
 from __future__ import annotations
 
 import io
-import json
-import re
 import zipfile
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO
 
 import numpy as np
-import orjson
 
-from .errors import InvalidParameterError, LamError, SnapshotFormatError
+from ..errors import InvalidParameterError, LamError, SnapshotFormatError
+from .codec import dumps, loads
 
 FORMAT = "lam-snapshot"
 VERSION = 1
 MANIFEST = "manifest.json"
 VECTORS = "vectors.npy"
 _MEMBERS = {MANIFEST, VECTORS}
-_LONG_DIGITS = re.compile(rb"\d{19}")
 _F32 = np.dtype("<f4")
 _CHUNK = 16 << 20  # bytes per read of vectors.npy
 _ZIP64_AT = 1 << 30  # members this large get ZIP64 headers (the 32-bit fields end at 4 GiB)
@@ -53,31 +51,11 @@ class Snapshot:
         return int(self.vectors.shape[1])
 
 
-def _dumps(obj: Any) -> bytes:
+def _manifest_bytes(manifest: dict[str, Any]) -> bytes:
     try:
-        return orjson.dumps(obj)
-    except TypeError:
-        # orjson refuses integers beyond 64 bits and lone surrogates; json takes both.
-        try:
-            return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidParameterError(
-                f"snapshot manifest is not JSON-serializable: {exc}"
-            ) from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _loads(data: bytes) -> Any:
-    # orjson turns integers beyond 64 bits into floats; such text goes to json, exact.
-    if _LONG_DIGITS.search(data) is None:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(data, parse_constant=_reject_constant)
+        return dumps(manifest)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"snapshot manifest is {exc.message}") from None
 
 
 def write_snapshot(
@@ -108,7 +86,7 @@ def write_snapshot(
         "ids": list(ids),
         "payloads": list(payloads),
     }
-    body = _dumps(manifest)
+    body = _manifest_bytes(manifest)
     with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr(MANIFEST, body)
         with zf.open(VECTORS, "w", force_zip64=xi.nbytes >= _ZIP64_AT) as out:
@@ -179,7 +157,7 @@ def _is_int(x: Any) -> bool:
 
 def _manifest(raw: bytes) -> dict[str, Any]:
     try:
-        meta = _loads(raw)
+        meta = loads(raw)
     except (ValueError, RecursionError) as exc:
         raise _bad("manifest.json is not valid JSON") from exc
     if not isinstance(meta, dict):
