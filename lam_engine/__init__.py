@@ -26,11 +26,13 @@ from .errors import (
     LamError,
     LimitExceededError,
     MemoryNotFoundError,
+    NonconvexLagrangianError,
     NonFiniteError,
     NotFoundError,
     SnapshotFormatError,
     StorageError,
 )
+from .inputs import QueryInput
 from .results import (
     BankInfo,
     DiagnosticsResult,
@@ -42,6 +44,7 @@ from .results import (
     QueryResult,
     UpsertResult,
 )
+from .runtime import setup
 
 __version__ = "0.1.0"
 
@@ -68,12 +71,15 @@ __all__ = [
     "MemoryNotFoundError",
     "MemoryRecord",
     "NonFiniteError",
+    "NonconvexLagrangianError",
     "NotFoundError",
     "PrefilterConfig",
     "QueryBatchResult",
+    "QueryInput",
     "QueryResult",
     "SnapshotFormatError",
     "StorageError",
     "UpsertResult",
     "__version__",
+    "setup",
 ]

@@ -18,7 +18,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,6 +26,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+from . import ops
 from .bank import MemoryBank, PreparedBatch, resolve_device
 from .config import BankConfig, PrefilterConfig, validate_bank_name
 from .errors import (
@@ -37,18 +38,22 @@ from .errors import (
     MemoryNotFoundError,
 )
 from .index import IndexCatalog, Prefilter, make_prefilter
+from .inputs import QueryInput
 from .kernels import DEFAULT_CHUNK_BYTES
 from .locks import RWLock
 from .results import (
     BankInfo,
+    DiagnosticsResult,
+    DynamicsResult,
     EnergyResult,
     MemoryRecord,
     QueryBatchResult,
     UpsertResult,
 )
+from .runtime import setup
 from .store import DataDirLock, Storage
 from .store import snapshot as snapshot_io
-from .vectors import as_matrix, require_finite
+from .vectors import as_matrix
 
 STORE_FILE = "lam.sqlite3"
 INDEX_DIR = "index"  # saved prefilter indexes, beside the store
@@ -128,8 +133,7 @@ class Engine:
             lock = DataDirLock.acquire(directory)
             storage = Storage(directory / STORE_FILE, synchronous=synchronous, lock=lock)
             index_dir = directory / INDEX_DIR
-        # API.md: float32 banks compute in float32 or better, never TF32 on a GPU.
-        torch.set_float32_matmul_precision("highest")
+        setup()  # process-wide settings the engine relies on (runtime.py), never at import
         engine = cls(
             storage, default_device=default_device, chunk_bytes=chunk_bytes, index_dir=index_dir
         )
@@ -252,8 +256,7 @@ class Engine:
         if slot.prefilter is None:
             return
         rows = slot.bank.alive_rows()
-        vectors = slot.bank.alive_xi().float().cpu().numpy()
-        slot.prefilter.rebuild(slot.bank.keys[rows], np.ascontiguousarray(vectors))
+        slot.prefilter.rebuild(slot.bank.keys[rows], slot.bank.alive_vectors())
 
     def _slot(self, name: str) -> BankSlot:
         slot = self._banks.get(name)
@@ -347,8 +350,7 @@ class Engine:
                 )
                 if index is not None:
                     rows = slot.bank.alive_rows()
-                    vectors = slot.bank.alive_xi().float().cpu().numpy()
-                    index.rebuild(slot.bank.keys[rows], np.ascontiguousarray(vectors))
+                    index.rebuild(slot.bank.keys[rows], slot.bank.alive_vectors())
             with slot.lock.write():
                 slot.bank.config = config
                 slot.prefilter = index
@@ -459,16 +461,31 @@ class Engine:
             next_cursor = str(int(bank.keys[rows[-1]])) if more and rows else None
         return records, next_cursor
 
-    # ---- retrieval ------------------------------------------------------------------------
-    def query(self, name: str, queries: Any, **params: Any) -> QueryBatchResult:
-        from .query import run_query
-
+    # ---- retrieval (ops.py does the work, under the bank's read lock) ----------------------
+    @contextlib.contextmanager
+    def _reading(self, name: str) -> Iterator[BankSlot]:
+        """The bank's slot under its read lock; EmptyBankError if it has no memories."""
         slot = self._slot(name)
-        q = as_matrix(queries, slot.config.dim, "queries")
         with slot.lock.read():
             if slot.bank.count == 0:
                 raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
-            return run_query(slot, q, chunk_bytes=self.chunk_bytes, **params)
+            yield slot
+
+    def query(self, name: str, queries: QueryInput | Any, **params: Any) -> QueryBatchResult:
+        """Retrieve for a batch: a validated `QueryInput`, or raw queries and keyword
+        parameters (mask, beta, steps, tol, top_k, with_payload, with_vectors, exact), which
+        go through `QueryInput.build` (defaults: config.QUERY)."""
+        if isinstance(queries, QueryInput):
+            if params:
+                raise InvalidParameterError(
+                    "pass the parameters inside the QueryInput", {"fields": sorted(params)}
+                )
+            q = queries
+        else:
+            q = QueryInput.build(queries, dim=self._slot(name).config.dim, **params)
+        with self._reading(name) as slot:
+            q.check_dim(slot.config.dim)
+            return ops.query(slot.bank, slot.prefilter, q, chunk_bytes=self.chunk_bytes)
 
     def energy(
         self,
@@ -479,45 +496,26 @@ class Engine:
         constants: bool = False,
         gradient: bool = False,
     ) -> EnergyResult:
-        from .query import check_beta
-        from .retrieval import energy_ac, energy_b
+        v = as_matrix(states, self._slot(name).config.dim, "states")
+        with self._reading(name) as slot:
+            return ops.energy(
+                slot.bank,
+                v,
+                beta=beta,
+                constants=constants,
+                gradient=gradient,
+                chunk_bytes=self.chunk_bytes,
+            )
 
-        slot = self._slot(name)
-        v = torch.from_numpy(as_matrix(states, slot.config.dim, "states"))
-        with slot.lock.read():
-            bank = slot.bank
-            if bank.count == 0:
-                raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
-            v = v.to(bank.device)
-            if bank.config.model == "B":
-                b = check_beta(beta, bank.config.beta)
-                e, g = energy_b(
-                    bank, v, b, constants=constants, gradient=gradient, chunk_bytes=self.chunk_bytes
-                )
-            else:
-                e, g = energy_ac(bank, v, gradient=gradient)
-        require_finite(e, *([] if g is None else [g]))
-        return EnergyResult(energies=e, gradients=g)
+    def dynamics(self, name: str, state: Any, **params: Any) -> DynamicsResult:
+        """Integrate eqs. (1)-(2) from `state` (parameters: ops.dynamics)."""
+        with self._reading(name) as slot:
+            return ops.dynamics(slot.bank, state, **params)
 
-    def dynamics(self, name: str, state: Any, **params: Any) -> Any:
-        from .network import run_dynamics
-
-        slot = self._slot(name)
-        with slot.lock.read():
-            if slot.bank.count == 0:
-                raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
-            result = run_dynamics(slot, state, **params)
-        require_finite(np.asarray(result.energy), result.state)
-        return result
-
-    def diagnostics(self, name: str, **params: Any) -> Any:
-        from .network import run_diagnostics
-
-        slot = self._slot(name)
-        with slot.lock.read():
-            if slot.bank.count == 0:
-                raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
-            return run_diagnostics(slot, **params)
+    def diagnostics(self, name: str, **params: Any) -> DiagnosticsResult:
+        """Separation report at β (parameters: ops.diagnostics)."""
+        with self._reading(name) as slot:
+            return ops.diagnostics(slot.bank, slot.prefilter, **params)
 
     # ---- snapshots ------------------------------------------------------------------------
     def export_snapshot(self, name: str, fileobj: BinaryIO) -> None:

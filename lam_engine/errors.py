@@ -92,6 +92,12 @@ class LimitExceededError(LamError):
     status = 413
 
 
+class NonconvexLagrangianError(InvalidInputError):
+    """`/dynamics` on a bank whose Lagrangian has no PSD Hessian: its energy may rise."""
+
+    code = "nonconvex_lagrangian"
+
+
 class NumericOverflowError(InvalidInputError):
     """β·ξ·v (or an energy) of this request does not fit the bank's float arithmetic."""
 

@@ -1,6 +1,6 @@
-"""Retrieval over a MemoryBank: Model B descent (dense chunked or prefiltered), Models A and C.
+"""The descent loop over any pass: Model B dense (chunked) or prefiltered, Models A and C.
 
-Returns row indices and raw tensors; the Engine turns rows into ids and payloads.
+Returns row indices and raw tensors; `ops` turns rows into ids and payloads.
 """
 
 from __future__ import annotations
@@ -13,14 +13,20 @@ import numpy as np
 import torch
 
 from .bank import MemoryBank
-from .config import hidden_function
+from .config import QUERY, hidden_function
 from .kernels import DEFAULT_CHUNK_BYTES, candidate_pass, model_b_pass
+from .math import lagrangians, models
+from .math.bound import missed_mass_bound
+from .vectors import normalize_rows
 
 
 class CandidateIndex(Protocol):
-    """What retrieval needs of a prefilter (lam_engine.prefilter.Prefilter)."""
+    """What retrieval and ops need of a bank's prefilter index (one per prefilter kind)."""
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @property
+    def exact_topk(self) -> bool: ...
 
 
 @dataclass
@@ -40,20 +46,26 @@ class Retrieval:
 
 @dataclass
 class QueryParams:
+    """The descent's parameters, β resolved (the bank's unless the query set one)."""
+
     beta: float
-    steps: int = 1
-    tol: float = 1e-6
-    top_k: int = 5
+    steps: int = QUERY.steps
+    tol: float = QUERY.tol
+    top_k: int = QUERY.top_k
+
+
+def hidden_f(bank: MemoryBank) -> lagrangians.HiddenFunction:
+    """The hidden function F of a Model A or C bank (API.md defaults)."""
+    return lagrangians.hidden_function(*hidden_function(dict(bank.config.model_params)))
 
 
 def prepare_cue(bank: MemoryBank, queries: np.ndarray, mask: np.ndarray | None) -> torch.Tensor:
-    """Zero the unknown features, then normalize if the bank normalizes (API.md order)."""
-    x = queries.copy()
-    if mask is not None:
-        x[~mask] = 0.0
-    if bank.config.normalize:
-        from .vectors import normalize_rows
+    """Zero the unknown features, then normalize if the bank normalizes (API.md order).
 
+    `queries` are validated (QueryInput) and never written: each step makes a new array.
+    """
+    x = queries if mask is None else np.where(mask, queries, np.float32(0.0))
+    if bank.config.normalize:
         x = normalize_rows(x, allow_zero=True)
     return torch.from_numpy(x).to(bank.device)
 
@@ -145,7 +157,6 @@ def retrieve_b_prefiltered(
     params: QueryParams,
     index: CandidateIndex,
     k_candidates: int,
-    missed_mass_bound: Any,
 ) -> Retrieval:
     """Model B over FAISS candidates; ε is the largest bound seen along the descent."""
     xi, beta = bank.xi, params.beta
@@ -232,10 +243,7 @@ def _f_weights(scores: torch.Tensor, kind: str, power: int) -> torch.Tensor:
 def retrieve_ac(
     bank: MemoryBank, cue: torch.Tensor, known: torch.Tensor | None, params: QueryParams
 ) -> Retrieval:
-    from . import lagrangians, models
-
-    kind, power = hidden_function(dict(bank.config.model_params))
-    F = lagrangians.hidden_function(kind, power)
+    F = hidden_f(bank)
     rows = torch.from_numpy(bank.alive_rows()).to(bank.device)
     xi = bank.alive_xi().double()  # (N, d)
     v0 = cue.double()
@@ -268,7 +276,7 @@ def retrieve_ac(
         energy = models.model_c_energy(xi, v, F)
         g = v / v.norm(dim=1, keepdim=True).clamp_min(1e-300)
     scores_v = v @ xi.T  # (B, N): API's score ξ·v
-    weights = _f_weights(g @ xi.T, kind, power)
+    weights = _f_weights(g @ xi.T, F.kind, F.power)
     k = min(params.top_k, xi.shape[0])
     top_w, idx = torch.topk(weights, k, dim=1)
     return Retrieval(
@@ -280,45 +288,3 @@ def retrieve_ac(
         top_weights=top_w.cpu().numpy(),
         top_scores=torch.gather(scores_v, 1, idx).cpu().numpy(),
     )
-
-
-# ---- energy -------------------------------------------------------------------------------
-
-
-def energy_b(
-    bank: MemoryBank,
-    states: torch.Tensor,
-    beta: float,
-    *,
-    constants: bool,
-    gradient: bool,
-    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """E(v) = ½‖v‖² − β⁻¹ log Σ exp(β ξ·v) [+ β⁻¹ log N + ½M²], and ∇E = v − Ξᵀ softmax."""
-    res = model_b_pass(
-        bank.xi, states, beta, bias=bank.bias, chunk_bytes=chunk_bytes, need_out=gradient
-    )
-    e = 0.5 * (states.double() ** 2).sum(dim=1) - res.lse.double() / beta
-    if constants:
-        e = e + math.log(bank.count) / beta + 0.5 * bank.max_norm() ** 2
-    grad = (states.float() - res.out).cpu().numpy() if gradient else None
-    return e.cpu().numpy(), grad
-
-
-def energy_ac(
-    bank: MemoryBank, states: torch.Tensor, *, gradient: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    from . import lagrangians, models
-
-    kind, power = hidden_function(dict(bank.config.model_params))
-    F = lagrangians.hidden_function(kind, power)
-    xi = bank.alive_xi().double()
-    v = states.double().clone().requires_grad_(gradient)
-    fn = models.model_a_energy if bank.config.model == "A" else models.model_c_energy
-    with torch.set_grad_enabled(gradient):
-        e = fn(xi, v, F)
-        grad = None
-        if gradient:
-            (g,) = torch.autograd.grad(e.sum(), v)
-            grad = g.float().cpu().numpy()
-    return e.detach().cpu().numpy(), grad

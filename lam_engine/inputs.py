@@ -1,0 +1,115 @@
+"""Validated inputs: built once at the boundary, then trusted by the engine's hot path."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .config import QUERY, check_beta
+from .errors import DimensionMismatchError, InvalidParameterError
+from .vectors import as_mask, as_matrix
+
+
+def _int_in(name: str, value: Any, lo: int, hi: int) -> int:
+    # numbers.Integral: numpy integers (from an array) are as good as Python ints.
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or not lo <= int(value) <= hi
+    ):
+        raise InvalidParameterError(f"{name} must be an integer in [{lo}, {hi}]", {name: value})
+    return int(value)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidParameterError(f"{name} must be a boolean", {name: repr(value)[:40]})
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class QueryInput:
+    """A batch of queries and their parameters, validated (API.md, "Query").
+
+    Build it with `QueryInput.build`, the one validating constructor; whoever holds one
+    may rely on, without checking again:
+
+    * `queries`: a float32, C-contiguous, 2-D (B, d) numpy array, B ≥ 1, every value
+      finite (inputs that overflow float32 were refused), owned by this object (a copy of
+      the caller's data, never written to by the engine);
+    * `mask`: None, or a bool C-contiguous (B, d) array (one row given was broadcast);
+      true marks a known feature;
+    * `beta`: None (the bank's β) or a float accepted by `config.check_beta`;
+    * `steps` in [1, QUERY.steps_max], `tol` finite ≥ 0, `top_k` in [0, QUERY.top_k_max];
+    * `with_payload`, `with_vectors`, `exact`: bools.
+
+    The bank's dimension is checked when `dim` is passed to `build`; the engine compares
+    `dim` with the bank's (an integer comparison) and nothing else.
+    """
+
+    queries: np.ndarray  # (B, d) float32
+    mask: np.ndarray | None = None  # (B, d) bool
+    beta: float | None = None
+    steps: int = QUERY.steps
+    tol: float = QUERY.tol
+    top_k: int = QUERY.top_k
+    with_payload: bool = QUERY.with_payload
+    with_vectors: bool = QUERY.with_vectors
+    exact: bool = QUERY.exact
+
+    @property
+    def batch(self) -> int:
+        return int(self.queries.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.queries.shape[1])
+
+    def check_dim(self, dim: int) -> None:
+        """The bank's dimension against the batch's (the only check left to the engine)."""
+        if self.dim != dim:
+            raise DimensionMismatchError(
+                f"queries have dimension {self.dim}, the bank has {dim}",
+                {"expected": dim, "got": self.dim},
+            )
+
+    @classmethod
+    def build(
+        cls,
+        queries: Any,
+        *,
+        dim: int | None = None,
+        mask: Any = None,
+        beta: Any = None,
+        steps: Any = QUERY.steps,
+        tol: Any = QUERY.tol,
+        top_k: Any = QUERY.top_k,
+        with_payload: Any = QUERY.with_payload,
+        with_vectors: Any = QUERY.with_vectors,
+        exact: Any = QUERY.exact,
+    ) -> QueryInput:
+        """Validate everything (typed LamError on the first problem) and build the input."""
+        q = as_matrix(queries, dim, "queries")
+        if (
+            isinstance(tol, bool)
+            or not isinstance(tol, numbers.Real)
+            or not math.isfinite(tol)
+            or tol < 0
+        ):
+            raise InvalidParameterError("tol must be a finite number ≥ 0", {"tol": tol})
+        m = as_mask(mask, q.shape[0], q.shape[1])
+        return cls(
+            queries=q,
+            mask=None if m is None else np.ascontiguousarray(m),
+            beta=None if beta is None else check_beta(beta),
+            steps=_int_in("steps", steps, 1, QUERY.steps_max),
+            tol=float(tol),
+            top_k=_int_in("top_k", top_k, 0, QUERY.top_k_max),
+            with_payload=_flag("with_payload", with_payload),
+            with_vectors=_flag("with_vectors", with_vectors),
+            exact=_flag("exact", exact),
+        )
