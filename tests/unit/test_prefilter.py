@@ -580,3 +580,18 @@ def test_ivf_training_on_a_capped_sample_is_reproducible() -> None:
     _same_answers(a, b, xi, k=20)
     _, found = a.search(xi[:300], 1)
     assert (found[:, 0] == keys[:300]).mean() > 0.95
+
+
+def test_importing_the_index_leaves_faiss_settings_alone() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import faiss; before = faiss.cvar.distance_compute_blas_threshold\n"
+        "import lam_engine, lam_engine.index\n"
+        "assert faiss.cvar.distance_compute_blas_threshold == before, 'changed at import'\n"
+        "lam_engine.index.setup_faiss()\n"
+        "assert faiss.cvar.distance_compute_blas_threshold == 1\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
