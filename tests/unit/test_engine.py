@@ -25,20 +25,17 @@ from lam_engine import (
     InvalidInputError,
     InvalidParameterError,
     MemoryNotFoundError,
+    NonconvexLagrangianError,
     NonFiniteError,
     PrefilterConfig,
     StorageError,
 )
+from tests import reference as oracle
 
 
 def np_softmax_step(xi: np.ndarray, v: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
-    """Independent float64 reference: (Ξᵀ softmax(βΞv), log Σ exp(βΞv))."""
-    xi64, v64 = xi.astype(np.float64), v.astype(np.float64)
-    z = beta * v64 @ xi64.T
-    m = z.max(axis=1, keepdims=True)
-    p = np.exp(z - m)
-    s = p.sum(axis=1, keepdims=True)
-    return (p / s) @ xi64, (m + np.log(s))[:, 0]
+    """(Ξᵀ softmax(βΞv), log Σ exp(βΞv)) from the one oracle, tests/reference.py."""
+    return oracle.step(xi, v, beta), oracle.logsumexp(oracle.logits(xi, v, beta))
 
 
 @pytest.fixture
@@ -316,12 +313,16 @@ def _normalized_bank(engine: Engine, n: int, d: int, k: int, tol: float = 1e-3):
     return xi, rng
 
 
-@pytest.mark.parametrize("beta", [1.0, 8.0, 32.0])
-def test_certified_prefilter_is_within_two_eps_m(engine: Engine, beta: float) -> None:
-    xi, rng = _normalized_bank(engine, n=3000, d=32, k=64, tol=0.5)
+# k per β so that the certificate holds for some queries (a smaller β spreads the softmax
+# mass and needs more candidates); at β = 16, k = 256 some queries fall back and some not.
+@pytest.mark.parametrize(("beta", "k"), [(1.0, 1500), (8.0, 2000), (16.0, 256), (32.0, 64)])
+def test_certified_prefilter_is_within_two_eps_m(engine: Engine, beta: float, k: int) -> None:
+    xi, rng = _normalized_bank(engine, n=3000, d=32, k=k, tol=0.5)
     q = xi[:16] + 0.2 * rng.standard_normal((16, 32)).astype(np.float32)
     pre = engine.query("p", q, beta=beta, top_k=1)
     exact = engine.query("p", q, beta=beta, top_k=1, exact=True)
+    # Not vacuous: some answers come from the candidates (else only the fallback is tested).
+    assert pre.prefiltered and any(a.prefiltered for a in pre.results)
     m = 1.0
     for a, b in zip(pre.results, exact.results, strict=True):
         if a.prefiltered:
@@ -720,3 +721,39 @@ def test_index_is_not_saved_into_a_nearly_full_data_dir(tmp_path, monkeypatch, c
     monkeypatch.setattr(space_module.shutil, "disk_usage", lambda path: almost_full)
     engine.close()  # changed since its save, no room for the new one: the stale one goes too
     assert _saved_files(tmp_path) == []
+
+
+# ---- convexity of /dynamics (issue 17) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "params", "convex"),
+    [
+        ("A", {"F": "power", "power": 3}, False),  # F″ = 6h < 0 for h < 0
+        ("C", {"F": "power", "power": 5}, False),
+        ("C", {"F": "power", "power": 3}, False),
+        ("A", {"F": "power", "power": 2}, True),
+        ("A", {"F": "power", "power": 1}, True),
+        ("A", {"F": "rectified_power", "power": 3}, True),
+        ("C", {"F": "exp"}, True),
+        ("C", {}, True),  # the default F: rectified cubic
+        ("B", {}, True),
+    ],
+)
+def test_dynamics_refuses_a_nonconvex_lagrangian_but_queries_work(
+    engine: Engine, model: str, params: dict, convex: bool
+) -> None:
+    engine.create_bank("c", BankConfig(dim=4, model=model, model_params=params))  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    engine.upsert("c", rng.standard_normal((6, 4)).astype(np.float32))
+    cue = rng.standard_normal(4).tolist()
+    assert len(engine.query("c", [cue], top_k=2).results[0].matches) == 2
+    if convex:
+        out = engine.dynamics("c", cue, t_max=0.1)
+        assert np.all(np.diff(out.energy) <= 1e-9 * (1 + np.abs(out.energy[:-1])))
+        return
+    with pytest.raises(NonconvexLagrangianError) as info:
+        engine.dynamics("c", cue, t_max=0.1)
+    err = info.value
+    assert err.code == "nonconvex_lagrangian" and err.status == 422
+    assert "power" in err.message and "rectified_power" in err.message

@@ -24,6 +24,7 @@ from lam_engine.math.models import (
     model_c_gradient,
     model_c_step,
 )
+from tests import reference as oracle
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -64,25 +65,6 @@ def _flip(patterns: torch.Tensor, frac: float, g: torch.Generator) -> torch.Tens
 # ---------------------------------------------------------------- Model B vs numpy
 
 
-def _np_energy(xi: np.ndarray, v: np.ndarray, beta: float) -> np.ndarray:
-    out = []
-    for row in v:
-        a = beta * (xi @ row)
-        top = a.max()
-        lse = (top + math.log(np.exp(a - top).sum())) / beta
-        out.append(0.5 * row @ row - lse)
-    return np.array(out)
-
-
-def _np_step(xi: np.ndarray, v: np.ndarray, beta: float) -> np.ndarray:
-    out = []
-    for row in v:
-        a = beta * (xi @ row)
-        p = np.exp(a - a.max())
-        out.append((p / p.sum()) @ xi)
-    return np.array(out)
-
-
 @settings(max_examples=30, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
@@ -95,13 +77,13 @@ def test_model_b_matches_numpy(seed, n, d, batch, beta):
     xi, v = _bank(seed, n, d, batch)
     np.testing.assert_allclose(
         model_b_energy(xi, v, beta).numpy(),
-        _np_energy(xi.numpy(), v.numpy(), beta),
+        oracle.energy(xi.numpy(), v.numpy(), beta),
         rtol=1e-10,
         atol=1e-10,
     )
     np.testing.assert_allclose(
         model_b_step(xi, v, beta).numpy(),
-        _np_step(xi.numpy(), v.numpy(), beta),
+        oracle.step(xi.numpy(), v.numpy(), beta),
         rtol=1e-9,
         atol=1e-12,
     )
@@ -195,11 +177,12 @@ def test_masked_retrieval_clamps_known_features(seed, steps, normalize, shared_m
     # With tol = 0 only a state that did not move converges: e.g. one with every feature known.
     assert (taken[~converged] == steps).all()
     assert converged[known.all(dim=1)].all()
-    # Reference loop: zero unknowns, (normalize), step, clamp — `steps` times.
-    ref = cue.clone()
-    for _ in range(steps):
-        ref = torch.where(known, cue, model_b_step(xi, ref, 2.0))
-    torch.testing.assert_close(state, ref)
+    # The oracle's query: zero unknowns, (normalize), step, clamp — `steps` times.
+    want, want_taken, _ = oracle.retrieve(
+        xi.numpy(), v.numpy(), 2.0, steps=steps, tol=0.0, mask=mask.numpy(), normalize_cue=normalize
+    )
+    np.testing.assert_allclose(state.numpy(), want, rtol=1e-9, atol=1e-12)
+    assert taken.tolist() == want_taken.tolist()
 
 
 def test_masked_retrieval_ignores_unknown_values():
