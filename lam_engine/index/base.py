@@ -83,6 +83,8 @@ class Prefilter(ABC):
     """
 
     kind: ClassVar[str]
+    # Whether an index of this kind can ever be worth saving (files.py, catalog.py).
+    savable: ClassVar[bool] = True
 
     def __init__(self, config: PrefilterConfig, dim: int) -> None:
         config.validate()

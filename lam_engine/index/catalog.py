@@ -30,6 +30,7 @@ from .files import (
     remove_saved,
     save_index,
 )
+from .kinds import KINDS
 
 log = logging.getLogger("lam.engine")
 
@@ -44,7 +45,8 @@ class IndexCatalog:
         self, config: PrefilterConfig, dim: int, name: str, generation: int, count: int
     ) -> Prefilter | None:
         """The bank's saved index if it is current (generation, config, `count` rows)."""
-        if config.kind == "flat":
+        kind = KINDS.get(config.kind)
+        if kind is None or not kind.savable:
             return None  # never saved: a copy of the vectors, as fast to rebuild as to read
         t0 = time.perf_counter()
         try:

@@ -15,6 +15,7 @@ from .base import Prefilter
 
 class FlatPrefilter(Prefilter):
     kind = "flat"
+    savable = False
 
     def _reset(self, n_expected: int) -> None:
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dim))

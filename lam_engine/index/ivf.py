@@ -40,7 +40,7 @@ class IvfPrefilter(Prefilter):
     kind = "ivf"
 
     def __init__(self, config: PrefilterConfig, dim: int) -> None:
-        self._effective = "flat"
+        self._trained = False  # below IVF_MIN_TRAIN: a flat index inside
         self._trained_at = 0  # N at the last training
         self._nlist = 0
         self._quantizer: Any = None
@@ -48,11 +48,11 @@ class IvfPrefilter(Prefilter):
 
     @property
     def effective_kind(self) -> str:
-        return self._effective
+        return "ivf" if self._trained else "flat"
 
     def _reset(self, n_expected: int) -> None:
         d = self._dim
-        if self._effective == "flat":
+        if not self._trained:
             self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(d))
             return
         self._nlist = ivf_nlist(self._config, n_expected)
@@ -63,9 +63,9 @@ class IvfPrefilter(Prefilter):
     def _build(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         self._version += 1
         n = int(keys.shape[0])
-        self._effective = "ivf" if n >= IVF_MIN_TRAIN else "flat"
+        self._trained = n >= IVF_MIN_TRAIN
         self._reset(n)
-        if self._effective == "ivf":
+        if self._trained:
             self._train(vectors)
             self._trained_at = n
         else:
@@ -91,8 +91,8 @@ class IvfPrefilter(Prefilter):
 
     def _add(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         n_after = self.ntotal + int(keys.size)
-        untrained_ready = self._effective == "flat" and n_after >= IVF_MIN_TRAIN
-        grown = self._effective == "ivf" and n_after >= IVF_RETRAIN_GROWTH * self._trained_at
+        untrained_ready = not self._trained and n_after >= IVF_MIN_TRAIN
+        grown = self._trained and n_after >= IVF_RETRAIN_GROWTH * self._trained_at
         if untrained_ready or grown:
             # Retraining re-reads every vector: amortized O(1) per add with 4× growth.
             old_keys, old_vectors = self._export()
@@ -106,7 +106,7 @@ class IvfPrefilter(Prefilter):
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores: Any
-        if self._effective == "flat":
+        if not self._trained:
             scores, keys = self._index.search(queries, k)
             return scores, keys
         params = faiss.SearchParametersIVF()
@@ -115,7 +115,7 @@ class IvfPrefilter(Prefilter):
         return scores, keys
 
     def _export(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._effective == "flat":
+        if not self._trained:
             return export_id_mapped_flat(self._index, self._dim)
         if int(self._index.ntotal) == 0:
             return np.empty(0, dtype=np.int64), np.empty((0, self._dim), dtype=np.float32)
@@ -139,7 +139,7 @@ class IvfPrefilter(Prefilter):
         self._check_restored(index, faiss.IndexIVFFlat, state)
         if int(index.nlist) != int(state["nlist"]):
             raise RestoreError("nlist")
-        self._effective = "ivf"
+        self._trained = True
         self._index = index
         self._quantizer = None  # a read index owns its quantizer
         self._nlist = int(state["nlist"])
@@ -148,7 +148,7 @@ class IvfPrefilter(Prefilter):
     def describe(self) -> dict[str, Any]:
         return {
             **super().describe(),
-            "nlist": self._nlist if self._effective == "ivf" else 0,
+            "nlist": self._nlist if self._trained else 0,
             "nprobe": self._nprobe,
             "trained_at": self._trained_at,
         }

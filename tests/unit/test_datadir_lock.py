@@ -110,7 +110,7 @@ def test_storage_releases_the_lock_it_was_given(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_an_embedded_client_cannot_open_a_served_data_dir(tmp_path: Path) -> None:
+def test_a_served_data_dir_cannot_be_opened_by_a_client_or_another_server(tmp_path: Path) -> None:
     from lam_client import Client
     from lam_client.errors import Conflict
     from tests.live_server import LamServer
@@ -124,6 +124,15 @@ def test_an_embedded_client_cannot_open_a_served_data_dir(tmp_path: Path) -> Non
         with pytest.raises(Conflict) as client_err:
             Client(path=tmp_path / "data")
         assert client_err.value.code == "data_dir_locked" and client_err.value.status == 409
+        # A second server on the same dir loads nothing and says why; the first one serves on.
+        second = LamServer(data_dir=tmp_path / "data", log_path=tmp_path / "second.log")
+        try:
+            with pytest.raises(TimeoutError, match="load_failed"):
+                second.start(timeout=20)
+            assert f"in use by pid {server.pid}" in (tmp_path / "second.log").read_text()
+        finally:
+            second.stop()
+        server.wait_ready(timeout=5)
     finally:
         server.stop()
     with Engine.open(tmp_path / "data"):
