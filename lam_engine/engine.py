@@ -15,19 +15,16 @@ tracks the generation its in-memory bank and index reflect (None once unknown).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-import torch
 
 from . import ops
-from .bank import MemoryBank, PreparedBatch, resolve_device
+from .bank import MemoryBank, PreparedBatch
 from .config import BankConfig, PrefilterConfig, validate_bank_name
 from .errors import (
     BankExistsError,
@@ -37,10 +34,9 @@ from .errors import (
     LamError,
     MemoryNotFoundError,
 )
-from .index import IndexCatalog, Prefilter, make_prefilter
+from .index import IndexCatalog
 from .inputs import QueryInput
 from .kernels import DEFAULT_CHUNK_BYTES
-from .locks import RWLock
 from .results import (
     BankInfo,
     DiagnosticsResult,
@@ -51,6 +47,7 @@ from .results import (
     UpsertResult,
 )
 from .runtime import setup
+from .slot import BankSlot, empty_index, fill_index, new_slot, now
 from .store import DataDirLock, Storage
 from .store import snapshot as snapshot_io
 from .vectors import as_matrix
@@ -59,33 +56,6 @@ STORE_FILE = "lam.sqlite3"
 INDEX_DIR = "index"  # saved prefilter indexes, beside the store
 
 log = logging.getLogger("lam.engine")
-
-
-def _now() -> str:
-    return (
-        dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
-
-
-@dataclass
-class BankSlot:
-    """A bank with its locks and optional prefilter index."""
-
-    name: str
-    bank: MemoryBank
-    created_at: str
-    lock: RWLock = field(default_factory=RWLock)
-    writer: threading.Lock = field(default_factory=threading.Lock)
-    prefilter: Prefilter | None = None
-    # Store write generation that `bank` and `prefilter` reflect; None when unknown (then
-    # the index is never saved). Read and set under `writer`.
-    generation: int | None = None
-    # How the prefilter was made at open: "loaded" (saved index), "built", or None.
-    index_origin: str | None = None
-
-    @property
-    def config(self) -> BankConfig:
-        return self.bank.config
 
 
 class Engine:
@@ -150,7 +120,7 @@ class Engine:
             slot = self._new_slot(rec.name, config, rec.created_at, on_load=True)
             slot.generation = self._fill_from_store(slot.bank, rec.name)
             if not self._load_index(slot):
-                self._rebuild_index(slot)
+                slot.rebuild_index()
                 if slot.prefilter is not None:
                     slot.index_origin = "built"
                     # Save it now: a crash before the next clean shutdown costs no rebuild.
@@ -236,48 +206,18 @@ class Engine:
         self.close()
 
     # ---- banks ----------------------------------------------------------------------------
-    def _device_for(self, config: BankConfig, *, on_load: bool) -> torch.device:
-        name = config.device if config.device != "auto" else self.default_device
-        if on_load and name.startswith("cuda") and not torch.cuda.is_available():
-            # A bank made on a GPU host still loads (on CPU) on a host without one.
-            return torch.device("cpu")
-        return resolve_device(name)
-
     def _new_slot(
         self, name: str, config: BankConfig, created_at: str, *, on_load: bool
     ) -> BankSlot:
-        device = self._device_for(config, on_load=on_load)
-        slot = BankSlot(name=name, bank=MemoryBank(config, device), created_at=created_at)
-        if config.prefilter.kind != "none" and config.model == "B":
-            slot.prefilter = make_prefilter(config.prefilter, config.dim)
-        return slot
-
-    def _rebuild_index(self, slot: BankSlot) -> None:
-        if slot.prefilter is None:
-            return
-        rows = slot.bank.alive_rows()
-        slot.prefilter.rebuild(slot.bank.keys[rows], slot.bank.alive_vectors())
+        return new_slot(
+            name, config, created_at, default_device=self.default_device, on_load=on_load
+        )
 
     def _slot(self, name: str) -> BankSlot:
         slot = self._banks.get(name)
         if slot is None:
             raise BankNotFoundError(f"bank {name!r} not found", {"bank": str(name)[:80]})
         return slot
-
-    def _info(self, slot: BankSlot) -> BankInfo:
-        index: dict[str, Any] = {"kind": "none"}
-        if slot.prefilter is not None:
-            index = slot.prefilter.describe()
-        mem = slot.bank.memory_bytes
-        return BankInfo(
-            name=slot.name,
-            config=slot.config,
-            count=slot.bank.count,
-            memory_bytes=mem,
-            device=str(slot.bank.device),
-            created_at=slot.created_at,
-            index=index,
-        )
 
     def create_bank(self, name: str, config: BankConfig) -> tuple[BankInfo, bool]:
         validate_bank_name(name)
@@ -286,16 +226,16 @@ class Engine:
             existing = self._banks.get(name)
             if existing is not None:
                 if existing.config == config:
-                    return self._info(existing), False
+                    return existing.info(), False
                 raise BankExistsError(
                     f"bank {name!r} exists with a different config", {"bank": name}
                 )
-            created_at = _now()
+            created_at = now()
             slot = self._new_slot(name, config, created_at, on_load=False)
             self.storage.create_bank(name, config.to_dict(), created_at)
             self._committed(slot)
             self._banks[name] = slot
-            return self._info(slot), True
+            return slot.info(), True
 
     def list_banks(self) -> list[BankInfo]:
         with self._table:
@@ -303,13 +243,13 @@ class Engine:
         out = []
         for slot in slots:
             with slot.lock.read():
-                out.append(self._info(slot))
+                out.append(slot.info())
         return out
 
     def bank_info(self, name: str) -> BankInfo:
         slot = self._slot(name)
         with slot.lock.read():
-            return self._info(slot)
+            return slot.info()
 
     def bank_names(self) -> list[str]:
         with self._table:
@@ -343,18 +283,13 @@ class Engine:
             self.storage.update_bank_config(name, config.to_dict())
             index = slot_index_before = slot.prefilter
             if config.prefilter != slot.config.prefilter:
-                index = (
-                    make_prefilter(config.prefilter, config.dim)
-                    if config.prefilter.kind != "none"
-                    else None
-                )
+                index = empty_index(config, config.prefilter)
                 if index is not None:
-                    rows = slot.bank.alive_rows()
-                    index.rebuild(slot.bank.keys[rows], slot.bank.alive_vectors())
+                    fill_index(index, slot.bank)
             with slot.lock.write():
                 slot.bank.config = config
                 slot.prefilter = index
-                info = self._info(slot)
+                info = slot.info()
             self._committed(slot)
             if index is not slot_index_before:
                 self._remove_index_files(name)  # built for the old config: never loadable again
@@ -403,7 +338,7 @@ class Engine:
     def _reload(self, slot: BankSlot) -> None:
         fresh = self._new_slot(slot.name, slot.config, slot.created_at, on_load=True)
         generation = self._fill_from_store(fresh.bank, slot.name)
-        self._rebuild_index(fresh)
+        fresh.rebuild_index()
         slot.bank, slot.prefilter = fresh.bank, fresh.prefilter
         slot.generation = generation
 
@@ -571,7 +506,7 @@ class Engine:
                     self._remove_index_files(name)  # the replaced bank's: stale from now on
                 if batch.unique_ids:
                     slot.bank.apply(batch, seqs)
-                self._rebuild_index(slot)
+                slot.rebuild_index()
                 self._committed(slot)
                 self._banks[name] = slot
-            return self._info(slot)
+            return slot.info()

@@ -1,0 +1,93 @@
+"""One bank as the engine holds it: memories on a device, its prefilter index, its locks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+
+import torch
+
+from .bank import MemoryBank, resolve_device
+from .config import BankConfig, PrefilterConfig
+from .index import Prefilter, make_prefilter
+from .locks import RWLock
+from .results import BankInfo
+
+
+def now() -> str:
+    """The store's timestamp format: UTC, milliseconds, "Z"."""
+    return (
+        dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+@dataclass
+class BankSlot:
+    """A bank with its locks and optional prefilter index.
+
+    Readers (queries) hold `lock` for reading; a write holds `writer` from its commit to the
+    store until it is applied, and `lock` for writing while it changes `bank`/`prefilter`.
+    """
+
+    name: str
+    bank: MemoryBank
+    created_at: str
+    lock: RWLock = field(default_factory=RWLock)
+    writer: threading.Lock = field(default_factory=threading.Lock)
+    prefilter: Prefilter | None = None
+    # Store write generation that `bank` and `prefilter` reflect; None when unknown (then
+    # the index is never saved). Read and set under `writer`.
+    generation: int | None = None
+    # How the prefilter was made at open: "loaded" (saved index), "built", or None.
+    index_origin: str | None = None
+
+    @property
+    def config(self) -> BankConfig:
+        return self.bank.config
+
+    def info(self) -> BankInfo:
+        index = {"kind": "none"} if self.prefilter is None else self.prefilter.describe()
+        return BankInfo(
+            name=self.name,
+            config=self.config,
+            count=self.bank.count,
+            memory_bytes=self.bank.memory_bytes,
+            device=str(self.bank.device),
+            created_at=self.created_at,
+            index=index,
+        )
+
+    def rebuild_index(self) -> None:
+        """Fill the (empty or stale) prefilter index from the bank's alive memories."""
+        if self.prefilter is not None:
+            fill_index(self.prefilter, self.bank)
+
+
+def fill_index(index: Prefilter, bank: MemoryBank) -> None:
+    index.rebuild(bank.keys[bank.alive_rows()], bank.alive_vectors())
+
+
+def empty_index(config: BankConfig, prefilter: PrefilterConfig) -> Prefilter | None:
+    """A new, empty index for a bank of `config` (Model B only; kind "none": None)."""
+    if prefilter.kind == "none" or config.model != "B":
+        return None
+    return make_prefilter(prefilter, config.dim)
+
+
+def device_for(config: BankConfig, default_device: str, *, on_load: bool) -> torch.device:
+    name = config.device if config.device != "auto" else default_device
+    if on_load and name.startswith("cuda") and not torch.cuda.is_available():
+        # A bank made on a GPU host still loads (on CPU) on a host without one.
+        return torch.device("cpu")
+    return resolve_device(name)
+
+
+def new_slot(
+    name: str, config: BankConfig, created_at: str, *, default_device: str, on_load: bool
+) -> BankSlot:
+    """An empty bank on its device, with an empty index if its config asks for one."""
+    device = device_for(config, default_device, on_load=on_load)
+    slot = BankSlot(name=name, bank=MemoryBank(config, device), created_at=created_at)
+    slot.prefilter = empty_index(config, config.prefilter)
+    return slot
