@@ -1,0 +1,168 @@
+"""The bank table and everything that only reads it, each bank under its read lock.
+
+`Engine` (engine.py) adds the store, the lifecycle and the write protocol on top; this
+class never writes a bank, so a reader here sees a bank before or after a batch, never
+half of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from . import ops
+from .errors import BankNotFoundError, EmptyBankError, InvalidParameterError
+from .inputs import QueryInput
+from .kernels import DEFAULT_CHUNK_BYTES
+from .results import (
+    BankInfo,
+    DiagnosticsResult,
+    DynamicsResult,
+    EnergyResult,
+    MemoryRecord,
+    QueryBatchResult,
+)
+from .slot import BankSlot
+from .store import snapshot as snapshot_io
+from .vectors import as_matrix
+
+
+class BankTable:
+    """Banks by name (`_banks`, changed under `_table`) and the read-side operations."""
+
+    def __init__(self, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
+        self.chunk_bytes = chunk_bytes
+        self._banks: dict[str, BankSlot] = {}
+        self._table = threading.RLock()
+
+    # ---- banks ----------------------------------------------------------------------------
+    def _slot(self, name: str) -> BankSlot:
+        slot = self._banks.get(name)
+        if slot is None:
+            raise BankNotFoundError(f"bank {name!r} not found", {"bank": str(name)[:80]})
+        return slot
+
+    def list_banks(self) -> list[BankInfo]:
+        with self._table:
+            slots = list(self._banks.values())
+        out = []
+        for slot in slots:
+            with slot.lock.read():
+                out.append(slot.info())
+        return out
+
+    def bank_info(self, name: str) -> BankInfo:
+        slot = self._slot(name)
+        with slot.lock.read():
+            return slot.info()
+
+    def bank_names(self) -> list[str]:
+        with self._table:
+            return list(self._banks)
+
+    # ---- memories -------------------------------------------------------------------------
+    def get_memory(self, name: str, memory_id: str) -> MemoryRecord:
+        slot = self._slot(name)
+        with slot.lock.read():
+            vector, payload = slot.bank.get(memory_id)
+        return MemoryRecord(id=memory_id, vector=vector, payload=payload)
+
+    def scroll(
+        self, name: str, limit: int = 100, cursor: str | None = None, *, with_vectors: bool = True
+    ) -> tuple[list[MemoryRecord], str | None]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidParameterError("limit must be a positive integer", {"limit": limit})
+        after: int | None = None
+        if cursor:
+            try:
+                after = int(cursor)
+            except ValueError as exc:
+                raise InvalidParameterError("invalid cursor", {"cursor": cursor[:80]}) from exc
+        slot = self._slot(name)
+        with slot.lock.read():
+            bank = slot.bank
+            rows, more = bank.scroll(limit, after)
+            records = [
+                MemoryRecord(
+                    id=bank.id_at(r),
+                    vector=bank.vector_at(r) if with_vectors else None,
+                    payload=bank.payload_at(r),
+                )
+                for r in rows
+            ]
+            next_cursor = str(int(bank.keys[rows[-1]])) if more and rows else None
+        return records, next_cursor
+
+    # ---- retrieval (ops.py does the work, under the bank's read lock) ----------------------
+    @contextlib.contextmanager
+    def _reading(self, name: str) -> Iterator[BankSlot]:
+        """The bank's slot under its read lock; EmptyBankError if it has no memories."""
+        slot = self._slot(name)
+        with slot.lock.read():
+            if slot.bank.count == 0:
+                raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
+            yield slot
+
+    def query(self, name: str, queries: QueryInput | Any, **params: Any) -> QueryBatchResult:
+        """Retrieve for a batch: a validated `QueryInput`, or raw queries and keyword
+        parameters (mask, beta, steps, tol, top_k, with_payload, with_vectors, exact), which
+        go through `QueryInput.build` (defaults: config.QUERY)."""
+        if isinstance(queries, QueryInput):
+            if params:
+                raise InvalidParameterError(
+                    "pass the parameters inside the QueryInput", {"fields": sorted(params)}
+                )
+            q = queries
+        else:
+            q = QueryInput.build(queries, dim=self._slot(name).config.dim, **params)
+        with self._reading(name) as slot:
+            q.check_dim(slot.config.dim)
+            return ops.query(slot.bank, slot.prefilter, q, chunk_bytes=self.chunk_bytes)
+
+    def energy(
+        self,
+        name: str,
+        states: Any,
+        *,
+        beta: float | None = None,
+        constants: bool = False,
+        gradient: bool = False,
+    ) -> EnergyResult:
+        v = as_matrix(states, self._slot(name).config.dim, "states")
+        with self._reading(name) as slot:
+            return ops.energy(
+                slot.bank,
+                v,
+                beta=beta,
+                constants=constants,
+                gradient=gradient,
+                chunk_bytes=self.chunk_bytes,
+            )
+
+    def dynamics(self, name: str, state: Any, **params: Any) -> DynamicsResult:
+        """Integrate eqs. (1)-(2) from `state` (parameters: ops.dynamics)."""
+        with self._reading(name) as slot:
+            return ops.dynamics(slot.bank, state, **params)
+
+    def diagnostics(self, name: str, **params: Any) -> DiagnosticsResult:
+        """Separation report at β (parameters: ops.diagnostics)."""
+        with self._reading(name) as slot:
+            return ops.diagnostics(slot.bank, slot.prefilter, **params)
+
+    # ---- snapshots ------------------------------------------------------------------------
+    def export_snapshot(self, name: str, fileobj: BinaryIO) -> None:
+        slot = self._slot(name)
+        with slot.lock.read():
+            ids, vectors, payloads = slot.bank.snapshot_arrays()
+            config, created_at = slot.config.to_dict(), slot.created_at
+        snapshot_io.write_snapshot(
+            fileobj,
+            name=name,
+            config=config,
+            created_at=created_at,
+            ids=ids,
+            vectors=vectors,
+            payloads=payloads,
+        )
