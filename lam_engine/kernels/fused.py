@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..math.merge import Partials, dense_partials, finish, merge
+from ..math.merge import Partials, dense_partials, finish, merge_stacked
 from . import cpu
 from .result import PassResult
 
@@ -76,12 +76,17 @@ def sdpa_pass(
     lses = lse_s[0].float()  # (S, B)
     if dead is not None:
         lses = lses.masked_fill(dead, -math.inf)
-    parts = [Partials.of_softmax(outs[i], lses[i]) for i in range(s)]
+    # Each shard is its own softmax: m = lse, S = 1 (0 for an empty shard), V = out.
+    sums = torch.isfinite(lses).to(torch.float32)  # (S, B)
     if main < n:
         # The n mod S rows left over: a tiny dense softmax, merged like one more shard.
         rest_bias = None if bias is None else bias[main:]
-        parts.append(dense_partials(xi[main:], v, beta, bias=rest_bias, row0=main))
-    out, lse = finish(merge(parts))
+        rest = dense_partials(xi[main:], v, beta, bias=rest_bias, row0=main)
+        lses = torch.cat([lses, rest.m[None]])
+        sums = torch.cat([sums, rest.s[None]])
+        outs = torch.cat([outs, rest.v[None]])
+    m, z, acc, _ = merge_stacked(lses, sums, outs)
     empty_f = torch.empty(b, 0, dtype=torch.float32, device=xi.device)
     empty_i = torch.empty(b, 0, dtype=torch.int64, device=xi.device)
+    out, lse = finish(Partials(m=m, s=z, v=acc, top_scores=empty_f, top_rows=empty_i))
     return PassResult(out=out, lse=lse, top_scores=empty_f, top_rows=empty_i)

@@ -71,35 +71,53 @@ class Partials:
         return cls(m=lse, s=s, v=out, top_scores=none_f, top_rows=none_i)
 
 
+def merge_stacked(
+    m: Tensor, s: Tensor, v: Tensor, s_v: Tensor | None = None, *, base2: bool = False
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """The merge on S parts stacked along dim 0: m, s (S, B), v (S, B, d), s_v (S, B).
+
+    Returns (M, Z, V, Z_v) of the union, (B,) and (B, d). `merge` is this plus the top-k;
+    a pass whose parts come stacked (the fused kernel's shards) calls it directly.
+    """
+    exp = torch.exp2 if base2 else torch.exp
+    m_all = m.amax(dim=0)  # (B,)
+    # A support still empty keeps a finite reference, so exp() never sees −inf − (−inf).
+    ref = torch.where(torch.isfinite(m_all), m_all, 0)
+    w = exp(m - ref)  # (S, B), 0 for an empty part
+    z = (w * s).sum(dim=0)  # (B,)
+    z_v = None if s_v is None else (w * s_v).sum(dim=0)
+    if v.shape[2]:
+        # An empty part's V may be garbage (nan): its weight 0 must not make 0·nan.
+        v = torch.where((w > 0)[..., None], v.float(), 0)
+        v = torch.einsum("sb,sbd->bd", w, v)  # (B, d)
+    else:
+        v = v[0]
+    return m_all, z, v, z_v
+
+
 def merge(parts: Sequence[Partials], k: int = 0, *, base2: bool = False) -> Partials:
     """The partials of the union of disjoint parts of Ξ; keeps the k best scores.
 
     The one merge of the code base (see the module docstring): the chunked kernel folds
     its chunks into a running partial with it, the fused kernel merges its shards.
     """
-    exp = torch.exp2 if base2 else torch.exp
-    m = torch.stack([p.m for p in parts])  # (S, B)
-    m_all = m.amax(dim=0)  # (B,)
-    # A support still empty keeps a finite reference, so exp() never sees −inf − (−inf).
-    ref = torch.where(torch.isfinite(m_all), m_all, 0)
-    w = exp(m - ref)  # (S, B), 0 for an empty part
-    s = (w * torch.stack([p.s for p in parts])).sum(dim=0)  # (B,)
     s_v = None
     if any(p.s_v is not None for p in parts):
-        s_v = (w * torch.stack([p.s if p.s_v is None else p.s_v for p in parts])).sum(dim=0)
-    v = parts[0].v
-    if v.shape[1]:
-        vs = torch.stack([p.v.float() for p in parts])  # (S, B, d)
-        # An empty part's V may be garbage (nan): its weight 0 must not make 0·nan.
-        vs = torch.where((w > 0)[..., None], vs, 0)
-        v = torch.einsum("sb,sbd->bd", w, vs)  # (B, d)
+        s_v = torch.stack([p.s if p.s_v is None else p.s_v for p in parts])
+    m, s, v, z_v = merge_stacked(
+        torch.stack([p.m for p in parts]),
+        torch.stack([p.s for p in parts]),
+        torch.stack([p.v.float() for p in parts]),
+        s_v,
+        base2=base2,
+    )
     top_s, top_r = parts[0].top_scores, parts[0].top_rows
     if len(parts) > 1 and k > 0:
         top_s = torch.cat([p.top_scores for p in parts], dim=1)
         top_r = torch.cat([p.top_rows for p in parts], dim=1)
         top_s, idx = torch.topk(top_s, min(k, top_s.shape[1]), dim=1)
         top_r = torch.gather(top_r, 1, idx)
-    return Partials(m=m_all, s=s, v=v, top_scores=top_s, top_rows=top_r, s_v=s_v)
+    return Partials(m=m, s=s, v=v, top_scores=top_s, top_rows=top_r, s_v=z_v)
 
 
 def finish(p: Partials, *, base2: bool = False) -> tuple[Tensor, Tensor]:
