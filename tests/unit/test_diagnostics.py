@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lam_engine.errors import InvalidParameterError
 from lam_engine.math.diagnostics import (
     beta_min,
     branch_beta,
@@ -19,7 +20,6 @@ from lam_engine.math.diagnostics import (
     separation_report,
     separations,
 )
-from lam_engine.errors import InvalidParameterError
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -9,9 +9,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lam_engine.errors import DimensionMismatchError, InvalidParameterError
 from lam_engine.math import lagrangians as lg
 from lam_engine.math.dynamics import full_energy, integrate, lagrangians_for, velocities
-from lam_engine.errors import DimensionMismatchError, InvalidParameterError
 from lam_engine.math.lagrangians import hidden_function
 from lam_engine.math.models import model_a_energy, model_b_energy, model_b_step, model_c_energy
 

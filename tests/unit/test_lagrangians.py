@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lam_engine.math import lagrangians as lg
 from lam_engine.errors import InvalidParameterError
+from lam_engine.math import lagrangians as lg
 
 
 @pytest.fixture(autouse=True, scope="module")
