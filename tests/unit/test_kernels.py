@@ -551,3 +551,25 @@ def test_onednn_shape_caches_are_bounded():
     print(f"RSS growth over 600 shapes: bounded {bounded} MiB, library default {unbounded} MiB")
     assert bounded < 96, bounded
     assert unbounded > 2 * bounded + 64, (bounded, unbounded)
+
+
+@pytest.mark.skipif(fused._SDPA_CPU is None, reason="no CPU flash-attention kernel in this torch")
+def test_chunks_and_shards_merge_through_math_merge(monkeypatch):
+    """One merge in the code base: the chunked pass and the fused pass's shards both go
+    through lam_engine.math.merge (its property test covers every split)."""
+    seen = []
+    real_merge, real_stacked = chunked.merge, fused.merge_stacked
+    monkeypatch.setattr(
+        chunked, "merge", lambda *a, **k: seen.append("chunk") or real_merge(*a, **k)
+    )
+    monkeypatch.setattr(
+        fused, "merge_stacked", lambda *a, **k: seen.append("shard") or real_stacked(*a, **k)
+    )
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    xi, v, bias = make_case(5, 3 * 1024 + 7, 2, 8, 0.1)
+    args = (torch.from_numpy(xi), torch.from_numpy(v), 3.0)
+    res = chunked.chunked_pass(*args, torch.from_numpy(bias), 3, 1 << 12)
+    check_pass(res, xi, v, 3.0, bias, 3, rtol=2e-5)
+    res = fused.sdpa_pass(*args, torch.from_numpy(bias))
+    check_pass(res, xi, v, 3.0, bias, 0, rtol=2e-5)
+    assert "chunk" in seen and "shard" in seen
