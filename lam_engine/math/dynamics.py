@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .. import config
+from ..config import DYNAMICS
 from ..errors import DimensionMismatchError, EmptyBankError, InvalidParameterError
 from .lagrangians import (
     Lagrangian,
@@ -94,8 +95,8 @@ def velocities(
     lag_h: Lagrangian,
     input: Tensor | None = None,
     *,
-    tau_f: float = 1.0,
-    tau_h: float = 0.1,
+    tau_f: float = DYNAMICS.tau_f,
+    tau_h: float = DYNAMICS.tau_h,
 ) -> tuple[Tensor, Tensor]:
     """(dv/dt, dh/dt) of K&H eq. (1), shapes (B, d) and (B, N)."""
     dv = lag_h.activation(h) @ xi - v  # (B, d)
@@ -136,13 +137,13 @@ def integrate(
     lag_h: Lagrangian,
     h0: Tensor | None = None,
     input: Tensor | None = None,
-    tau_f: float = 1.0,
-    tau_h: float = 0.1,
-    dt: float = 0.01,
-    t_max: float = 5.0,
-    record_every: int = 10,
-    tol: float = 1e-5,
-    max_steps: int = 100_000,
+    tau_f: float = DYNAMICS.tau_f,
+    tau_h: float = DYNAMICS.tau_h,
+    dt: float = DYNAMICS.dt,
+    t_max: float = DYNAMICS.t_max,
+    record_every: int = DYNAMICS.record_every,
+    tol: float = DYNAMICS.tol,
+    max_steps: int = DYNAMICS.steps_max,
 ) -> Trajectory:
     """Explicit Euler integration of K&H eq. (1), recording the energy of eq. (2).
 
