@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ def _flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: identity, not element-wise, equality
 class QueryInput:
     """A batch of queries and their parameters, validated (API.md, "Query").
 
@@ -77,6 +78,10 @@ class QueryInput:
                 {"expected": dim, "got": self.dim},
             )
 
+    def _params(self) -> tuple[Any, ...]:
+        """The parameters a batch shares (all but the rows, the mask and top_k)."""
+        return (self.beta, self.steps, self.tol, self.with_payload, self.with_vectors, self.exact)
+
     @classmethod
     def build(
         cls,
@@ -113,3 +118,28 @@ class QueryInput:
             with_vectors=_flag("with_vectors", with_vectors),
             exact=_flag("exact", exact),
         )
+
+    @classmethod
+    def concat(cls, inputs: Sequence[QueryInput], *, top_k: int | None = None) -> QueryInput:
+        """Validated inputs as one batch (a micro-batch), without checking them again.
+
+        They must agree on the dimension and every parameter but `top_k`, which becomes the
+        largest of theirs unless given; rows without a mask get an all-known one when
+        another input has a mask. One copy of the rows, no finiteness check.
+        """
+        first = inputs[0]
+        for other in inputs[1:]:
+            if other.dim != first.dim or other._params() != first._params():
+                raise InvalidParameterError("inputs of one batch must share dim and parameters")
+        queries = np.concatenate([i.queries for i in inputs])  # (ΣB, d) float32, C order
+        mask = None
+        if any(i.mask is not None for i in inputs):
+            mask = np.concatenate(
+                [np.ones(i.queries.shape, bool) if i.mask is None else i.mask for i in inputs]
+            )
+        k = (
+            max(i.top_k for i in inputs)
+            if top_k is None
+            else _int_in("top_k", top_k, 0, QUERY.top_k_max)
+        )
+        return replace(first, queries=queries, mask=mask, top_k=k)

@@ -27,7 +27,8 @@ _NARROW_FLOATS = (np.dtype(np.float32), np.dtype(np.float16))
 
 
 def as_matrix(values: Any, dim: int | None, what: str = "vectors") -> np.ndarray:
-    """A new (B, dim) float32 array from a list of lists or an array; typed errors otherwise.
+    """A new (B, dim) float32 C-contiguous array from a list of lists or an array; typed
+    errors otherwise.
 
     `dim` None accepts any width (the caller compares it with the bank's later).
     """
@@ -58,7 +59,7 @@ def as_matrix(values: Any, dim: int | None, what: str = "vectors") -> np.ndarray
     if narrow:
         return np.array(arr, dtype=np.float32, order="C")  # a copy: the caller keeps its own
     with np.errstate(over="ignore"):
-        f32 = arr.astype(np.float32)
+        f32 = arr.astype(np.float32, order="C")
     if not np.isfinite(f32).all():
         raise NonFiniteError(f"{what} overflow float32", {"max_abs": float(np.abs(arr).max())})
     return f32
