@@ -26,7 +26,7 @@ from lam_client import (
     Unauthorized,
     Unavailable,
 )
-from lam_client._http import RetryPolicy, retry_after
+from lam_client._core import RetryPolicy, retry_after
 from lam_client.embedded import map_error
 from lam_engine import errors as engine_errors
 
