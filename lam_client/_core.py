@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import orjson
 
-from . import __version__
 from ._ops import Op
+from ._version import __version__
 from .errors import ConnectionFailed, LamClientError, from_body
 
 DEFAULT_URL = "http://127.0.0.1:8000"
