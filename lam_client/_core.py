@@ -20,7 +20,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -145,7 +145,7 @@ class Attempts:
     policy: RetryPolicy
     idempotent: bool
     url: str
-    attempt: int = field(default=0)
+    attempt: int = 0  # failed attempts so far
 
     def after_exception(self, exc: Exception) -> float:
         if not self.policy.retry_exception(self.attempt, exc, self.idempotent):

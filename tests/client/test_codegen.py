@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 import lam_client
@@ -45,7 +46,9 @@ def test_backends_implement_the_protocols() -> None:
     http = HttpBackend(None, None, 1.0, 0)
     assert isinstance(http, Backend)
     http.close()
-    assert isinstance(AsyncHttpBackend(None, None, 1.0, 0), AsyncBackend)
+    async_http = AsyncHttpBackend(None, None, 1.0, 0)
+    assert isinstance(async_http, AsyncBackend)
+    asyncio.run(async_http.close())
     embedded = EmbeddedBackend(":memory:")
     try:
         assert isinstance(embedded, Backend)
