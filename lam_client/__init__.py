@@ -8,8 +8,7 @@
 'x'
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .async_client import AsyncClient
 from .client import Client
 from .errors import (

@@ -217,7 +217,9 @@ def energy(bank: str, states: Any, **kw: Any) -> Op[EnergyResult]:
 def dynamics(bank: str, state: Any, **kw: Any) -> Op[DynamicsResult]:
     v = as_vector(state)  # (d,)
     for key in ("hidden", "input"):
-        if kw.get(key) is not None:
+        if kw.get(key) is None:
+            kw.pop(key, None)  # absent, not null: the request schema has no null for them
+        else:
             kw[key] = as_vector(kw[key])
     body = {"state": v, **kw}
     return Op(

@@ -1,20 +1,26 @@
-"""The synchronous client: `Client(url)` speaks HTTP, `Client(path=...)` runs embedded."""
+"""The synchronous client: `Client(url)` speaks HTTP, `Client(path=...)` runs embedded.
+
+This module is also the source of `async_client.py`, generated from it by
+`python -m lam_client._codegen` (tests/client/test_codegen.py fails when that file is stale).
+So every function here is I/O except `__init__` and `__repr__` (each becomes `async def`
+there, and each call of an I/O method an `await`); pure helpers live in `_core`, `_ops`
+and `_files`, which both clients share.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import IO, Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Protocol, TypeVar, runtime_checkable
 
 import httpx
 
-from . import _http, _ops
+from lam_engine.config import DYNAMICS, QUERY
+
+from . import _core, _ops
+from ._files import PathOrFile, open_binary, open_for_export
 from ._ops import Op
 from ._upload import batches, progress_bar
-from .errors import LamClientError
 from .models import (
     Bank,
     Diagnostics,
@@ -27,11 +33,30 @@ from .models import (
 )
 
 T = TypeVar("T")
-PathOrFile = str | os.PathLike[str] | IO[bytes]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a client runs its operations on: HTTP (`HttpBackend`) or in-process
+    (`lam_client.embedded.EmbeddedBackend`). `call` answers API.md's JSON shape."""
+
+    where: str  # "url='…'" or "path='…'", for repr
+
+    def call(self, op: Op[Any]) -> Any: ...
+
+    def export_snapshot(self, bank: str, fileobj: BinaryIO) -> None: ...
+
+    def import_snapshot(self, name: str, fileobj: BinaryIO, replace: bool) -> Any: ...
+
+    def health(self) -> bool: ...
+
+    def ready(self) -> bool: ...
+
+    def close(self) -> None: ...
 
 
 class HttpBackend:
-    """httpx.Client with the retry policy of `_http`."""
+    """httpx.Client with the retry decisions of `_core.Attempts`."""
 
     def __init__(
         self,
@@ -40,14 +65,15 @@ class HttpBackend:
         timeout: float,
         retries: int,
         transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: _core.Sleep = _core.blocking_sleep,
     ) -> None:
-        self.url = _http.default_url(url)
-        self.policy = _http.RetryPolicy(retries=retries)
+        self.url = _core.default_url(url)
+        self.where = f"url={self.url!r}"
+        self.policy = _core.RetryPolicy(retries=retries)
         self.sleep = sleep
         self.http = httpx.Client(
             base_url=self.url,
-            headers=_http.headers(_http.default_api_key(api_key)),
+            headers=_core.headers(_core.default_api_key(api_key)),
             timeout=httpx.Timeout(timeout),
             transport=transport,
         )
@@ -56,86 +82,75 @@ class HttpBackend:
         self, build: Callable[[], httpx.Request], idempotent: bool, stream: bool = False
     ) -> httpx.Response:
         """Send with retries; the answer is a success (2xx/3xx) or a raised LamClientError."""
-        attempt = 0
+        attempts = _core.Attempts(self.policy, idempotent, self.url)
         while True:
             try:
                 response = self.http.send(build(), stream=stream)
             except httpx.TransportError as exc:
-                if not self.policy.retry_exception(attempt, exc, idempotent):
-                    raise _http.connection_failed(exc, self.url) from exc
-                self.sleep(self.policy.delay(attempt))
-                attempt += 1
+                self.sleep(attempts.after_exception(exc))
                 continue
             if response.status_code < 400:
                 return response
             if stream:
                 response.read()
                 response.close()
-            if not self.policy.retry_status(attempt, response.status_code):
-                raise _http.error_of(response)
-            self.sleep(self.policy.delay(attempt, response))
-            attempt += 1
+            self.sleep(attempts.after_error_status(response))
 
     def call(self, op: Op[Any]) -> Any:
-        kw = _http.request_kwargs(op)
+        kw = _core.request_kwargs(op)
         response = self.send(lambda: self.http.build_request(**kw), op.idempotent)
-        return _http.decode(response)
+        return _core.decode(response)
 
-    def raw_get(self, path: str) -> httpx.Response:
-        response = self.send(lambda: self.http.build_request("GET", path), True)
-        return response
+    def health(self) -> bool:
+        response = self.send(lambda: self.http.build_request("GET", "/healthz"), True)
+        return response.status_code == 200
+
+    def ready(self) -> bool:
+        # Not retried: "not ready yet" (503) is the answer the caller asks for.
+        try:
+            response = self.http.get("/readyz")
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
 
     def export_snapshot(self, bank: str, fileobj: BinaryIO) -> None:
         path = _ops.snapshot_path(bank)
         response = self.send(lambda: self.http.build_request("GET", path), True, stream=True)
         try:
-            for chunk in response.iter_bytes(1 << 20):
+            for chunk in response.iter_bytes(_core.CHUNK_BYTES):
                 fileobj.write(chunk)
         except httpx.TransportError as exc:
-            raise _http.connection_failed(exc, self.url) from exc
+            raise _core.connection_failed(exc, self.url) from exc
         finally:
             response.close()
 
     def import_snapshot(self, name: str, fileobj: BinaryIO, replace: bool) -> Any:
-        path = _ops.snapshot_path(name)
+        kw = _core.snapshot_upload_kwargs(_ops.snapshot_path(name), replace)
         start = fileobj.tell() if fileobj.seekable() else None
 
         def build() -> httpx.Request:
             if start is not None:
-                fileobj.seek(start)
-            return self.http.build_request(
-                "POST",
-                path,
-                params={"replace": "true" if replace else "false"},
-                content=_chunks(fileobj),
-                headers={"Content-Type": "application/octet-stream"},
-            )
+                fileobj.seek(start)  # a retry sends the file again from where it began
+            return self.http.build_request(**kw, content=_chunks(fileobj))
 
         # Without replace a retry after a lost answer would meet its own bank (409): not safe.
         response = self.send(build, idempotent=replace and start is not None)
-        return _http.decode(response)
+        return _core.decode(response)
 
     def close(self) -> None:
         self.http.close()
 
 
-def _chunks(fileobj: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
-    while chunk := fileobj.read(size):
+def _chunks(fileobj: BinaryIO) -> Iterator[bytes]:
+    """The file as a stream of bounded chunks: an import never holds the whole file."""
+    while chunk := fileobj.read(_core.CHUNK_BYTES):
         yield chunk
-
-
-@contextlib.contextmanager
-def open_binary(target: PathOrFile, mode: str) -> Iterator[BinaryIO]:
-    if isinstance(target, (str, os.PathLike)):
-        with open(target, mode) as f:
-            yield f  # type: ignore[misc]
-    else:
-        yield target  # type: ignore[misc]
 
 
 class Client:
     """LAM client. HTTP: `Client("http://127.0.0.1:8000", api_key=...)`; embedded, in-process:
-    `Client(path="./data")` (or `path=":memory:"`). Both have the same methods and results.
+    `Client(path="./data")` (or `path=":memory:"`). Both have the same methods and results,
+    and `AsyncClient` has them too, awaitable.
 
     Errors are `lam_client.errors.LamClientError` subclasses carrying the service's code.
     """
@@ -151,19 +166,18 @@ class Client:
         device: str = "auto",
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        from .embedded import EmbeddedBackend
-
         self.embedded = path is not None
-        self._backend: HttpBackend | EmbeddedBackend
+        self._backend: Backend
         if path is not None:
+            # Imported here so that an HTTP-only client never loads the engine's torch/faiss.
+            from .embedded import EmbeddedBackend
+
             self._backend = EmbeddedBackend(path, device=device)
         else:
             self._backend = HttpBackend(url, api_key, timeout, retries, transport)
 
     def __repr__(self) -> str:
-        b = self._backend
-        where = f"path={b.path!r}" if self.embedded else f"url={b.url!r}"  # type: ignore[union-attr]
-        return f"Client({where})"
+        return f"{type(self).__name__}({self._backend.where})"
 
     def _run(self, op: Op[T]) -> T:
         return op.parse(self._backend.call(op))
@@ -180,19 +194,11 @@ class Client:
 
     def health(self) -> bool:
         """True while the server process answers /healthz (always True embedded)."""
-        if isinstance(self._backend, HttpBackend):
-            return self._backend.raw_get("/healthz").status_code == 200
-        return True
+        return self._backend.health()
 
     def ready(self) -> bool:
         """True once every bank is loaded (/readyz 200); False on 503, without retrying."""
-        if not isinstance(self._backend, HttpBackend):
-            return True
-        try:
-            response = self._backend.http.get("/readyz")
-        except httpx.TransportError:
-            return False
-        return response.status_code == 200
+        return self._backend.ready()
 
     # ---- banks -----------------------------------------------------------------------------
     def create_bank(self, name: str, dim: int, **config: Any) -> Bank:
@@ -271,19 +277,19 @@ class Client:
             if cursor is None:
                 return
 
-    # ---- retrieval -------------------------------------------------------------------------
+    # ---- retrieval (defaults: lam_engine.config, the one source) ---------------------------
     def query(
         self,
         bank: str,
         queries: Any,
         mask: Any = None,
         beta: float | None = None,
-        steps: int = 1,
-        tol: float = 1e-6,
-        top_k: int = 5,
-        with_payload: bool = True,
-        with_vectors: bool = False,
-        exact: bool = False,
+        steps: int = QUERY.steps,
+        tol: float = QUERY.tol,
+        top_k: int = QUERY.top_k,
+        with_payload: bool = QUERY.with_payload,
+        with_vectors: bool = QUERY.with_vectors,
+        exact: bool = QUERY.exact,
     ) -> QueryResponse:
         """Retrieve for (B, d) cues (or one (d,) cue); `mask` (B, d) or (d,), True = known."""
         return self._run(
@@ -313,10 +319,37 @@ class Client:
             _ops.energy(bank, states, beta=beta, constants=constants, gradient=gradient)
         )
 
-    def dynamics(self, bank: str, state: Any, **params: Any) -> DynamicsResult:
-        """Integrate the two-layer network from `state`; params: hidden, input, tau_f, tau_h,
-        dt, t_max, record_every, tol, top_k (API.md defaults)."""
-        return self._run(_ops.dynamics(bank, state, **params))
+    def dynamics(
+        self,
+        bank: str,
+        state: Any,
+        hidden: Any = None,
+        input: Any = None,
+        tau_f: float = DYNAMICS.tau_f,
+        tau_h: float = DYNAMICS.tau_h,
+        dt: float = DYNAMICS.dt,
+        t_max: float = DYNAMICS.t_max,
+        record_every: int = DYNAMICS.record_every,
+        tol: float = DYNAMICS.tol,
+        top_k: int = DYNAMICS.top_k,
+    ) -> DynamicsResult:
+        """Integrate the two-layer network from `state` (d,); `hidden` (N,) and `input` (d,)
+        are optional initial hidden values and a constant input current."""
+        return self._run(
+            _ops.dynamics(
+                bank,
+                state,
+                hidden=hidden,
+                input=input,
+                tau_f=tau_f,
+                tau_h=tau_h,
+                dt=dt,
+                t_max=t_max,
+                record_every=record_every,
+                tol=tol,
+                top_k=top_k,
+            )
+        )
 
     def diagnostics(
         self, bank: str, beta: float | None = None, limit: int = 100, offset: int = 0
@@ -325,20 +358,16 @@ class Client:
 
     # ---- snapshots -------------------------------------------------------------------------
     def export_snapshot(self, bank: str, path_or_file: PathOrFile) -> None:
-        """Write the whole bank as one portable snapshot file."""
-        if isinstance(path_or_file, (str, os.PathLike)):
-            target = Path(path_or_file)
-            tmp = target.with_name(target.name + ".part")
-            with open(tmp, "wb") as f:
-                self._backend.export_snapshot(bank, f)
-            tmp.replace(target)  # a failed export never leaves a truncated file behind
-            return
-        self._backend.export_snapshot(bank, path_or_file)  # type: ignore[arg-type]
+        """Write the whole bank as one portable snapshot file. A path is written through
+        `path.part`, renamed only when complete: a failed export leaves no file behind."""
+        with open_for_export(path_or_file) as f:
+            self._backend.export_snapshot(bank, f)
 
     def import_snapshot(self, name: str, path_or_file: PathOrFile, replace: bool = False) -> Bank:
-        """Restore a snapshot into bank `name` (409 Conflict if it exists, unless replace)."""
-        with open_binary(path_or_file, "rb") as f:
+        """Restore a snapshot into bank `name` (409 Conflict if it exists, unless replace);
+        the file is streamed, never read whole into memory."""
+        with open_binary(path_or_file) as f:
             return Bank.from_dict(self._backend.import_snapshot(name, f, replace))
 
 
-__all__ = ["Client", "HttpBackend", "LamClientError"]
+__all__ = ["Backend", "Client", "HttpBackend"]

@@ -2,11 +2,13 @@
 
 Results go through the engine's `to_dict()` (API.md's JSON shapes) and then the same parsers
 as HTTP answers; engine errors become the same LamClientError subclasses and codes that the
-service would send, with the status the service would use.
+service would send, with the status the service would use (`LamError.status`).
+`AsyncEmbeddedBackend` runs the same calls in a worker thread, off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Iterator
@@ -14,31 +16,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from lam_engine import BankConfig, Engine, PrefilterConfig
-from lam_engine.errors import (
-    ConflictError,
-    InvalidInputError,
-    LamError,
-    LimitExceededError,
-    NotFoundError,
-    StorageError,
-)
+from lam_engine.errors import LamError
 
 from ._ops import Op
 from .errors import LamClientError, error_for
 
-# The service's table (service/errors.py), most specific first.
-_STATUS: tuple[tuple[type[LamError], int], ...] = (
-    (InvalidInputError, 422),
-    (NotFoundError, 404),
-    (ConflictError, 409),
-    (LimitExceededError, 413),
-    (StorageError, 507),
-)
-
 
 def map_error(exc: LamError) -> LamClientError:
-    status = next((s for cls, s in _STATUS if isinstance(exc, cls)), 500)
-    return error_for(status, exc.code, exc.message, exc.details)
+    # The status lives on the error family (lam_engine/errors.py), as the service reads it.
+    return error_for(exc.status, exc.code, exc.message, exc.details)
 
 
 @contextlib.contextmanager
@@ -97,6 +83,7 @@ class EmbeddedBackend:
         with lam_errors():
             self.engine = Engine.open(target, default_device=device)
         self.path = str(path)
+        self.where = f"path={self.path!r}"
 
     def call(self, op: Op[Any]) -> Any:
         with lam_errors():
@@ -110,5 +97,38 @@ class EmbeddedBackend:
         with lam_errors():
             return self.engine.import_snapshot(name, fileobj, replace=replace).to_dict()
 
+    def health(self) -> bool:
+        return True  # no process to lose: the engine is this one
+
+    def ready(self) -> bool:
+        return True  # Engine.open returns once every bank is loaded
+
     def close(self) -> None:
         self.engine.close()
+
+
+class AsyncEmbeddedBackend:
+    """The embedded backend for AsyncClient: each engine call in a worker thread, so the
+    event loop never blocks on the math or the disk."""
+
+    def __init__(self, path: str | os.PathLike[str], *, device: str = "auto") -> None:
+        self.inner = EmbeddedBackend(path, device=device)
+        self.where = self.inner.where
+
+    async def call(self, op: Op[Any]) -> Any:
+        return await asyncio.to_thread(self.inner.call, op)
+
+    async def export_snapshot(self, bank: str, fileobj: BinaryIO) -> None:
+        await asyncio.to_thread(self.inner.export_snapshot, bank, fileobj)
+
+    async def import_snapshot(self, name: str, fileobj: BinaryIO, replace: bool) -> Any:
+        return await asyncio.to_thread(self.inner.import_snapshot, name, fileobj, replace)
+
+    async def health(self) -> bool:
+        return self.inner.health()
+
+    async def ready(self) -> bool:
+        return self.inner.ready()
+
+    async def close(self) -> None:
+        self.inner.close()

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from lam_client.cli import app
@@ -178,3 +179,52 @@ def test_serve_runs_the_service_with_the_settings(monkeypatch: pytest.MonkeyPatc
         monkeypatch.delenv(k, raising=False)
     lam("serve", "--port", "8123", "--data-dir", "/tmp/x")
     assert seen == {"LAM_HOST": "127.0.0.1", "LAM_PORT": "8123", "LAM_DATA_DIR": "/tmp/x"}
+
+
+# ---- global options after the subcommand (issue 15) -----------------------------------------
+def test_global_options_after_the_subcommand(data: Path) -> None:
+    def banks(*argv: str) -> list[str]:
+        result = runner.invoke(app, list(argv), catch_exceptions=False)
+        assert result.exit_code == 0, (argv, result.output)
+        return [b["name"] for b in json.loads(result.stdout)["banks"]]
+
+    p = str(data)
+    lam("bank", "create", "g", "--dim", "2", path=data)
+    assert banks("bank", "list", "--json", "--path", p) == ["g"]
+    assert banks("--json", "bank", "list", "--path", p) == ["g"]
+    assert banks("--path", p, "bank", "list", "--json") == ["g"]
+    assert banks("bank", "list", f"--path={p}", "--json") == ["g"]
+    made = lam("bank", "create", "h", "--dim", "3", "--json", path=data)
+    assert json.loads(made.stdout)["dim"] == 3
+
+
+def test_url_and_api_key_after_the_subcommand(server: Any, write_key: str) -> None:
+    for argv in (
+        ["bank", "list", "--json", "--url", server.url, "--api-key", write_key],
+        ["--json", "bank", "list", "--url", server.url, "--api-key", write_key],
+        ["bank", "list", "--url", server.url, "--json", f"--api-key={write_key}"],
+    ):
+        result = runner.invoke(app, argv, catch_exceptions=False)
+        assert result.exit_code == 0, (argv, result.output)
+        assert isinstance(json.loads(result.stdout)["banks"], list)
+    r = runner.invoke(app, ["bank", "list", "--url", server.url, "--json"])  # no key
+    assert r.exit_code == 5 and r.stdout == "" and "401" in r.stderr
+
+
+def test_hoist_moves_only_the_global_options() -> None:
+    from lam_client.cli._app import GlobalOptionsAnywhere, hoist
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, GlobalOptionsAnywhere)
+    argv = ["query", "b", "--top-k", "3", "--url", "U", "--json", "--", "--json"]
+    assert hoist(argv, group.params) == [
+        "--url",
+        "U",
+        "--json",
+        "query",
+        "b",
+        "--top-k",
+        "3",
+        "--",
+        "--json",
+    ]

@@ -18,15 +18,19 @@ import pytest
 from lam_client import (
     AsyncClient,
     Client,
+    Conflict,
     ConnectionFailed,
     Forbidden,
+    InvalidInput,
     LamClientError,
     NotFound,
     RateLimited,
+    ServerError,
+    TooLarge,
     Unauthorized,
     Unavailable,
 )
-from lam_client._http import RetryPolicy, retry_after
+from lam_client._core import RetryPolicy, retry_after
 from lam_client.embedded import map_error
 from lam_engine import errors as engine_errors
 
@@ -67,22 +71,37 @@ def test_unknown_route_bank_is_404_with_body(http_client: Client) -> None:
     assert exc.value.code == "bank_not_found" and "does-not-exist" in exc.value.message
 
 
+def _families(cls: type[engine_errors.LamError]) -> list[type[engine_errors.LamError]]:
+    return [cls, *(sub for c in cls.__subclasses__() for sub in _families(c))]
+
+
+@pytest.mark.parametrize("family", _families(engine_errors.LamError), ids=lambda c: c.__name__)
+def test_embedded_errors_take_the_status_of_their_family(
+    family: type[engine_errors.LamError],
+) -> None:
+    """Every engine error maps to the status its family declares (lam_engine/errors.py),
+    the one table the service reads too: the embedded client keeps none of its own."""
+    mapped = map_error(family("boom", {"k": 1}))
+    assert mapped.status == family.status and mapped.code == family.code
+    assert (mapped.message, mapped.details) == ("boom", {"k": 1})
+
+
 @pytest.mark.parametrize(
-    ("engine_error", "status", "family"),
+    ("engine_error", "status", "client_class"),
     [
         (engine_errors.BankNotFoundError("x"), 404, NotFound),
-        (engine_errors.BankExistsError("x"), 409, LamClientError),
-        (engine_errors.DimensionMismatchError("x"), 422, LamClientError),
-        (engine_errors.LimitExceededError("x"), 413, LamClientError),
-        (engine_errors.StorageError("x"), 507, LamClientError),
+        (engine_errors.BankExistsError("x"), 409, Conflict),
+        (engine_errors.DimensionMismatchError("x"), 422, InvalidInput),
+        (engine_errors.LimitExceededError("x"), 413, TooLarge),
+        (engine_errors.StorageError("x"), 507, ServerError),
     ],
 )
 def test_embedded_errors_map_like_the_service(
-    engine_error: engine_errors.LamError, status: int, family: type[LamClientError]
+    engine_error: engine_errors.LamError, status: int, client_class: type[LamClientError]
 ) -> None:
     mapped = map_error(engine_error)
     assert mapped.status == status and mapped.code == engine_error.code
-    assert isinstance(mapped, family)
+    assert type(mapped) is client_class
 
 
 # ---- retries: a tiny stdlib server that fails first ------------------------------------------
@@ -171,7 +190,7 @@ def test_read_timeout_retried_for_store_which_is_idempotent() -> None:
     calls: list[httpx.Request] = []
     t = _transport([httpx.ReadTimeout("slow")], calls, {"ids": ["a"], "count": 1})
     with Client("http://lam.test", retries=2, transport=t) as c:
-        c._backend.sleep = lambda s: None  # type: ignore[union-attr]
+        c._backend.sleep = lambda s: None  # type: ignore[attr-defined]
         assert c.store("b", np.ones((1, 2)), ids=["a"]).count == 1
     assert len(calls) == 2 and calls[0].content == calls[1].content  # the same batch resent
 
@@ -182,13 +201,13 @@ def test_read_timeout_not_retried_for_snapshot_import_without_replace(tmp_path: 
     snap = tmp_path / "s.zip"
     snap.write_bytes(b"PK-not-really")
     with Client("http://lam.test", retries=3, transport=t) as c:
-        c._backend.sleep = lambda s: None  # type: ignore[union-attr]
+        c._backend.sleep = lambda s: None  # type: ignore[attr-defined]
         with pytest.raises(ConnectionFailed):
             c.import_snapshot("x", snap)
         assert len(calls) == 1
         # With replace=True the import is idempotent, so it is retried (and the body resent).
         calls.clear()
-        c._backend.http._transport = _transport(  # type: ignore[union-attr]
+        c._backend.http._transport = _transport(  # type: ignore[attr-defined]
             [httpx.ReadTimeout("slow")], calls, BANK_JSON
         )
         assert c.import_snapshot("x", snap, replace=True).name == "x"
@@ -201,7 +220,7 @@ def test_connection_refused_is_retried_then_reported() -> None:
     t = _transport(fails, calls, {})
     slept: list[float] = []
     with Client("http://lam.test", retries=3, transport=t) as c:
-        c._backend.sleep = slept.append  # type: ignore[union-attr]
+        c._backend.sleep = slept.append  # type: ignore[attr-defined]
         with pytest.raises(ConnectionFailed) as exc:
             c.list_banks()
     assert len(calls) == 4 and len(slept) == 3
@@ -218,7 +237,7 @@ def test_503_without_retry_after_uses_backoff_and_raises_unavailable() -> None:
         return httpx.Response(503, json={"error": {"code": "not_ready", "message": "loading"}})
 
     with Client("http://lam.test", retries=1, transport=httpx.MockTransport(handle)) as c:
-        c._backend.sleep = lambda s: None  # type: ignore[union-attr]
+        c._backend.sleep = lambda s: None  # type: ignore[attr-defined]
         with pytest.raises(Unavailable) as exc:
             c.get_bank("x")
     assert len(calls) == 2 and exc.value.code == "not_ready" and exc.value.message == "loading"

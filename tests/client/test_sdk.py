@@ -16,19 +16,7 @@ from lam_client import (
     NotFound,
     QueryResponse,
 )
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
-def ref_energy(xi: np.ndarray, v: np.ndarray, beta: float) -> np.ndarray:
-    """E(v) = ½‖v‖² − β⁻¹ log Σ exp(β ξ·v), in float64 (API.md)."""
-    h = beta * v @ xi.T  # (B, N)
-    m = h.max(axis=1, keepdims=True)
-    lse = (m + np.log(np.exp(h - m).sum(axis=1, keepdims=True)))[:, 0]
-    return 0.5 * (v**2).sum(axis=1) - lse / beta
+from tests import reference
 
 
 @pytest.fixture
@@ -110,12 +98,11 @@ def test_query_matches_numpy_reference(client: Client, bank_name: str, xi: np.nd
     cues = xi[[2, 9]] + 0.3 * rng.standard_normal((2, 8)).astype(np.float32)  # (2, d)
     res = client.query(bank_name, cues, top_k=3, with_vectors=True)
     assert isinstance(res, QueryResponse) and len(res) == 2
-    x64, c64 = xi.astype(np.float64), cues.astype(np.float64)
-    p0 = softmax(beta * c64 @ x64.T)  # (2, N): weights of the first step
-    state = p0 @ x64  # (2, d)
+    x64 = xi.astype(np.float64)
+    state, _, _ = reference.retrieve(xi, cues, beta)  # (2, d): one step
     np.testing.assert_allclose(res.states, state, rtol=1e-4, atol=1e-5)
     assert isinstance(res.states, np.ndarray) and res.states.shape == (2, 8)
-    p = softmax(beta * state @ x64.T)  # weights at the returned state
+    p = reference.weights(xi, state, beta)  # (2, N): weights at the returned state
     for b, r in enumerate(res):
         assert r.steps == 1
         order = np.argsort(-p[b])[:3]
@@ -124,7 +111,8 @@ def test_query_matches_numpy_reference(client: Client, bank_name: str, xi: np.nd
         np.testing.assert_allclose([m.score for m in r.matches], (x64 @ state[b])[order], rtol=1e-4)
         assert r.matches[0].payload == {"k": int(order[0])}
         np.testing.assert_array_equal(r.matches[0].vector, xi[order[0]])
-    np.testing.assert_allclose(res.energies, ref_energy(x64, state, beta), rtol=1e-5, atol=1e-5)
+    expect = reference.energy(xi, state, beta)
+    np.testing.assert_allclose(res.energies, expect, rtol=1e-5, atol=1e-5)
     # A single (d,) cue is one row; β override; no payloads on request.
     one = client.query(bank_name, cues[0], beta=50.0, with_payload=False, top_k=1)
     assert len(one) == 1 and one[0].matches[0].payload is None
@@ -139,12 +127,8 @@ def test_query_mask_clamps_known_features(client: Client, bank_name: str, xi: np
     cue[4:] = 99.0  # unknown features: ignored whatever was sent
     r = client.query(bank_name, cue, mask=mask, steps=3, tol=0.0)[0]
     np.testing.assert_allclose(r.state[:4], xi[5, :4], rtol=1e-6)
-    # Independent reference: 3 clamped steps.
-    x64 = xi.astype(np.float64)
-    v = np.where(mask, cue, 0.0)
-    for _ in range(3):
-        v = np.where(mask, cue, softmax(beta * x64 @ v) @ x64)
-    np.testing.assert_allclose(r.state, v, rtol=1e-4, atol=1e-5)
+    v, _, _ = reference.retrieve(xi, cue, beta, steps=3, tol=0.0, mask=mask)  # clamped steps
+    np.testing.assert_allclose(r.state, v[0], rtol=1e-4, atol=1e-5)
 
 
 def test_energy_and_gradient(client: Client, bank_name: str, xi: np.ndarray) -> None:
@@ -153,14 +137,12 @@ def test_energy_and_gradient(client: Client, bank_name: str, xi: np.ndarray) -> 
     client.store(bank_name, xi)
     v = np.random.default_rng(5).standard_normal((3, 8))
     res = client.energy(bank_name, v, gradient=True)
-    x64 = xi.astype(np.float64)
-    np.testing.assert_allclose(res.energies, ref_energy(x64, v, beta), rtol=1e-5, atol=1e-5)
-    grad = v - softmax(beta * v @ x64.T) @ x64
+    np.testing.assert_allclose(res.energies, reference.energy(xi, v, beta), rtol=1e-5, atol=1e-5)
     assert res.gradients is not None and res.gradients.shape == (3, 8)
+    grad = reference.gradient(xi, v, beta)
     np.testing.assert_allclose(res.gradients, grad, rtol=1e-4, atol=1e-5)
     c = client.energy(bank_name, v, beta=2 * beta, constants=True)
-    n, m2 = 12, float((x64**2).sum(axis=1).max())
-    expect = ref_energy(x64, v, 2 * beta) + np.log(n) / (2 * beta) + 0.5 * m2
+    expect = reference.energy(xi, v, 2 * beta, constants=True)  # + β⁻¹ log N + ½M²
     np.testing.assert_allclose(c.energies, expect, rtol=1e-5, atol=1e-5)
     assert (c.energies >= -1e-6).all()
 

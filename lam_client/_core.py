@@ -1,4 +1,6 @@
-"""Request building, error decoding and the retry policy shared by Client and AsyncClient.
+"""The sans-IO core shared by Client and AsyncClient: request building, retry decisions and
+response decoding. Nothing here sends a byte or sleeps; the two transports (client.py and its
+generated twin async_client.py) only move bytes and wait as this module tells them.
 
 Retried (up to `retries` times, exponential backoff with full jitter):
 - 429 and 503 answers, for every operation: the server refused the request before doing it;
@@ -12,23 +14,32 @@ Retried (up to `retries` times, exponential backoff with full jitter):
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import os
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import orjson
 
-from . import __version__
 from ._ops import Op
+from ._version import __version__
 from .errors import ConnectionFailed, LamClientError, from_body
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 RETRY_STATUSES = frozenset({429, 503})
+CHUNK_BYTES = 1 << 20  # snapshot streaming: bounded memory whatever the file size
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+# How a transport waits between attempts; tests pass a recorder instead.
+Sleep = Callable[[float], None]
+AsyncSleep = Callable[[float], Awaitable[None]]
+blocking_sleep: Sleep = time.sleep
+async_sleep: AsyncSleep = asyncio.sleep
 
 
 def default_url(url: str | None) -> str:
@@ -51,6 +62,7 @@ def encode(body: Any) -> bytes:
 
 
 def request_kwargs(op: Op[Any]) -> dict[str, Any]:
+    """`httpx.Client.build_request` arguments for an operation (JSON body, query params)."""
     kw: dict[str, Any] = {"method": op.method, "url": op.path}
     if op.params:
         kw["params"] = {k: _param(v) for k, v in op.params.items()}
@@ -58,6 +70,16 @@ def request_kwargs(op: Op[Any]) -> dict[str, Any]:
         kw["content"] = encode(op.body)
         kw["headers"] = {"Content-Type": "application/json"}
     return kw
+
+
+def snapshot_upload_kwargs(path: str, replace: bool) -> dict[str, Any]:
+    """The import request without its body (the transport streams the file as `content`)."""
+    return {
+        "method": "POST",
+        "url": path,
+        "params": {"replace": _param(replace)},
+        "headers": {"Content-Type": "application/octet-stream"},
+    }
 
 
 def _param(v: Any) -> str:
@@ -113,6 +135,33 @@ class RetryPolicy:
                 return min(after, self.retry_after_max)
         cap = min(self.backoff_max, self.backoff * (2**attempt))
         return random.uniform(0, cap)  # full jitter: spread the retries of many clients
+
+
+@dataclass
+class Attempts:
+    """The retry decisions of one request, the one copy of the loop's logic: after each failed
+    attempt it returns how long to wait before the next, or raises the error to report."""
+
+    policy: RetryPolicy
+    idempotent: bool
+    url: str
+    attempt: int = 0  # failed attempts so far
+
+    def after_exception(self, exc: Exception) -> float:
+        if not self.policy.retry_exception(self.attempt, exc, self.idempotent):
+            raise connection_failed(exc, self.url) from exc
+        return self._next(None)
+
+    def after_error_status(self, response: httpx.Response) -> float:
+        """For a 4xx/5xx answer whose body has been read."""
+        if not self.policy.retry_status(self.attempt, response.status_code):
+            raise error_of(response)
+        return self._next(response)
+
+    def _next(self, response: httpx.Response | None) -> float:
+        wait = self.policy.delay(self.attempt, response)
+        self.attempt += 1
+        return wait
 
 
 def retry_after(value: str | None) -> float | None:

@@ -1,0 +1,5 @@
+"""`python -m lam_client.cli` is `lam`."""
+
+from . import app
+
+app()

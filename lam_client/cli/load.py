@@ -1,0 +1,76 @@
+"""`lam load BANK FILE`: batched, resumable bulk store from .npy, .csv or .jsonl."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .. import _loaders
+from .._upload import progress_bar
+from ._app import EXIT_INPUT, app, emit, err, options, run, usage_error
+
+
+def _state_path(file: Path) -> Path:
+    return file.with_name(file.name + ".lam-load.json")
+
+
+def _fingerprint(file: Path, bank: str, batch_size: int) -> dict[str, Any]:
+    st = file.stat()
+    return {"bank": bank, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "batch_size": batch_size}
+
+
+def _batches_done(state_file: Path, fp: dict[str, Any]) -> int:
+    """How many batches a previous load of the same file, bank and batch size stored."""
+    if not state_file.exists():
+        return 0
+    saved = json.loads(state_file.read_text())
+    if {k: saved.get(k) for k in fp} == fp:
+        return int(saved.get("done", 0))
+    err.print("[yellow]state file does not match this file/bank/batch size: starting over")
+    return 0
+
+
+@app.command()
+def load(
+    ctx: typer.Context,
+    bank: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    batch_size: Annotated[int, typer.Option(min=1, help="Memories per request.")] = 1000,
+    resume: Annotated[
+        bool, typer.Option(help="Skip the batches a previous, interrupted load stored.")
+    ] = False,
+) -> None:
+    """Store the vectors of FILE (.npy, .csv, .jsonl) into BANK in batches.
+
+    Progress is recorded after each stored batch in FILE.lam-load.json (removed when done);
+    `--resume` continues after the last recorded batch if FILE and --batch-size are unchanged.
+    Re-sending a batch is harmless anyway: store is an upsert.
+    """
+    o = options(ctx)
+    state_file = _state_path(file)
+    fp = _fingerprint(file, bank, batch_size)
+    skip = _batches_done(state_file, fp) if resume else 0
+    try:
+        total = _loaders.count_rows(file)
+        chunks = _loaders.read_batches(file, batch_size)
+    except (_loaders.InputError, OSError) as exc:
+        raise usage_error(f"invalid_input: {exc}", EXIT_INPUT) from None
+    client = o.client()
+    stored = count = 0
+    with progress_bar(not o.as_json, f"loading {file.name}") as bar:
+        task = bar.add_task(f"loading {file.name}", total=total)
+        try:
+            for i, (xi, ids, payloads) in enumerate(chunks):
+                if i >= skip:
+                    count = run(client.store, bank, xi, ids, payloads).count
+                    stored += xi.shape[0]
+                    state_file.write_text(json.dumps({**fp, "done": i + 1}))
+                bar.advance(task, xi.shape[0])
+        except _loaders.InputError as exc:
+            raise usage_error(f"invalid_input: {exc}", EXIT_INPUT) from None
+    state_file.unlink(missing_ok=True)
+    summary = {"bank": bank, "stored": stored, "skipped_batches": skip, "count": count}
+    emit(o, summary, f"stored {stored} memories into {bank} (bank size {count})")
