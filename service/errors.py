@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Route
 
 from lam_engine.errors import LamError
 
@@ -125,7 +126,28 @@ async def _http_handler(request: Request, exc: Exception) -> Response:
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route for {request.method} {request.url.path}"
-    return error_response(exc.status_code, code, message, None, dict(exc.headers or {}) or None)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette's Allow names only the first route matching the path; a path template has
+        # one route per method, so the answer must gather them all.
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_response(exc.status_code, code, message, None, headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method of the path template this URL resolves to, as OpenAPI resolves it:
+    a literal segment wins over a parameter (/memories/delete over /memories/{memory_id})."""
+    path = request.scope.get("path", "")
+    by_template: dict[str, set[str]] = {}
+    params: dict[str, int] = {}
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            by_template.setdefault(route.path, set()).update(route.methods)
+            params[route.path] = len(route.param_convertors)
+    if not by_template:
+        return []
+    template = min(by_template, key=lambda t: params[t])
+    return sorted(by_template[template])
 
 
 async def _internal(request: Request, exc: Exception) -> Response:
