@@ -6,8 +6,9 @@ import io
 
 import numpy as np
 import pytest
-from api_support import BETA, IDS, XI, ClientFactory, assert_error
 from fastapi.testclient import TestClient
+
+from tests.api.api_support import BETA, IDS, XI, ClientFactory, assert_error
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -146,7 +147,7 @@ def test_unknown_bank_is_404_everywhere(client: TestClient) -> None:
 
 
 def test_query_batch_limit_is_413(make_client: ClientFactory) -> None:
-    from api_support import make_bank
+    from tests.api.api_support import make_bank
 
     c = make_client(max_query_batch=2)
     make_bank(c)
@@ -200,7 +201,7 @@ def test_dynamics_energy_never_increases(client: TestClient, bank: str) -> None:
 
 
 def test_dynamics_limits(make_client: ClientFactory) -> None:
-    from api_support import make_bank
+    from tests.api.api_support import make_bank
 
     c = make_client(max_dynamics_steps=50)
     make_bank(c)

@@ -36,6 +36,8 @@ BEYOND_SCHEMA: list[tuple[str, str, int, str, str]] = [
     # Binary bodies: a schema says "bytes", not "a valid ZIP snapshot" or "a valid .npy".
     ("POST", r"/v1/banks/\{bank\}/snapshot", 422, "invalid_snapshot", ""),
     ("POST", r"/v1/banks/\{bank\}/(memories|query)", 400, "malformed_npy", ""),
+    # JSON Schema bounds items, not bytes: a body beyond LAM_MAX_BODY_BYTES.
+    ("[A-Z]+", r".*", 413, "body_too_large", ""),
 ]
 
 
@@ -45,7 +47,7 @@ def beyond_schema(method: str, path: str, status: int, body: Any) -> bool:
         return False
     code, message = str(err.get("code")), str(err.get("message"))
     return any(
-        method == m and re.fullmatch(p, path) and status == s and code == c
+        re.fullmatch(m, method) and re.fullmatch(p, path) and status == s and code == c
         and re.search(msg, message)
         for m, p, s, c, msg in BEYOND_SCHEMA
     )  # fmt: skip
