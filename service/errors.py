@@ -8,6 +8,7 @@ errors are ApiError with their own status and code.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match
 
 from lam_engine.errors import LamError
 
@@ -23,6 +24,7 @@ from .responses import OrjsonResponse
 
 log = logging.getLogger("lam.service")
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -135,19 +137,33 @@ async def _http_handler(request: Request, exc: Exception) -> Response:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method of the path template this URL resolves to, as OpenAPI resolves it:
-    a literal segment wins over a parameter (/memories/delete over /memories/{memory_id})."""
+    """The methods some route answers at this URL, narrowed as OpenAPI resolves paths: a
+    literal segment wins over a parameter (/memories/delete over /memories/{memory_id})."""
+    reachable = set()
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(r.matches(probe)[0] is Match.FULL for r in request.app.router.routes):
+            reachable.add(method)
     path = request.scope.get("path", "")
-    by_template: dict[str, set[str]] = {}
-    params: dict[str, int] = {}
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
-            by_template.setdefault(route.path, set()).update(route.methods)
-            params[route.path] = len(route.param_convertors)
-    if not by_template:
-        return []
-    template = min(by_template, key=lambda t: params[t])
-    return sorted(by_template[template])
+    hits = [(n, methods) for rx, n, methods in _templates(request.app) if rx.fullmatch(path)]
+    if hits:
+        fewest = min(n for n, _ in hits)
+        documented = set().union(*(methods for n, methods in hits if n == fewest))
+        reachable &= documented | ({"HEAD"} if "GET" in documented else set())
+    return sorted(reachable)
+
+
+def _templates(app: Any) -> list[tuple[re.Pattern[str], int, set[str]]]:
+    """(regex, number of parameters, methods) of each path of the OpenAPI document."""
+    cached = getattr(app.state, "path_templates", None)
+    if cached is None:
+        cached = []
+        for template, ops in app.openapi().get("paths", {}).items():
+            parts = re.split(r"(\{[^}/]+\})", template)
+            rx = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+            cached.append((re.compile(rx), template.count("{"), {m.upper() for m in ops}))
+        app.state.path_templates = cached
+    return cached
 
 
 async def _internal(request: Request, exc: Exception) -> Response:

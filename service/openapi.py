@@ -16,6 +16,7 @@ from lam_engine.config import QUERY
 
 from .auth import require_write
 from .deps import Runtime
+from .routes import v1_routers
 from .routes._openapi import install_body_schemas
 from .schemas import error_responses
 
@@ -61,7 +62,8 @@ def _add_statuses(app: FastAPI, schema: dict[str, Any], rt: Runtime) -> None:
     (a schema our error envelope replaces) removed."""
     writes = {
         (route.path, method.lower())
-        for route in app.routes
+        for router in v1_routers()
+        for route in router.routes
         if isinstance(route, APIRoute)
         and any(d.dependency is require_write for d in route.dependencies)
         for method in route.methods or ()
