@@ -2,9 +2,9 @@
 
 Pydantic cannot derive these: vector fields skip per-float validation (service.bodies checks
 them with one numpy conversion), and model_params are checked by lam_engine.config against
-the bank's model. What JSON Schema cannot state is listed in docs/API.md ("OpenAPI"): rows
-must have the bank's `dim` entries (and a mask `dim` booleans), `hidden` one entry per memory,
-t_max/dt at most the server's step limit, and snapshot or .npy bodies must be well formed.
+the bank's model. What JSON Schema cannot state (rows of the bank's `dim`, `hidden` one entry
+per memory, t_max/dt within the step limit, well-formed binary bodies...) is listed in
+docs/api-guide.md ("The OpenAPI document and fuzzing").
 """
 
 from __future__ import annotations
