@@ -6,6 +6,7 @@ numpy conversion (service.bodies) instead of per-float pydantic validation.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Le
@@ -18,6 +19,7 @@ from lam_engine.config import (
     DYNAMICS,
     MAX_DIM,
     QUERY,
+    BankConfig,
     PrefilterConfig,
 )
 
@@ -53,6 +55,7 @@ MemoryIdPath = Annotated[
     str, Path(description="memory id", examples=["m1"], min_length=1, max_length=ID_MAX)
 ]
 _PF = PrefilterConfig()
+_BANK: dict[str, Any] = {f.name: f.default for f in fields(BankConfig)}
 
 
 def _integral(value: Any) -> Any:
@@ -109,11 +112,11 @@ class BankCreate(_Request):
 
     name: BankName
     dim: Int = Field(ge=1, le=MAX_DIM)
-    model: Literal["A", "B", "C"] = "B"
-    beta: Beta = 1.0
-    normalize: bool = False
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    model: Literal["A", "B", "C"] = _BANK["model"]
+    beta: Beta = _BANK["beta"]
+    normalize: bool = _BANK["normalize"]
+    dtype: Literal["float32", "float16", "bfloat16"] = _BANK["dtype"]
+    device: str = Field(default=_BANK["device"], pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     prefilter: PrefilterSpec = Field(default_factory=PrefilterSpec)
     model_params: dict[str, Any] = Field(default_factory=dict)
 
