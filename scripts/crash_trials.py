@@ -1,6 +1,6 @@
 """Crash trials against a real `python -m service`: SIGKILL under store load, restart, audit.
 
-    python scripts/crash_trials.py --trials 100 [--seed 1] [--writers 3] [--synchronous FULL]
+    python -m scripts.crash_trials --trials 100 [--seed 1] [--writers 3] [--synchronous FULL]
 
 Prints one FIGURE line (trials, acknowledged batches, lost, partial, corrupt) and exits 1
 if any acknowledged batch was lost or any batch was partial or corrupt.
@@ -14,10 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reliability"))
-
-from rel_crash import run_crash_trials
-from rel_harness import LamServer, figure, sqlite_check
+from tests.reliability.rel_crash import run_crash_trials
+from tests.reliability.rel_harness import LamServer, figure, sqlite_check
 
 
 def main() -> int:

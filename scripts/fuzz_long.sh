@@ -7,5 +7,5 @@
 #   EXAMPLES=1500 SEED=9 WORKERS=2 scripts/fuzz_long.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec "${PY:-python3}" tests/reliability/rel_fuzz.py \
+exec "${PY:-python3}" -m tests.reliability.rel_fuzz \
   --examples "${EXAMPLES:-600}" --seed "${SEED:-3}" --workers "${WORKERS:-2}"

@@ -1,6 +1,6 @@
 """Load test: N concurrent async clients, mixed store/query, against a real `python -m service`.
 
-    python scripts/load_test.py --clients 64 --seconds 60 [--store-fraction 0.2] [--url URL]
+    python -m scripts.load_test --clients 64 --seconds 60 [--store-fraction 0.2] [--url URL]
 
 Without --url a throwaway server is started (data in a temp dir) and its RSS (VmRSS) is
 reported before and after. Prints one FIGURE line: requests, errors, rps, p50/p99 latencies.
@@ -16,10 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reliability"))
-
-from rel_harness import LamServer
-from rel_load import drive, prepare_bank
+from tests.reliability.rel_harness import LamServer
+from tests.reliability.rel_load import drive, prepare_bank
 
 
 def main() -> int:

@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 
 from lam_engine import Engine
-from lam_engine.errors import EmptyBatchError, InvalidInputError, NonFiniteError
+from lam_engine.errors import (
+    DimensionMismatchError,
+    EmptyBatchError,
+    InvalidInputError,
+    NonFiniteError,
+)
 
 from .errors import ApiError
 from .metrics import Metrics
@@ -101,7 +106,9 @@ def prepare_rows(
     if mask.ndim == 1:
         mask = mask[None, :]
     if mask.ndim != 2 or mask.shape[1] != d or mask.shape[0] not in (1, b):
-        raise InvalidInputError(f"mask must be 1 × {d} or {b} × {d}", {"shape": list(mask.shape)})
+        raise DimensionMismatchError(
+            f"mask must be 1 × {d} or {b} × {d}", {"shape": list(mask.shape)}
+        )
     return rows, np.broadcast_to(mask, (b, d))
 
 

@@ -95,8 +95,9 @@ def parse_object(raw: bytes) -> dict[str, Any]:
 
 
 def validate(model: type[M], data: dict[str, Any], where: str = "body") -> M:
+    """Strict for JSON bodies (their models say so); a query string is all text, so lax."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, strict=False if where == "query" else None)
     except ValidationError as exc:
         raise pydantic_error(exc, where) from None
 

@@ -8,6 +8,7 @@ errors are ApiError with their own status and code.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from lam_engine.errors import LamError
 
@@ -22,6 +24,7 @@ from .responses import OrjsonResponse
 
 log = logging.getLogger("lam.service")
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -125,7 +128,42 @@ async def _http_handler(request: Request, exc: Exception) -> Response:
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and message == "Not Found":
         message = f"no route for {request.method} {request.url.path}"
-    return error_response(exc.status_code, code, message, None, dict(exc.headers or {}) or None)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette's Allow names only the first route matching the path; a path template has
+        # one route per method, so the answer must gather them all.
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return error_response(exc.status_code, code, message, None, headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route answers at this URL, narrowed as OpenAPI resolves paths: a
+    literal segment wins over a parameter (/memories/delete over /memories/{memory_id})."""
+    reachable = set()
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(r.matches(probe)[0] is Match.FULL for r in request.app.router.routes):
+            reachable.add(method)
+    path = request.scope.get("path", "")
+    hits = [(n, methods) for rx, n, methods in _templates(request.app) if rx.fullmatch(path)]
+    if hits:
+        fewest = min(n for n, _ in hits)
+        documented = set().union(*(methods for n, methods in hits if n == fewest))
+        reachable &= documented | ({"HEAD"} if "GET" in documented else set())
+    return sorted(reachable)
+
+
+def _templates(app: Any) -> list[tuple[re.Pattern[str], int, set[str]]]:
+    """(regex, number of parameters, methods) of each path of the OpenAPI document."""
+    cached = getattr(app.state, "path_templates", None)
+    if cached is None:
+        cached = []
+        for template, ops in app.openapi().get("paths", {}).items():
+            parts = re.split(r"(\{[^}/]+\})", template)
+            rx = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+            cached.append((re.compile(rx), template.count("{"), {m.upper() for m in ops}))
+        app.state.path_templates = cached
+    return cached
 
 
 async def _internal(request: Request, exc: Exception) -> Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -14,9 +13,9 @@ import lam_engine
 from .deps import Runtime
 from .errors import install_error_handlers
 from .middleware import ServiceMiddleware
+from .openapi import install_openapi
 from .responses import OrjsonResponse
 from .routes import health, v1_routers
-from .routes._openapi import install_body_schemas
 from .settings import Settings
 
 log = logging.getLogger("lam.service")
@@ -56,27 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in v1_routers():
         app.include_router(router)
-    _install_openapi(app, rt)
+    install_openapi(app, rt)
     return app
-
-
-def _install_openapi(app: FastAPI, rt: Runtime) -> None:
-    """Add the hand-parsed request bodies' schemas and, with keys configured, bearer auth."""
-    base = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = base()
-        install_body_schemas(schema)
-        if rt.keys.enabled:
-            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-            schemes["bearerAuth"] = {"type": "http", "scheme": "bearer"}
-            for path, ops in schema.get("paths", {}).items():
-                if path.startswith("/v1/"):
-                    for op in ops.values():
-                        op["security"] = [{"bearerAuth": []}]
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

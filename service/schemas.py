@@ -6,30 +6,81 @@ numpy conversion (service.bodies) instead of per-float pydantic validation.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Le
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, SkipValidation
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SkipValidation, field_validator
 
-Vector = Annotated[list[float], SkipValidation]
-Matrix = Annotated[list[list[float]], SkipValidation]
-BoolMatrix = Annotated[list[list[bool]] | list[bool], SkipValidation]
-BankName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", max_length=64)]
-# β's upper bound is float32's largest value (lam_engine.config.BETA_MAX).
-Beta = Annotated[float, Field(gt=0, le=3.4028234663852886e38)]
+from lam_engine.config import (
+    BANK_NAME_RE,
+    BETA_MAX,
+    DYNAMICS,
+    MAX_DIM,
+    QUERY,
+    BankConfig,
+    PrefilterConfig,
+)
+
+from .openapi_shapes import (
+    ID_MAX,
+    bank_create_schema,
+    bool_matrix_schema,
+    matrix_schema,
+    memories_schema,
+    vector_schema,
+)
+
+# The element bounds and row lengths are in the schema (openapi_shapes); the values are
+# checked by one numpy conversion (service.bodies) instead of per-float pydantic validation.
+Vector = Annotated[list[float], SkipValidation, Field(json_schema_extra=vector_schema())]
+Matrix = Annotated[list[list[float]], SkipValidation, Field(json_schema_extra=matrix_schema())]
+BoolMatrix = Annotated[
+    list[list[bool]] | list[bool], SkipValidation, Field(json_schema_extra=bool_matrix_schema())
+]
+BankName = Annotated[str, Field(pattern=BANK_NAME_RE.pattern)]
+Beta = Annotated[float, Field(gt=0, le=BETA_MAX)]
 # Examples point at a 3-dimensional bank "demo" (the docs' and the fuzz tests' sample bank).
-BankPath = Annotated[str, Path(description="bank name", examples=["demo"])]
-MemoryIdPath = Annotated[str, Path(description="memory id", examples=["m1"])]
+# The pattern is documentation only: a name that cannot exist is simply not found (404).
+BankPath = Annotated[
+    str,
+    Path(
+        description="bank name",
+        examples=["demo"],
+        json_schema_extra={"pattern": BANK_NAME_RE.pattern},
+    ),
+]
+MemoryIdPath = Annotated[
+    str, Path(description="memory id", examples=["m1"], min_length=1, max_length=ID_MAX)
+]
+_PF = PrefilterConfig()
+_BANK: dict[str, Any] = {f.name: f.default for f in fields(BankConfig)}
+
+
+def _integral(value: Any) -> Any:
+    # JSON has one number type: 3.0 is the integer 3, and JSON Schema's "integer" admits it.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Strict models refuse "3" and true for an integer; this lets 3.0 through as 3.
+Int = Annotated[int, BeforeValidator(_integral)]
 
 
 def _examples(*examples: dict[str, Any]) -> ConfigDict:
     return ConfigDict(
-        extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": list(examples)}
+        extra="forbid",
+        allow_inf_nan=False,
+        strict=True,
+        json_schema_extra={"examples": list(examples)},
     )
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # Strict: a JSON string is not a number nor a boolean, as the schema says.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class _Response(BaseModel):
@@ -38,29 +89,42 @@ class _Response(BaseModel):
 
 # ---- banks ---------------------------------------------------------------------------------
 class PrefilterSpec(_Request):
-    kind: Literal["none", "flat", "ivf", "hnsw"] = "none"
-    k: int = Field(default=256, ge=1, le=1 << 20)
-    nlist: int | None = Field(default=None, ge=1, le=1 << 20)
-    nprobe: int = Field(default=32, ge=1, le=1 << 20)
-    m: int = Field(default=32, ge=2, le=256)
-    ef_search: int = Field(default=128, ge=1, le=1 << 16)
-    ef_construction: int = Field(default=200, ge=1, le=1 << 16)
-    tolerance: float = Field(default=1e-3, gt=0, le=1)
-    min_size: int = Field(default=1024, ge=0, le=1 << 40)
+    # Bounds: PrefilterConfig.validate (tests/api/test_api_openapi.py holds them equal).
+    kind: Literal["none", "flat", "ivf", "hnsw"] = _PF.kind
+    k: Int = Field(default=_PF.k, ge=1, le=1 << 20)
+    # annotated_types, not Field: pydantic keeps Field bounds out of a union member's schema.
+    nlist: Annotated[int, Ge(1), Le(1 << 20), BeforeValidator(_integral)] | None = _PF.nlist
+    nprobe: Int = Field(default=_PF.nprobe, ge=1, le=1 << 20)
+    m: Int = Field(default=_PF.m, ge=2, le=256)
+    ef_search: Int = Field(default=_PF.ef_search, ge=1, le=1 << 16)
+    ef_construction: Int = Field(default=_PF.ef_construction, ge=1, le=1 << 16)
+    tolerance: float = Field(default=_PF.tolerance, gt=0, le=1)
+    min_size: Int = Field(default=_PF.min_size, ge=0, le=1 << 40)
 
 
 class BankCreate(_Request):
-    model_config = _examples({"name": "demo", "dim": 3, "beta": 4.0})
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        strict=True,
+        json_schema_extra=bank_create_schema({"name": "demo", "dim": 3, "beta": 4.0}),
+    )
 
     name: BankName
-    dim: int = Field(ge=1, le=65536)
-    model: Literal["A", "B", "C"] = "B"
-    beta: Beta = 1.0
-    normalize: bool = False
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    dim: Int = Field(ge=1, le=MAX_DIM)
+    model: Literal["A", "B", "C"] = _BANK["model"]
+    beta: Beta = _BANK["beta"]
+    normalize: bool = _BANK["normalize"]
+    dtype: Literal["float32", "float16", "bfloat16"] = _BANK["dtype"]
+    device: str = Field(default=_BANK["device"], pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     prefilter: PrefilterSpec = Field(default_factory=PrefilterSpec)
     model_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model_params")
+    @classmethod
+    def _integral_power(cls, params: dict[str, Any]) -> dict[str, Any]:
+        # lam_engine.config checks the rest; only the JSON spelling 3.0 is settled here.
+        return {**params, "power": _integral(params["power"])} if "power" in params else params
 
 
 class BankPatch(_Request):
@@ -97,7 +161,7 @@ class BankList(_Response):
 
 # ---- memories ------------------------------------------------------------------------------
 class MemoryIn(_Request):
-    id: str | None = Field(default=None, min_length=1, max_length=512)
+    id: str | None = Field(default=None, min_length=1, max_length=ID_MAX)
     vector: Vector
     payload: dict[str, Any] | None = None
 
@@ -107,7 +171,7 @@ class StoreRequest(_Request):
         {"memories": [{"id": "m1", "vector": [1.0, 0.0, 0.0], "payload": {"tag": "x"}}]}
     )
 
-    memories: Annotated[list[MemoryIn], SkipValidation]
+    memories: Annotated[list[MemoryIn], SkipValidation, Field(json_schema_extra=memories_schema())]
 
 
 class StoreOut(_Response):
@@ -129,7 +193,7 @@ class ScrollOut(_Response):
 class DeleteRequest(_Request):
     model_config = _examples({"ids": ["m1"]})
 
-    ids: list[Annotated[str, Field(min_length=1, max_length=512)]]
+    ids: list[Annotated[str, Field(min_length=1, max_length=ID_MAX)]]
 
 
 class DeletedOut(_Response):
@@ -141,12 +205,12 @@ class QueryParams(_Request):
     """Everything of a query but the vectors; also the query-string form for .npy bodies."""
 
     beta: Beta | None = None
-    steps: int = Field(default=1, ge=1, le=10_000)
-    tol: float = Field(default=1e-6, ge=0)
-    top_k: int = Field(default=5, ge=0, le=100_000)
-    with_payload: bool = True
-    with_vectors: bool = False
-    exact: bool = False
+    steps: Int = Field(default=QUERY.steps, ge=1, le=QUERY.steps_max)
+    tol: float = Field(default=QUERY.tol, ge=0)
+    top_k: Int = Field(default=QUERY.top_k, ge=0, le=QUERY.top_k_max)
+    with_payload: bool = QUERY.with_payload
+    with_vectors: bool = QUERY.with_vectors
+    exact: bool = QUERY.exact
 
 
 class QueryRequest(QueryParams):
@@ -200,13 +264,13 @@ class DynamicsRequest(_Request):
     state: Vector
     hidden: Vector | None = None
     input: Vector | None = None
-    tau_f: float = Field(default=1.0, gt=0)
-    tau_h: float = Field(default=0.1, gt=0)
-    dt: float = Field(default=0.01, gt=0)
-    t_max: float = Field(default=5.0, gt=0)
-    record_every: int = Field(default=10, ge=1)
-    tol: float = Field(default=1e-5, ge=0)
-    top_k: int = Field(default=5, ge=0, le=100_000)
+    tau_f: float = Field(default=DYNAMICS.tau_f, gt=0)
+    tau_h: float = Field(default=DYNAMICS.tau_h, gt=0)
+    dt: float = Field(default=DYNAMICS.dt, gt=0)
+    t_max: float = Field(default=DYNAMICS.t_max, gt=0)
+    record_every: Int = Field(default=DYNAMICS.record_every, ge=1)
+    tol: float = Field(default=DYNAMICS.tol, ge=0)
+    top_k: Int = Field(default=DYNAMICS.top_k, ge=0, le=QUERY.top_k_max)
 
 
 class HiddenUnit(_Response):
@@ -253,22 +317,27 @@ class ErrorOut(BaseModel):
     error: ErrorBody
 
 
-def _err(description: str) -> dict[str, Any]:
-    return {"model": ErrorOut, "description": description}
-
-
-# Documented on every /v1 operation: the envelope of API.md, replacing FastAPI's default 422.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _err("Malformed JSON or .npy body"),
-    401: _err("Missing or invalid API key"),
-    403: _err("The key lacks the needed role"),
-    404: _err("Unknown bank or memory"),
-    409: _err("Conflict: bank exists with another config, empty bank, too many banks"),
-    413: _err("Body or batch beyond a server limit"),
-    415: _err("Unsupported Content-Type"),
-    422: _err("A value out of range: wrong dimension, NaN/Inf, beta <= 0, empty batch..."),
-    429: _err("Over LAM_RATE_LIMIT for this client; Retry-After says when to come back"),
-    500: _err("Internal error (carries a request id that is also in the log)"),
-    503: _err("Not ready or shutting down"),
-    507: _err("The durable store cannot take the write"),
+# The envelope of API.md for each status a route can answer with (replacing FastAPI's default
+# 422). 401/403/429 depend on the settings: service.openapi adds them where they apply.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed JSON or .npy body",
+    401: "Missing or invalid API key",
+    403: "The key lacks the needed role",
+    404: "Unknown bank or memory",
+    409: "Conflict: bank exists with another config, empty bank, too many banks",
+    413: "Body or batch beyond a server limit",
+    415: "Unsupported Content-Type",
+    422: "A value out of range: wrong dimension, NaN/Inf, beta <= 0, empty batch...",
+    429: "Over LAM_RATE_LIMIT for this client; Retry-After says when to come back",
+    500: "Internal error (carries a request id that is also in the log)",
+    503: "Not ready or shutting down",
+    507: "The durable store cannot take the write",
 }
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[s]} for s in statuses}
+
+
+# What every route that reads a JSON body may answer, before the engine is reached.
+JSON_BODY = (400, 413, 415, 422)

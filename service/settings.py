@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lam_engine.config import DYNAMICS, MAX_DIM, QUERY
+
 
 class Settings(BaseSettings):
     """Every knob of the HTTP service; `LAM_<NAME>` in the environment overrides the default."""
@@ -28,10 +30,11 @@ class Settings(BaseSettings):
     max_snapshot_bytes: int = Field(default=16 << 30, ge=1)
     max_store_batch: int = Field(default=10_000, ge=1)
     max_query_batch: int = Field(default=1024, ge=1)
-    max_dim: int = Field(default=65536, ge=1, le=65536)
+    max_dim: int = Field(default=MAX_DIM, ge=1, le=MAX_DIM)
     max_banks: int = Field(default=1000, ge=1)
-    max_dynamics_steps: int = Field(default=100_000, ge=1)
-    max_query_steps: int = Field(default=10_000, ge=1)
+    max_dynamics_steps: int = Field(default=DYNAMICS.steps_max, ge=1)
+    # Above QUERY.steps_max the engine refuses anyway: in effect this can only lower it.
+    max_query_steps: int = Field(default=QUERY.steps_max, ge=1)
 
     # Per client (API key, or address without auth) on /v1 routes, in the `limits` notation:
     # "100/second", "1000/minute;50/second" (all must hold). Unset = no limit. See ratelimit.py.

@@ -40,6 +40,20 @@ def query_param(name: str, schema: dict[str, Any], description: str) -> dict[str
     }
 
 
+def query_params_of(model: type[BaseModel], description: str) -> list[dict[str, Any]]:
+    """The fields of `model` as optional query parameters, with the model's own bounds."""
+    props = model.model_json_schema()["properties"]
+    out = []
+    for name, prop in props.items():
+        # A query string has no null: keep the non-null branch of an optional field.
+        branches = [b for b in prop.get("anyOf", [prop]) if b.get("type") != "null"]
+        schema = {k: v for k, v in branches[0].items() if k != "title"}
+        if "default" in prop and prop["default"] is not None:
+            schema["default"] = prop["default"]
+        out.append(query_param(name, schema, description))
+    return out
+
+
 def install_body_schemas(openapi: dict[str, Any]) -> None:
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     for name, model in BODY_MODELS.items():

@@ -16,10 +16,18 @@ from ..bodies import json_model, require_media_type
 from ..deps import READ, WRITE, RtDep, Runtime, engine_of
 from ..errors import ApiError
 from ..responses import OrjsonResponse
-from ..schemas import ERROR_RESPONSES, BankCreate, BankList, BankOut, BankPatch, BankPath
+from ..schemas import (
+    JSON_BODY,
+    BankCreate,
+    BankList,
+    BankOut,
+    BankPatch,
+    BankPath,
+    error_responses,
+)
 from ._openapi import BINARY, binary_body, body
 
-router = APIRouter(prefix="/v1", tags=["banks"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["banks"])
 SNAPSHOT_TYPES = ("application/zip", "application/octet-stream", "application/x-lamsnap")
 _CHUNK = 1 << 20
 
@@ -30,7 +38,10 @@ _CHUNK = 1 << 20
     response_model=BankOut,
     dependencies=WRITE,
     openapi_extra=body(BankCreate),
-    responses={200: {"model": BankOut, "description": "Exists with the same config"}},
+    responses={
+        200: {"model": BankOut, "description": "Exists with the same config"},
+        **error_responses(*JSON_BODY, 409, 507),
+    },
 )
 async def create_bank(request: Request, rt: RtDep) -> Response:
     req = await json_model(request, BankCreate)
@@ -68,14 +79,20 @@ async def list_banks(rt: RtDep) -> Response:
     return OrjsonResponse({"banks": [i.to_dict() for i in infos]})
 
 
-@router.get("/banks/{bank}", response_model=BankOut, dependencies=READ)
+@router.get(
+    "/banks/{bank}", response_model=BankOut, dependencies=READ, responses=error_responses(404)
+)
 async def get_bank(bank: BankPath, rt: RtDep) -> Response:
     info = await rt.run(engine_of(rt).bank_info, bank)
     return OrjsonResponse(info.to_dict())
 
 
 @router.patch(
-    "/banks/{bank}", response_model=BankOut, dependencies=WRITE, openapi_extra=body(BankPatch)
+    "/banks/{bank}",
+    response_model=BankOut,
+    dependencies=WRITE,
+    openapi_extra=body(BankPatch),
+    responses=error_responses(*JSON_BODY, 404, 507),
 )
 async def patch_bank(bank: BankPath, request: Request, rt: RtDep) -> Response:
     req = await json_model(request, BankPatch)
@@ -94,7 +111,13 @@ async def patch_bank(bank: BankPath, request: Request, rt: RtDep) -> Response:
     return OrjsonResponse(info.to_dict())
 
 
-@router.delete("/banks/{bank}", status_code=204, dependencies=WRITE, response_class=Response)
+@router.delete(
+    "/banks/{bank}",
+    status_code=204,
+    dependencies=WRITE,
+    response_class=Response,
+    responses=error_responses(404, 507),
+)
 async def delete_bank(bank: BankPath, rt: RtDep) -> Response:
     await rt.run(engine_of(rt).delete_bank, bank)
     rt.metrics.forget_bank(bank)
@@ -106,7 +129,8 @@ async def delete_bank(bank: BankPath, rt: RtDep) -> Response:
     dependencies=READ,
     response_class=Response,
     responses={200: {"description": "The bank as one .lamsnap file",
-                     "content": {"application/zip": {"schema": BINARY}}}},
+                     "content": {"application/zip": {"schema": BINARY}}},
+               **error_responses(404, 507)},
 )  # fmt: skip
 async def export_snapshot(bank: BankPath, rt: RtDep) -> Response:
     f = tempfile.TemporaryFile(dir=_tmp_dir(rt))  # noqa: SIM115 (_chunks closes it)
@@ -140,6 +164,7 @@ async def _chunks(f: IO[bytes], rt: Runtime) -> AsyncIterator[bytes]:
     openapi_extra=binary_body(
         ("application/octet-stream", "application/zip"), "A snapshot file from GET .../snapshot"
     ),
+    responses=error_responses(409, 413, 415, 422, 507),
 )
 async def import_snapshot(
     bank: BankPath,

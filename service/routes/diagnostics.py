@@ -7,19 +7,26 @@ from typing import Any
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
+from lam_engine.config import BETA_MAX
+
 from ..deps import READ, RtDep, engine_of
 from ..responses import OrjsonResponse
-from ..schemas import ERROR_RESPONSES, BankPath, DiagnosticsOut
+from ..schemas import BankPath, DiagnosticsOut, error_responses
 
-router = APIRouter(prefix="/v1", tags=["retrieval"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["retrieval"])
 
 
-@router.get("/banks/{bank}/diagnostics", response_model=DiagnosticsOut, dependencies=READ)
+@router.get(
+    "/banks/{bank}/diagnostics",
+    response_model=DiagnosticsOut,
+    dependencies=READ,
+    responses=error_responses(404, 409, 422),
+)
 async def diagnostics(
     bank: BankPath,
     rt: RtDep,
     beta: float | None = Query(
-        None, gt=0, allow_inf_nan=False, description="default: the bank's β"
+        None, gt=0, le=BETA_MAX, allow_inf_nan=False, description="default: the bank's β"
     ),
     limit: int = Query(100, ge=1, le=1000, description="failing ids per page"),
     offset: int = Query(0, ge=0, le=1 << 40),

@@ -10,10 +10,10 @@ from starlette.responses import Response
 from ..bodies import json_model, number_array
 from ..deps import READ, RtDep, engine_of
 from ..responses import OrjsonResponse
-from ..schemas import ERROR_RESPONSES, BankPath, DynamicsOut, DynamicsRequest
+from ..schemas import JSON_BODY, BankPath, DynamicsOut, DynamicsRequest, error_responses
 from ._openapi import body
 
-router = APIRouter(prefix="/v1", tags=["retrieval"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["retrieval"])
 
 
 @router.post(
@@ -21,6 +21,7 @@ router = APIRouter(prefix="/v1", tags=["retrieval"], responses=ERROR_RESPONSES)
     response_model=DynamicsOut,
     dependencies=READ,
     openapi_extra=body(DynamicsRequest),
+    responses=error_responses(*JSON_BODY, 404, 409),
 )
 async def dynamics(bank: BankPath, request: Request, rt: RtDep) -> Response:
     req = await json_model(request, DynamicsRequest)

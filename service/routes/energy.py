@@ -11,10 +11,10 @@ from ..bodies import json_model, number_array
 from ..deps import READ, RtDep, engine_of
 from ..errors import ApiError
 from ..responses import OrjsonResponse
-from ..schemas import ERROR_RESPONSES, BankPath, EnergyOut, EnergyRequest
+from ..schemas import JSON_BODY, BankPath, EnergyOut, EnergyRequest, error_responses
 from ._openapi import body
 
-router = APIRouter(prefix="/v1", tags=["retrieval"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["retrieval"])
 
 
 @router.post(
@@ -22,6 +22,7 @@ router = APIRouter(prefix="/v1", tags=["retrieval"], responses=ERROR_RESPONSES)
     response_model=EnergyOut,
     dependencies=READ,
     openapi_extra=body(EnergyRequest),
+    responses=error_responses(*JSON_BODY, 404, 409),
 )
 async def energy(bank: BankPath, request: Request, rt: RtDep) -> Response:
     req = await json_model(request, EnergyRequest)

@@ -15,9 +15,10 @@ from ..bodies import JSON as JSON_TYPE
 from ..bodies import NPY, json_model, number_array, parse_npy, parse_object, require_media_type
 from ..deps import READ, WRITE, RtDep, engine_of
 from ..errors import ApiError, validation_error
+from ..openapi_shapes import CURSOR_PATTERN
 from ..responses import OrjsonResponse
 from ..schemas import (
-    ERROR_RESPONSES,
+    JSON_BODY,
     BankPath,
     DeletedOut,
     DeleteRequest,
@@ -26,10 +27,11 @@ from ..schemas import (
     ScrollOut,
     StoreOut,
     StoreRequest,
+    error_responses,
 )
 from ._openapi import body
 
-router = APIRouter(prefix="/v1", tags=["memories"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["memories"])
 _MEMORY_KEYS = frozenset(("id", "vector", "payload"))
 
 
@@ -40,6 +42,7 @@ _MEMORY_KEYS = frozenset(("id", "vector", "payload"))
     openapi_extra=body(
         StoreRequest, npy="float32 array (n, dim); ids are content addresses, no payloads"
     ),
+    responses=error_responses(*JSON_BODY, 404, 507),
 )
 async def store(bank: BankPath, request: Request, rt: RtDep) -> Response:
     kind = require_media_type(request, (JSON_TYPE, NPY))
@@ -136,7 +139,12 @@ def _memory_problem(m: Any) -> tuple[str, str] | None:
     return None
 
 
-@router.get("/banks/{bank}/memories/{memory_id}", response_model=MemoryOut, dependencies=READ)
+@router.get(
+    "/banks/{bank}/memories/{memory_id}",
+    response_model=MemoryOut,
+    dependencies=READ,
+    responses=error_responses(404, 422),
+)
 async def get_memory(bank: BankPath, memory_id: MemoryIdPath, rt: RtDep) -> Response:
     record = await rt.run(engine_of(rt).get_memory, bank, memory_id)
     return OrjsonResponse(record.to_dict())
@@ -147,6 +155,7 @@ async def get_memory(bank: BankPath, memory_id: MemoryIdPath, rt: RtDep) -> Resp
     status_code=204,
     dependencies=WRITE,
     response_class=Response,
+    responses=error_responses(404, 422, 507),
 )
 async def delete_memory(bank: BankPath, memory_id: MemoryIdPath, rt: RtDep) -> Response:
     await rt.run(engine_of(rt).delete_memory, bank, memory_id)
@@ -158,6 +167,7 @@ async def delete_memory(bank: BankPath, memory_id: MemoryIdPath, rt: RtDep) -> R
     response_model=DeletedOut,
     dependencies=WRITE,
     openapi_extra=body(DeleteRequest),
+    responses=error_responses(*JSON_BODY, 404, 507),
 )
 async def delete_memories(bank: BankPath, request: Request, rt: RtDep) -> Response:
     req = await json_model(request, DeleteRequest)
@@ -166,12 +176,19 @@ async def delete_memories(bank: BankPath, request: Request, rt: RtDep) -> Respon
     return OrjsonResponse({"deleted": deleted})
 
 
-@router.get("/banks/{bank}/memories", response_model=ScrollOut, dependencies=READ)
+@router.get(
+    "/banks/{bank}/memories",
+    response_model=ScrollOut,
+    dependencies=READ,
+    responses=error_responses(404, 422),
+)
 async def scroll(
     bank: BankPath,
     rt: RtDep,
     limit: int = Query(100, ge=1, le=1000),
-    cursor: str | None = Query(None, max_length=64, description="next_cursor of the previous page"),
+    cursor: str | None = Query(
+        None, pattern=CURSOR_PATTERN, description="next_cursor of the previous page"
+    ),
     with_vectors: bool = Query(True),
 ) -> Response:
     records, next_cursor = await rt.run(

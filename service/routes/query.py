@@ -19,35 +19,36 @@ from ..bodies import (
 from ..deps import READ, RtDep
 from ..errors import ApiError
 from ..responses import OrjsonResponse
-from ..schemas import ERROR_RESPONSES, BankPath, QueryOut, QueryParams, QueryRequest
-from ._openapi import body, query_param
+from ..schemas import JSON_BODY, BankPath, QueryOut, QueryParams, QueryRequest, error_responses
+from ._openapi import body, query_params_of
 
-router = APIRouter(prefix="/v1", tags=["retrieval"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/v1", tags=["retrieval"])
 _PARAM_NAMES = tuple(QueryParams.model_fields)
-_NPY_ONLY = "Only read with an application/x-npy body (JSON bodies carry it in the body)."
+_NPY_ONLY = (
+    "Applies to an application/x-npy body; with a JSON body it is checked but the body's "
+    "value counts."
+)
 _openapi = body(
     QueryRequest, npy="float32 array (B, dim) of queries; parameters in the query string"
 )
-_openapi["parameters"] = [
-    query_param("beta", {"type": "number", "exclusiveMinimum": 0}, _NPY_ONLY),
-    query_param("steps", {"type": "integer", "minimum": 1}, _NPY_ONLY),
-    query_param("tol", {"type": "number", "minimum": 0}, _NPY_ONLY),
-    query_param("top_k", {"type": "integer", "minimum": 0}, _NPY_ONLY),
-    query_param("with_payload", {"type": "boolean"}, _NPY_ONLY),
-    query_param("with_vectors", {"type": "boolean"}, _NPY_ONLY),
-    query_param("exact", {"type": "boolean"}, _NPY_ONLY),
-]
+_openapi["parameters"] = query_params_of(QueryParams, _NPY_ONLY)
 
 
 @router.post(
-    "/banks/{bank}/query", response_model=QueryOut, dependencies=READ, openapi_extra=_openapi
+    "/banks/{bank}/query",
+    response_model=QueryOut,
+    dependencies=READ,
+    openapi_extra=_openapi,
+    responses=error_responses(*JSON_BODY, 404, 409),
 )
 async def query(bank: BankPath, request: Request, rt: RtDep) -> Response:
     kind = require_media_type(request, (JSON, NPY))
     raw = await request.body()
+    # Checked for both body kinds: the OpenAPI document declares them on the operation, and
+    # a parameter that is out of range must not pass silently.
+    params = validate(QueryParams, query_params(request, _PARAM_NAMES), "query")
     if kind == NPY:
         queries = parse_npy(raw, "queries")
-        params = validate(QueryParams, query_params(request, _PARAM_NAMES), "query")
         mask = None
     else:
         req = validate(QueryRequest, parse_object(raw))

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import ClientFactory, make_bank, wait_ready
 from fastapi.testclient import TestClient
 
 from service import Settings, create_app
+from tests.api.api_support import ClientFactory, make_bank, wait_ready
 
 
 @pytest.fixture

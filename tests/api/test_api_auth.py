@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from api_support import ClientFactory, assert_error, wait_ready
 from fastapi.testclient import TestClient
 
 from service import Settings, create_app
 from service.auth import KeyTable
+from tests.api.api_support import ClientFactory, assert_error, wait_ready
 
 W = {"Authorization": "Bearer w-key"}
 R = {"Authorization": "Bearer r-key"}

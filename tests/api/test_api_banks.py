@@ -6,8 +6,9 @@ import io
 import zipfile
 
 import numpy as np
-from api_support import BETA, IDS, XI, ClientFactory, assert_error, make_bank
 from fastapi.testclient import TestClient
+
+from tests.api.api_support import BETA, IDS, XI, ClientFactory, assert_error, make_bank
 
 
 def test_create_returns_201_with_defaults_of_api_md(client: TestClient) -> None:

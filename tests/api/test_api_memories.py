@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from api_support import IDS, XI, ClientFactory, assert_error, make_bank
 from fastapi.testclient import TestClient
+
+from tests.api.api_support import IDS, XI, ClientFactory, assert_error, make_bank
 
 
 def npy(array: np.ndarray) -> bytes:

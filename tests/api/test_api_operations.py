@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_support import ClientFactory, assert_error, wait_ready
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from service import Settings, create_app
+from tests.api.api_support import ClientFactory, assert_error, wait_ready
 
 
 def samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pydantic
 import pytest
-from api_support import ClientFactory, assert_error, make_bank
 
 from service import Settings
+from tests.api.api_support import ClientFactory, assert_error, make_bank
 
 
 def test_over_the_limit_is_429_with_retry_after(make_client: ClientFactory) -> None:

@@ -6,25 +6,10 @@ import io
 
 import numpy as np
 import pytest
-from api_support import BETA, IDS, XI, ClientFactory, assert_error
 from fastapi.testclient import TestClient
 
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max())
-    return e / e.sum()  # type: ignore[no-any-return]
-
-
-def energy_b(v: np.ndarray, beta: float) -> float:
-    """E(v) = ½‖v‖² − β⁻¹ log Σ_μ exp(β ξ_μ·v) (API.md)."""
-    h = beta * (XI.astype(np.float64) @ v)
-    lse = h.max() + np.log(np.exp(h - h.max()).sum())
-    return float(0.5 * v @ v - lse / beta)
-
-
-def one_step(v: np.ndarray, beta: float) -> np.ndarray:
-    xi = XI.astype(np.float64)
-    return xi.T @ softmax(beta * (xi @ v))  # type: ignore[no-any-return]
+from tests import reference as ref
+from tests.api.api_support import BETA, IDS, XI, ClientFactory, assert_error
 
 
 def test_query_one_step_matches_numpy_reference(client: TestClient, bank: str) -> None:
@@ -34,11 +19,11 @@ def test_query_one_step_matches_numpy_reference(client: TestClient, bank: str) -
     body = r.json()
     assert body["prefiltered"] is False and len(body["results"]) == 1
     res = body["results"][0]
-    state = one_step(cue, BETA)  # defaults: the bank's β, steps = 1
+    state = ref.step(XI, cue, BETA)[0]  # defaults: the bank's β, steps = 1
     assert np.allclose(res["state"], state, atol=1e-5)
     assert res["steps"] == 1
-    assert res["energy"] == pytest.approx(energy_b(state, BETA), abs=1e-5)
-    weights = softmax(BETA * (XI.astype(np.float64) @ state))
+    assert res["energy"] == pytest.approx(ref.energy(XI, state, BETA)[0], abs=1e-5)
+    weights = ref.weights(XI, state, BETA)[0]
     order = np.argsort(-weights)
     assert [m["id"] for m in res["matches"]] == [IDS[i] for i in order]  # top_k 5 ≥ N
     for m in res["matches"]:
@@ -70,7 +55,7 @@ def test_query_mask_clamps_known_features(client: TestClient, bank: str) -> None
     ).json()["results"][0]
     assert res["state"][:3] == pytest.approx(cue[:3])
     known = np.array([0.0, 0.0, 0.7, 0.0])
-    assert res["state"][3] == pytest.approx(one_step(known, 4.0)[3], abs=1e-5)
+    assert res["state"][3] == pytest.approx(ref.step(XI, known, 4.0)[0, 3], abs=1e-5)
 
 
 def test_query_npy_body_equals_json(client: TestClient, bank: str) -> None:
@@ -146,7 +131,7 @@ def test_unknown_bank_is_404_everywhere(client: TestClient) -> None:
 
 
 def test_query_batch_limit_is_413(make_client: ClientFactory) -> None:
-    from api_support import make_bank
+    from tests.api.api_support import make_bank
 
     c = make_client(max_query_batch=2)
     make_bank(c)
@@ -163,8 +148,8 @@ def test_energy_matches_closed_form_and_query_energy(client: TestClient, bank: s
     body = r.json()
     for v, e, g in zip(states, body["energies"], body["gradients"], strict=True):
         va = np.asarray(v)
-        assert e == pytest.approx(energy_b(va, BETA), abs=1e-5)
-        assert np.allclose(g, va - one_step(va, BETA), atol=1e-5)  # ∇E = v − Ξᵀ softmax(βΞv)
+        assert e == pytest.approx(ref.energy(XI, va, BETA)[0], abs=1e-5)
+        assert np.allclose(g, va - ref.step(XI, va, BETA)[0], atol=1e-5)  # ∇E = v − Ξᵀ p
     assert (
         "gradients" not in client.post(f"/v1/banks/{bank}/energy", json={"states": states}).json()
     )
@@ -200,7 +185,7 @@ def test_dynamics_energy_never_increases(client: TestClient, bank: str) -> None:
 
 
 def test_dynamics_limits(make_client: ClientFactory) -> None:
-    from api_support import make_bank
+    from tests.api.api_support import make_bank
 
     c = make_client(max_dynamics_steps=50)
     make_bank(c)

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_server import LamServer
 
 from lam_client import Client
+from tests.harness import LamServer
+from tests.harness.fixtures import serve
 
 WRITE_KEY = "test-write-key"
 READ_KEY = "test-read-key"
@@ -17,21 +18,12 @@ READ_KEY = "test-read-key"
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LamServer]:
-    root = tmp_path_factory.mktemp("lam-server")
-    srv = LamServer(
-        root / "data",
-        root / "server.log",
-        env={
-            "LAM_API_KEYS": f"{WRITE_KEY}:write,{READ_KEY}:read",
-            "LAM_LOG_LEVEL": "warning",
-            "LAM_SYNCHRONOUS": "NORMAL",
-        },
-    )
-    try:
-        srv.start(timeout=60)
-        yield srv
-    finally:
-        srv.stop()
+    env = {
+        "LAM_API_KEYS": f"{WRITE_KEY}:write,{READ_KEY}:read",
+        "LAM_LOG_LEVEL": "warning",
+        "LAM_SYNCHRONOUS": "NORMAL",
+    }
+    yield from serve(tmp_path_factory, "lam-server", env, timeout=60)
 
 
 @pytest.fixture

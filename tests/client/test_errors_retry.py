@@ -257,7 +257,7 @@ def test_retry_after_parsing() -> None:
 def test_live_rate_limit_is_retried_after_the_servers_delay(tmp_path: Path) -> None:
     """The server answers 429 with Retry-After; the SDK waits that long and gets through, or,
     without retries, raises RateLimited with the server's code."""
-    from live_server import LamServer
+    from tests.harness import LamServer
 
     srv = LamServer(tmp_path / "data", tmp_path / "log", env={"LAM_RATE_LIMIT": "2/second"})
     srv.start(timeout=60)

@@ -5,14 +5,14 @@ missing tool FAILS the test that needs it instead of skipping it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from deploy_support import OVERLAYS, REPO, require_tool, run_tool
-from live_server import LamServer
+
+from tests.deploy.deploy_support import OVERLAYS, REPO, require_tool, run_tool
+from tests.harness.fixtures import session_server
 
 
 @pytest.fixture(scope="session")
@@ -32,13 +32,5 @@ def rendered() -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-@pytest.fixture(scope="session")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LamServer]:
-    """`python -m service` on a free loopback port, its data dir in a temp dir."""
-    tmp = tmp_path_factory.mktemp("live")
-    server = LamServer(tmp / "data", tmp / "server.log", env={"LAM_LOG_LEVEL": "warning"})
-    try:
-        server.start(timeout=90)
-        yield server
-    finally:
-        server.stop()
+# `python -m service` on a free loopback port, its data dir in a temp dir.
+live_server = session_server("live_server", {"LAM_LOG_LEVEL": "warning"})

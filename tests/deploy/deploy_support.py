@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_server import REPO as REPO
-from live_server import free_port as free_port
+
+from tests.harness import REPO as REPO
+from tests.harness import free_port as free_port
 
 OVERLAYS = ("cpu", "gpu")
 INSTALL_HINT = "install it with `bash scripts/install-test-tools.sh` (run by `make test`)"

@@ -11,16 +11,21 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from deploy_promql import grafana_to_promql, grafana_variable_metric_names, metric_names
-from deploy_support import (
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.deploy.deploy_promql import (
+    grafana_to_promql,
+    grafana_variable_metric_names,
+    metric_names,
+)
+from tests.deploy.deploy_support import (
     documented_metrics,
     documented_series,
     require_tool,
     run_tool,
     series_names,
 )
-from live_server import LamServer
-from prometheus_client.parser import text_string_to_metric_families
+from tests.harness import LamServer
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "lam-dashboard.json"
 TARGET_LABELS = {"instance", "job", "namespace", "pod", "service", "container", "endpoint"}

@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_dockerfile import Dockerfile, exec_form, parse, parse_env, parse_healthcheck
-from deploy_support import require_tool, run_tool
+
+from tests.deploy.deploy_dockerfile import (
+    Dockerfile,
+    exec_form,
+    parse,
+    parse_env,
+    parse_healthcheck,
+)
+from tests.deploy.deploy_support import require_tool, run_tool
 
 DOCKERFILES = ("Dockerfile", "Dockerfile.cuda")
 
@@ -105,7 +112,7 @@ def test_torch_is_installed_first_at_the_pinned_version(repo: Path, name: str) -
 
 
 def test_dockerignore_admits_what_the_build_needs(repo: Path) -> None:
-    from deploy_dockerfile import DockerIgnore
+    from tests.deploy.deploy_dockerfile import DockerIgnore
 
     ignore = DockerIgnore.parse((repo / ".dockerignore").read_text())
     for needed in ("pyproject.toml", "constraints.txt", "README.md", "service/__main__.py",

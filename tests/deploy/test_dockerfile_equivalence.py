@@ -22,7 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_dockerfile import (
+
+from tests.deploy.deploy_dockerfile import (
     DockerIgnore,
     Instruction,
     copy_context,
@@ -34,7 +35,7 @@ from deploy_dockerfile import (
     parse_env,
     parse_healthcheck,
 )
-from deploy_support import free_port
+from tests.deploy.deploy_support import free_port
 
 # Image paths that the replay moves under the fake root.
 _IMAGE_PATH = re.compile(r"(?<![\w./-])/(?:opt|src|data|app)(?=[/\s:\"']|$)")

@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import OVERLAYS
+
+from tests.deploy.deploy_support import OVERLAYS
 
 try:
     import kubernetes_validate

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from deploy_support import REPO, documented_metrics
+
+from tests.deploy.deploy_support import REPO, documented_metrics
 
 DOC = REPO / "docs" / "operations.md"
 

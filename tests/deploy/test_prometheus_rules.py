@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_promql import metric_names
-from deploy_support import documented_series, require_tool, run_tool
+
+from tests.deploy.deploy_promql import metric_names
+from tests.deploy.deploy_support import documented_series, require_tool, run_tool
 
 RULES = Path("deploy/prometheus/lam-rules.yaml")
 RULE_TESTS = Path("deploy/prometheus/lam-rules.test.yaml")

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from deploy_promql import grafana_to_promql, grafana_variable_metric_names, metric_names
+
+from tests.deploy.deploy_promql import (
+    grafana_to_promql,
+    grafana_variable_metric_names,
+    metric_names,
+)
 
 CASES = [
     ("up", {"up"}),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_server import LamServer, free_port
+
+from tests.harness import LamServer, free_port
 
 
 def _prometheus_config(path: Path, target_port: int) -> Path:

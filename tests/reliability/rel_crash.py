@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-from rel_harness import LamServer, audit_batches, batch_body, figure, scroll_all
+
+from tests.reliability.rel_harness import LamServer, audit_batches, batch_body, figure, scroll_all
 
 DIM = 16
 SIZES = (1, 2, 3, 5, 8, 13, 21, 34, 64, 200)  # memories per batch; one transaction each

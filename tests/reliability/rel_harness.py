@@ -1,6 +1,6 @@
 """Helpers of the reliability tests and scripts (no pytest here).
 
-`LamServer` (tests/live_server.py, re-exported here for the scripts) runs the real service;
+`LamServer` (tests/harness, re-exported here for the scripts) runs the real service;
 `figure` prints the one-line results the docs quote. The batch helpers give
 every stored batch a unique id prefix and vectors derived from the ids, so a later scroll
 tells which batches are present, complete, partial or corrupted.
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,10 @@ from typing import Any
 import httpx
 import numpy as np
 
-# tests/ holds live_server.py; pytest puts it on sys.path, scripts get it from here.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from live_server import REPO as REPO
-from live_server import LamServer as LamServer
-from live_server import free_port as free_port
+from tests.harness import REPO as REPO
+from tests.harness import LamServer as LamServer
+from tests.harness import free_port as free_port
+from tests.harness.fixtures import ServerFactory as ServerFactory
 
 STORE_FILE = "lam.sqlite3"  # lam_engine.engine.STORE_FILE, named here to skip the torch import
 
@@ -132,7 +130,3 @@ def figure(name: str, **values: Any) -> str:
 def chunks(seq: list[Any], n: int) -> Iterator[list[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
-
-
-# make_server(name, data_dir=None, start=True, **settings) → LamServer (conftest fixtures).
-ServerFactory = Callable[..., LamServer]

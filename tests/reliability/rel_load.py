@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-from rel_harness import figure, percentile
+
+from tests.reliability.rel_harness import figure, percentile
 
 
 @dataclass

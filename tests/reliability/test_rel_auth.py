@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from rel_harness import REPO, LamServer, ServerFactory, figure
+
+from tests.reliability.rel_harness import REPO, LamServer, ServerFactory, figure
 
 WRITE_KEY = "wk-3f9c1e7a0b5d4c2e8f6a1b3c5d7e9f01"
 READ_KEY = "rk-8e2d4f6a1c3b5e7d9f0a2c4e6b8d0f13"

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
-from rel_harness import LamServer, figure, scroll_all
+
+from tests.reliability.rel_harness import LamServer, figure, scroll_all
 
 DIM = 64
 K = 4

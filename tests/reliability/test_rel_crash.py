@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 import time
 
-from rel_crash import run_crash_trials
-from rel_harness import ServerFactory, figure, sqlite_check
+from tests.reliability.rel_crash import run_crash_trials
+from tests.reliability.rel_harness import ServerFactory, figure, sqlite_check
 
 
 def test_sigkill_under_load_loses_no_acknowledged_batch(make_server: ServerFactory) -> None:

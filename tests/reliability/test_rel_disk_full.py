@@ -22,7 +22,15 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from rel_harness import ServerFactory, audit_batches, batch_body, figure, scroll_all, sqlite_check
+
+from tests.reliability.rel_harness import (
+    ServerFactory,
+    audit_batches,
+    batch_body,
+    figure,
+    scroll_all,
+    sqlite_check,
+)
 
 DIM = 64
 K = 100

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 
-from rel_fuzz import ENV, run_schemathesis, seed_demo
-from rel_harness import ServerFactory, figure
+from tests.reliability.rel_fuzz import ENV, run_schemathesis, seed_demo
+from tests.reliability.rel_harness import ServerFactory, figure
 
 
 def test_stateful_and_fuzzing_with_auth_find_no_5xx_or_schema_violation(

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from rel_harness import LamServer, ServerFactory, figure
+
+from tests.reliability.rel_harness import LamServer, ServerFactory, figure
 
 DIM = 8
 LIMITS = {

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 
-from rel_harness import LamServer
-from rel_load import drive, prepare_bank
+from tests.reliability.rel_harness import LamServer
+from tests.reliability.rel_load import drive, prepare_bank
 
 DIM = 64
 CLIENTS = 64

@@ -11,7 +11,15 @@ import threading
 import time
 
 import httpx
-from rel_harness import ServerFactory, audit_batches, batch_body, figure, scroll_all, sqlite_check
+
+from tests.reliability.rel_harness import (
+    ServerFactory,
+    audit_batches,
+    batch_body,
+    figure,
+    scroll_all,
+    sqlite_check,
+)
 
 DIM = 64
 K = 300  # memories per batch: big enough that a store takes a while inside the app

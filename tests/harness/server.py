@@ -1,4 +1,4 @@
-"""A real `python -m service` process on a free loopback port, for every suite that needs one.
+"""The one server factory: a real `python -m service` process on a free loopback port.
 
 `LamServer` starts the service with a given data dir and settings, waits for /readyz, and
 stops it by SIGKILL (crash) or SIGTERM (graceful); stdout and stderr go to a log file, so
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -129,6 +129,3 @@ class LamServer:
 
     def tail(self, n: int = 3000) -> str:
         return self.log_text()[-n:]
-
-
-# ---- batches with unique prefixes --------------------------------------------------------
