@@ -196,7 +196,7 @@ class MicroBatcher:
     ) -> QueryOut:
         self._computing += 1
         try:
-            return await self.run(self._call, bank, rows, mask, params, n)  # type: ignore[no-any-return]
+            return await self.run(self._call, bank, rows, mask, params, n)
         finally:
             self._computing -= 1
 

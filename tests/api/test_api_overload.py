@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from live_server import LamServer
+
+from tests.harness import LamServer
 
 BOUND = 4
 CLIENTS = 40
