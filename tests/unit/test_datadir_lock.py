@@ -113,7 +113,7 @@ def test_storage_releases_the_lock_it_was_given(tmp_path: Path) -> None:
 def test_a_served_data_dir_cannot_be_opened_by_a_client_or_another_server(tmp_path: Path) -> None:
     from lam_client import Client
     from lam_client.errors import Conflict
-    from tests.live_server import LamServer
+    from tests.harness import LamServer
 
     server = LamServer(data_dir=tmp_path / "data", log_path=tmp_path / "server.log")
     server.start()
