@@ -18,6 +18,7 @@ from .responses import OrjsonResponse
 from .routes import health, v1_routers
 from .routes._openapi import install_body_schemas
 from .settings import Settings
+from .ui_routes import mount_console
 
 log = logging.getLogger("lam.service")
 
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in v1_routers():
         app.include_router(router)
+    mount_console(app)
     _install_openapi(app, rt)
     return app
 
