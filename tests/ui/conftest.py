@@ -172,10 +172,16 @@ def phone_page(browser: Any, guard: Guard) -> Iterator[Any]:
 def shoot() -> Any:
     """Screenshots for README.md and docs/console.md, retaken on every run so they stay current."""
 
-    def take(page: Any, name: str, full_page: bool = False) -> Path:
+    def take(page: Any, name: str, at: str | None = None) -> Path:
+        """The viewport, scrolled to the top (clicks scroll the page) or to `at`."""
         SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / name
-        page.screenshot(path=str(path), full_page=full_page, animations="disabled")
+        if at is None:
+            page.evaluate("window.scrollTo(0, 0)")
+        else:
+            page.locator(at).evaluate("el => el.scrollIntoView()")
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        page.screenshot(path=str(path), animations="disabled")
         return path
 
     return take

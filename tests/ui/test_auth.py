@@ -58,10 +58,10 @@ def test_read_key_reads_but_may_not_write(
     page.click("#create-bank")
     error = page.wait_for_selector("#banks-message .error")
     assert error.get_attribute("data-status") == "403"
-    assert error.inner_text().startswith("403 forbidden")
+    assert error.inner_text().startswith("Creating bank nope failed. 403 forbidden")
     page.click('button[data-bank="digits"]')
     page.click("#confirm-yes")
-    page.wait_for_selector("#banks-message .error >> text=403 forbidden")
+    page.wait_for_selector("#banks-message .error >> text=Deleting bank digits failed. 403 forbidden")
     shoot(page, "ui-forbidden.png")
     wk = {"Authorization": "Bearer wk"}
     assert httpx.get(auth_server.url + "/v1/banks/digits", headers=wk).status_code == 200

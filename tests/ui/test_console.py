@@ -82,8 +82,8 @@ def test_dynamics_energy_never_increases(page: Any, server: LamServer, shoot: An
     open_console(page, server)
     page.click('tr[data-bank="digits"] >> text=Dynamics')
     page.wait_for_selector("#pixel-grid .px")
-    page.select_option("#cue-memory", "d1")
-    page.click("#hide-right")
+    page.select_option("#cue-memory", "d0")
+    page.click("#hide-bottom")
     page.click("#run-dynamics")
     page.wait_for_selector("#dyn-energy")
     energy = values(page, "#dyn-energy")
@@ -94,6 +94,7 @@ def test_dynamics_energy_never_increases(page: Any, server: LamServer, shoot: An
         assert b <= a + 1e-7 * max(1.0, abs(a)), (a, b)
     assert "never increases" in page.inner_text("#dyn-summary")
     page.wait_for_selector("#hidden-over-time figure:nth-child(4)")
+    assert page.inner_text("#hidden-over-time figure:nth-child(4)").splitlines()[0].endswith("· 0")
     shoot(page, "ui-dynamics.png")
 
 
@@ -118,7 +119,6 @@ def test_bank_page_memories_and_diagnostics(page: Any, server: LamServer, shoot:
     page.fill("#diag-beta", "2000")
     page.click("#diag-check")
     expect(page.locator("#diag-facts")).to_contain_text("2000")
-    page.evaluate("window.scrollTo(0, 0)")
     shoot(page, "ui-bank.png")
 
 
@@ -166,7 +166,7 @@ def test_phone_width(phone_page: Any, server: LamServer, shoot: Any) -> None:
     p.click("#run-query")
     p.wait_for_selector("#query-energy")
     assert p.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scrolling"
-    shoot(p, "ui-phone-playground.png")
+    shoot(p, "ui-phone-playground.png", at="#result")
     p.goto(server.url + "/ui/#/banks")
     p.wait_for_selector("table.banks")
     assert p.evaluate("document.documentElement.scrollWidth") <= 390

@@ -34,7 +34,7 @@ function extent(values) {
 }
 
 // Horizontal bars, one per label; for weights p_μ (0..1) pass max 1.
-export function barChart({ labels, values, label, max, width = 420, rowHeight = 22 }) {
+export function barChart({ labels, values, label, max, width = 360, rowHeight = 22 }) {
   const left = 110;
   const right = 60;
   const height = rowHeight * values.length + 8;

@@ -23,10 +23,10 @@ export async function cueBuilder(n, info, onChange) {
   const grid = side ? h("div", { class: "pixel-grid", id: "pixel-grid", role: "group", "aria-label": "Pixels: press to hide or show" }) : null;
   const state = { vector: null, hidden: new Array(info.dim).fill(false), id: null };
 
-  const page = await api(`/v1/banks/${n}/memories?limit=100&with_vectors=false`);
+  const page = await api(`/v1/banks/${n}/memories?limit=1000&with_vectors=false`);
   if (!page.memories.length) {
     box.append(h("p", {}, "The bank is empty: store memories first."));
-    return { box, get: () => null };
+    return { box, get: () => null, labelOf: (id) => id };
   }
   select.append(...page.memories.map((m) => h("option", { value: m.id }, describe(m))));
 
@@ -41,7 +41,7 @@ export async function cueBuilder(n, info, onChange) {
   const rows = side ?? 1;
   const cols = side ?? info.dim;
   const rnd = gaussian(7);
-  const presets = h("div", { class: "row" },
+  const presets = h("div", { class: "presets" },
     preset(side ? "Hide bottom half" : "Hide second half", "hide-bottom", (i) => Math.floor(i / cols) >= rows / 2 || (!side && i >= info.dim / 2)),
     side ? preset("Hide right half", "hide-right", (i) => i % cols >= cols / 2) : null,
     preset("Hide random 40%", "hide-random", () => rnd() > 0.25),
@@ -49,9 +49,10 @@ export async function cueBuilder(n, info, onChange) {
 
   box.append(field("Stored memory", select), h("div", { class: "grid" },
     h("div", { class: "field" }, h("label", { for: "cue-noise" }, "Noise σ (× max |ξ|)"), noise, noiseOut),
-    field("Noise seed", seed)), presets);
-  if (grid) box.append(h("p", { class: "hint" }, "Press pixels to hide them (hidden = unknown to the query, shown hatched)."), grid);
-  box.append(counter, preview);
+    field("Noise seed", seed)));
+  // The pixels beside the mask presets: the whole cue fits on a laptop screen.
+  box.append(h("div", { class: "cue-body" }, grid, h("div", {}, presets, counter)), preview);
+  if (grid) box.append(h("p", { class: "hint" }, "Press pixels to hide them: hidden = unknown to the query, shown hatched."));
 
   function cue() {
     if (!state.vector) return null;
@@ -109,7 +110,10 @@ export async function cueBuilder(n, info, onChange) {
   noise.addEventListener("input", redraw);
   seed.addEventListener("input", redraw);
   await load();
-  return { box, get: cue, side };
+  // "id · label" for the memories listed here, so charts can say which digit a unit is.
+  const tags = new Map(page.memories.map((m) => [m.id, m.payload?.label ?? m.payload?.name]));
+  const labelOf = (id) => (tags.get(id) === undefined ? id : `${id} · ${tags.get(id)}`);
+  return { box, get: cue, side, labelOf };
 }
 
 // The picture of a state: an image for square dims, a strip otherwise.

@@ -14,8 +14,9 @@ export function h(tag, attrs = {}, ...children) {
 }
 
 // An error box with role=alert, so screen readers announce it; status first (401, 403, …).
-export function errorBox(err) {
-  const text = typeof err?.describe === "function" ? err.describe() : String(err?.message ?? err);
+export function errorBox(err, doing) {
+  const what = typeof err?.describe === "function" ? err.describe() : String(err?.message ?? err);
+  const text = doing ? `${doing} failed. ${what}` : what;
   return h("p", { class: "error", role: "alert", dataset: { status: String(err?.status ?? "") } }, text);
 }
 

@@ -20,11 +20,11 @@ export async function render(slot, name, current) {
   const side = squareSide(info.dim);
   slot.append(
     h("h1", {}, `Bank ${name}`),
-    h("dl", { class: "facts" },
+    h("dl", { class: "facts inline", id: "bank-facts" },
       ...[["memories", info.count], ["dim", info.dim + (side ? ` (${side}×${side})` : "")], ["model", info.model],
         ["β", fmt(info.beta)], ["normalize", info.normalize ? "yes" : "no"], ["dtype", info.dtype],
         ["device", info.device], ["prefilter", info.prefilter?.kind ?? "none"], ["created", info.created_at]]
-        .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))])),
+        .map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, String(v))))),
     h("p", {}, h("a", { href: `#/play/${n}`, class: "button" }, "Open in the playground"), " ",
       h("a", { href: `#/dynamics/${n}`, class: "button" }, "Run the dynamics")),
   );
@@ -139,7 +139,8 @@ function report(d, deltas) {
   if (d.failing.length) {
     left.push(h("h3", {}, `Failing memories (${d.failing_total}, worst first)`),
       h("div", { class: "scroll-x" }, h("table", { id: "failing" },
-        h("thead", {}, h("tr", {}, ["id", "Δᵢ", "Δᵢ − T(β)"].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "id"), h("th", { scope: "col", class: "num" }, "Δᵢ"),
+          h("th", { scope: "col", class: "num" }, "Δᵢ − T(β)"))),
         h("tbody", {}, d.failing.map((f) => h("tr", {}, h("td", {}, h("code", {}, f.id)),
           h("td", { class: "num" }, fmt(f.delta)), h("td", { class: "num" }, fmt(f.margin))))))));
     if (d.failing_total > d.failing.length) left.push(h("p", { class: "hint" }, `…and ${d.failing_total - d.failing.length} more.`));

@@ -61,7 +61,7 @@ function table(banks, ready, msg, reload) {
           showIn(msg, h("p", { class: "ok", role: "status" }, `Deleted bank ${b.name}.`));
           await reload();
         } catch (err) {
-          showIn(msg, errorBox(err));
+          showIn(msg, errorBox(err, `Deleting bank ${b.name}`));
         }
       });
     });
@@ -114,7 +114,7 @@ function createForm(msg, reload) {
         form.reset();
         await reload();
       } catch (err) {
-        showIn(msg, errorBox(err));
+        showIn(msg, errorBox(err, `Creating bank ${body.name || "(no name)"}`));
       }
     });
   });

@@ -31,10 +31,11 @@ export async function render(slot, name, current) {
     h("div", { class: "grid" }, field("t_max", tMax), field("dt", dt), field("τ_h", tauH), field("record every (steps)", every)),
     runBtn);
   const out = h("section", { class: "card", id: "dyn-result", "aria-live": "polite" },
-    h("p", { class: "hint" }, "τ_f dv/dt = Ξᵀf − v, τ_h dh/dt = Ξg − h, f = softmax(βh); the energy never increases."));
-  slot.append(h("div", { class: "columns" }, h("div", {}, cue.box, controls), out));
+    h("p", { class: "hint" }, "τ_f dv/dt = Ξᵀf − v, τ_h dh/dt = Ξg − h, f = softmax(βh); the energy never increases."),
+    h("p", { class: "hint" }, "/dynamics takes no mask: hidden features start at 0 and evolve freely (no clamping)."));
+  slot.append(h("div", { class: "columns" }, cue.box, h("div", {}, controls, out)));
 
-  const labelOf = (id) => id;
+  const labelOf = cue.labelOf;
   const call = (c, t) => api(`/v1/banks/${n}/dynamics`, { method: "POST",
     body: { state: c.vector, t_max: t, dt: Number(dt.value), tau_h: Number(tauH.value), record_every: Number(every.value), top_k: 5 } });
 
@@ -63,7 +64,7 @@ export async function render(slot, name, current) {
         const s = t === T ? r : await call(c, t);
         if (!current()) return;
         const chart = barChart({ labels: s.hidden_top.map((u) => labelOf(u.id)), values: s.hidden_top.map((u) => u.value), max: 1,
-          label: `Top hidden units at t = ${fmt(t)}`, width: 300, rowHeight: 20 });
+          label: `Top hidden units at t = ${fmt(t)}`, width: 320, rowHeight: 20 });
         snaps.append(h("figure", {}, chart, h("figcaption", {}, `t = ${fmt(t)}`)));
       }
     } catch (err) {

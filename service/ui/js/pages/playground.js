@@ -46,7 +46,8 @@ export async function render(slot, name, current) {
       h("div", { class: "field" }, h("label", { for: "steps" }, "Steps"), steps, stepsOut)),
     h("div", { class: "row" }, runBtn, scoreBtn));
   const out = h("section", { class: "card", id: "result", "aria-live": "polite" }, h("p", { class: "hint" }, "Run a query to see the completion."));
-  slot.append(h("div", { class: "columns" }, h("div", {}, cue.box, controls), out));
+  // Cue on the left; the knobs above the result on the right, so both fit one laptop screen.
+  slot.append(h("div", { class: "columns" }, cue.box, h("div", {}, controls, out)));
 
   const query = (c, k) => api(`/v1/banks/${n}/query`, { method: "POST",
     body: { queries: [c.vector], mask: c.mask ? [c.mask] : null, beta: beta(), steps: k, top_k: TOP_K } });
@@ -102,16 +103,15 @@ function finalView(results, c, info) {
   const weights = barChart({ labels: last.matches.map(labelOf), values: last.matches.map((m) => m.weight), max: 1,
     label: "Softmax weights p_μ of the top memories at the returned state" });
   weights.id = "weights";
-  const parts = [
+  const parts = [h("div", { class: "split" }, h("div", {},
     h("div", { class: "row" },
       h("figure", {}, completed, h("figcaption", {}, `completed (${last.steps} step${last.steps === 1 ? "" : "s"}${last.converged ? ", converged" : ""})`)),
       h("dl", { class: "facts" },
         h("dt", {}, "energy E(v)"), h("dd", { id: "energy-value" }, fmt(last.energy, 4)),
         h("dt", {}, "top match"), h("dd", { id: "top-match" }, last.matches[0] ? labelOf(last.matches[0]) : "—"),
         h("dt", {}, "cue from"), h("dd", {}, c.id),
-        h("dt", {}, "features hidden"), h("dd", {}, `${c.hidden.filter(Boolean).length} of ${info.dim}`))),
-    h("h3", {}, "Weights p_μ (top memories)"), weights,
-  ];
+        h("dt", {}, "features hidden"), h("dd", {}, `${c.hidden.filter(Boolean).length} of ${info.dim}`)))),
+  h("div", {}, h("h3", {}, "Weights p_μ (top memories)"), weights))];
   if (results.length > 1) {
     const energy = lineChart({ xs: results.map((r) => r.steps), ys: results.map((r) => r.energy),
       label: "Energy after each step", xLabel: "steps", yLabel: "E" });
