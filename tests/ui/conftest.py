@@ -13,6 +13,7 @@ import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,24 +74,38 @@ def _serve(tmp: Path, env: dict[str, str]) -> LamServer:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LamServer]:
-    s = _serve(tmp_path_factory.mktemp("ui-open"), {"LAM_TORCH_THREADS": "1"})
+def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LamServer]]:
+    """Both servers, started side by side (a start is mostly imports: ~4 s alone, more on a
+    loaded machine), each seeded with the digits bank."""
+    specs = {
+        "open": {"LAM_TORCH_THREADS": "1"},
+        "keys": {"LAM_API_KEYS": "rk:read,wk:write", "LAM_TORCH_THREADS": "1"},
+    }
+    dirs = {name: tmp_path_factory.mktemp(f"ui-{name}") for name in specs}
+    with ThreadPoolExecutor(len(specs)) as pool:
+        futures = {name: pool.submit(_serve, dirs[name], env) for name, env in specs.items()}
+    servers = {name: f.result() for name, f in futures.items() if f.exception() is None}
     try:
-        seed_digits(s.url)
-        yield s
+        for f in futures.values():
+            f.result()  # a server that did not start: raise, after stopping the other one
+        seed_digits(servers["open"].url)
+        seed_digits(servers["keys"].url, {"Authorization": "Bearer wk"})
+        yield servers
     finally:
-        s.stop()
+        for s in servers.values():
+            s.stop()
 
 
 @pytest.fixture(scope="session")
-def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LamServer]:
-    env = {"LAM_API_KEYS": "rk:read,wk:write", "LAM_TORCH_THREADS": "1"}
-    s = _serve(tmp_path_factory.mktemp("ui-keys"), env)
-    try:
-        seed_digits(s.url, {"Authorization": "Bearer wk"})
-        yield s
-    finally:
-        s.stop()
+def server(_servers: dict[str, LamServer]) -> LamServer:
+    """No API keys."""
+    return _servers["open"]
+
+
+@pytest.fixture(scope="session")
+def auth_server(_servers: dict[str, LamServer]) -> LamServer:
+    """LAM_API_KEYS="rk:read,wk:write"."""
+    return _servers["keys"]
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ export async function render(slot, name, current) {
   const every = num("record-every", 10, 1);
   const runBtn = h("button", { type: "button", id: "run-dynamics", class: "primary" }, "Run dynamics");
   const controls = h("fieldset", { class: "card" }, h("legend", {}, "Integration"),
-    h("div", { class: "grid" }, field("t_max", tMax), field("dt", dt), field("τ_h", tauH), field("record every (steps)", every)),
+    h("div", { class: "grid narrow" }, field("t_max", tMax), field("dt", dt), field("τ_h", tauH), field("record every (steps)", every)),
     runBtn);
   const out = h("section", { class: "card", id: "dyn-result", "aria-live": "polite" },
     h("p", { class: "hint" }, "τ_f dv/dt = Ξᵀf − v, τ_h dh/dt = Ξg − h, f = softmax(βh); the energy never increases."),
@@ -49,14 +49,15 @@ export async function render(slot, name, current) {
       const energy = lineChart({ xs: r.times, ys: r.energy, label: "Two-layer energy along the dynamics", xLabel: "time t", yLabel: "E" });
       energy.id = "dyn-energy";
       const drops = r.energy.every((e, i) => i === 0 || e <= r.energy[i - 1] + 1e-9 * Math.max(1, Math.abs(e)));
-      const final = picture(r.state, c.side, "final state v", { size: 120 });
+      const final = picture(r.state, c.side, "final state v", { size: 96 });
       final.id = "dyn-state";
       const snaps = h("div", { class: "snapshots", id: "hidden-over-time" });
-      showIn(out, h("h2", {}, "Energy"), energy,
+      // The energy beside the cue and the end state: all three on one laptop screen.
+      showIn(out, h("h2", {}, "Energy"), h("div", { class: "split chart-first" }, h("div", {}, energy,
         h("p", { id: "dyn-summary" }, `${r.energy.length} points from E = ${fmt(r.energy[0], 4)} to ${fmt(r.energy[r.energy.length - 1], 4)}; `,
-          drops ? "never increases" : "INCREASES somewhere", r.converged ? "; converged." : "; not converged by t_max."),
-        h("div", { class: "row" }, h("figure", {}, picture(c.vector, c.side, "cue", { hidden: c.hidden, size: 120 }), h("figcaption", {}, "cue")),
-          h("figure", {}, final, h("figcaption", {}, "v at the end"))),
+          drops ? "never increases" : "INCREASES somewhere", r.converged ? "; converged." : "; not converged by t_max.")),
+        h("div", { class: "row" }, h("figure", {}, picture(c.vector, c.side, "cue", { hidden: c.hidden, size: 96 }), h("figcaption", {}, "cue")),
+          h("figure", {}, final, h("figcaption", {}, "v at the end")))),
         h("h2", {}, "Top hidden units f_μ over time"), snaps);
       // Earlier times: the same run stopped sooner (the integration is deterministic).
       const times = Array.from({ length: SNAPSHOTS }, (_, k) => (T * (k + 1)) / SNAPSHOTS);
