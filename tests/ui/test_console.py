@@ -142,6 +142,31 @@ def test_create_and_delete_a_bank(page: Any, server: LamServer) -> None:
     assert "Deleted bank scratch" in page.inner_text("#banks-message")
 
 
+def test_a_bank_that_is_not_an_image(page: Any, server: LamServer) -> None:
+    """dim 6 is no square: vectors are drawn as strips and the mask presets still work."""
+    r = httpx.post(server.url + "/v1/banks", json={"name": "plain", "dim": 6, "beta": 4.0})
+    assert r.status_code == 201, r.text
+    memories = [{"id": f"m{i}", "vector": [float(i == j) for j in range(6)]} for i in range(6)]
+    r = httpx.post(server.url + "/v1/banks/plain/memories", json={"memories": memories})
+    assert r.status_code == 200, r.text
+    try:
+        page.goto(server.url + "/ui/#/play/plain")
+        page.wait_for_selector(".cue-preview svg")
+        assert page.locator("#pixel-grid").count() == 0
+        page.select_option("#cue-memory", "m1")
+        page.click("#hide-bottom")  # "Hide second half" here
+        assert page.inner_text("#hidden-count") == "3 of 6 features hidden"
+        page.click("#run-query")
+        page.wait_for_selector("#completed")
+        assert values(page, "#completed")[:3] == [0.0, 1.0, 0.0]
+        assert page.inner_text("#top-match") == "m1"
+        page.goto(server.url + "/ui/#/bank/plain")
+        page.wait_for_selector("#diag-facts")
+        assert page.locator("#as-images").is_disabled()
+    finally:
+        httpx.delete(server.url + "/v1/banks/plain")
+
+
 def test_keyboard_only(page: Any, server: LamServer) -> None:
     page.goto(server.url + "/ui/#/play/digits")
     page.wait_for_selector("#pixel-grid .px")
