@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from conftest import Guard
 from live_server import LamServer
 
 # chromium logs every refused fetch as a console error; these tests expect exactly those.
@@ -18,7 +17,7 @@ def enter_key(page: Any, key: str) -> None:
     page.click('#key-form button[value="save"]')
 
 
-def test_refused_without_a_key(page: Any, guard: Guard, auth_server: LamServer) -> None:
+def test_refused_without_a_key(page: Any, guard: Any, auth_server: LamServer) -> None:
     guard.allowed.extend(REFUSED[:1])
     page.goto(auth_server.url + "/ui")
     page.wait_for_selector("#key-dialog[open]")
@@ -30,7 +29,7 @@ def test_refused_without_a_key(page: Any, guard: Guard, auth_server: LamServer) 
 
 
 def test_read_key_reads_but_may_not_write(
-    page: Any, guard: Guard, auth_server: LamServer, shoot: Any
+    page: Any, guard: Any, auth_server: LamServer, shoot: Any
 ) -> None:
     guard.allowed.extend(REFUSED)
     page.goto(auth_server.url + "/ui")
@@ -39,6 +38,7 @@ def test_read_key_reads_but_may_not_write(
     # The key lives in this tab's sessionStorage only, and goes out as a Bearer header.
     assert page.evaluate("sessionStorage.getItem('lam.apiKey')") == "rk"
     assert page.evaluate("localStorage.length") == 0
+    page.wait_for_load_state("networkidle")  # a reload cancels what is in flight (ERR_ABORTED)
     with page.expect_request(lambda r: r.url.endswith("/v1/banks")) as req:
         page.reload()
     assert req.value.headers.get("authorization") == "Bearer rk"
@@ -69,7 +69,7 @@ def test_read_key_reads_but_may_not_write(
     assert httpx.get(auth_server.url + "/v1/banks/nope", headers=wk).status_code == 404
 
 
-def test_write_key_writes(page: Any, guard: Guard, auth_server: LamServer) -> None:
+def test_write_key_writes(page: Any, guard: Any, auth_server: LamServer) -> None:
     guard.allowed.extend(REFUSED[:1])  # the first load, before the key is given
     page.goto(auth_server.url + "/ui")
     enter_key(page, "wk")

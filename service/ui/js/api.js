@@ -64,6 +64,17 @@ export async function api(path, { method = "GET", body } = {}) {
 
 export const enc = encodeURIComponent;
 
+// GET /readyz (outside /v1, no key): callers at the same moment share one request.
+let readyCall = null;
+export function ready() {
+  if (!readyCall) {
+    readyCall = fetch(url("/readyz"))
+      .then((r) => r.ok)
+      .finally(() => { readyCall = null; });
+  }
+  return readyCall;
+}
+
 // Whether this server scores at the cue (`steps: 0`, API.md). Read from the OpenAPI document
 // instead of sending steps 0 and catching the 422, so no failed request is ever made.
 let scoring = null;

@@ -1,7 +1,7 @@
 // Entry point: hash routes (#/banks, #/bank/NAME, #/play/NAME, #/dynamics/NAME), the
 // navigation, the readiness badge and the API-key prompt. Pages render into <main>.
 
-import { getKey, onUnauthorized, setKey } from "./api.js";
+import { getKey, onUnauthorized, ready, setKey } from "./api.js";
 import { h } from "./dom.js";
 import * as banks from "./pages/banks.js";
 import * as bank from "./pages/bank.js";
@@ -46,9 +46,9 @@ async function route() {
 async function readiness() {
   const badge = document.getElementById("ready");
   try {
-    const r = await fetch(new URL("../readyz", document.baseURI));
-    badge.textContent = r.ok ? "server ready" : "server loading";
-    badge.className = r.ok ? "badge ok" : "badge warn";
+    const ok = await ready();
+    badge.textContent = ok ? "server ready" : "server loading";
+    badge.className = ok ? "badge ok" : "badge warn";
   } catch {
     badge.textContent = "server unreachable";
     badge.className = "badge bad";

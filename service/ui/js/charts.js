@@ -103,6 +103,9 @@ export function histogram({ values, bins = 30, marker, markerLabel, label, width
     s("text", { x: m.l, y: height - m.b + 16, class: "tick" }, fmt(lo)),
     s("text", { x: width - m.r, y: height - m.b + 16, "text-anchor": "end", class: "tick" }, fmt(hi)),
     s("text", { x: m.l - 6, y: m.t + 8, "text-anchor": "end", class: "tick" }, String(top)),
+    s("text", { x: m.l - 6, y: height - m.b, "text-anchor": "end", class: "tick" }, "0"),
+    s("text", { x: 12, y: (m.t + height - m.b) / 2, "text-anchor": "middle", class: "axis-label",
+      transform: `rotate(-90 12 ${(m.t + height - m.b) / 2})` }, "memories"),
     s("text", { x: (m.l + width - m.r) / 2, y: height - 4, "text-anchor": "middle", class: "axis-label" }, "separation Δᵢ"),
   );
   if (marker !== undefined && Number.isFinite(marker)) {

@@ -1,6 +1,6 @@
 // Banks: every bank with its size and config, create (a small form) and delete (confirmed).
 
-import { api, enc } from "../api.js";
+import { api, enc, ready as serverReady } from "../api.js";
 import { fmt } from "../charts.js";
 import { busy, confirmDialog, errorBox, field, h, showIn } from "../dom.js";
 
@@ -35,7 +35,7 @@ export async function render(slot, _name, current) {
     if (!current()) return;
     let ready = false;
     try {
-      ready = (await fetch(new URL("../readyz", document.baseURI))).ok;
+      ready = await serverReady();
     } catch {
       ready = false;
     }
