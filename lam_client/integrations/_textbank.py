@@ -15,7 +15,8 @@ whole bank) until k pass. It is exact (nothing that passes is missed) but costs 
 server-side filter on a selective filter over a large bank. The softmax weights and the
 energy are those of the whole bank, not of the filtered subset.
 
-The sync `TextBank` and the async `AsyncTextBank` run the same plans; only the I/O differs.
+The sync `TextBank` here and the async `AsyncTextBank` (_atextbank) run the same plans;
+only the I/O differs.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ..async_client import AsyncClient
 from ..client import Client
 from ..errors import Conflict, InvalidInput, LamClientError, NotFound
-from ..models import QueryResponse, QueryResult
+from ..models import Memory, QueryResponse, QueryResult
 
 # What a filter may be: equality on metadata keys, or any predicate on the metadata dict.
 MetadataFilter = Mapping[str, Any] | Callable[[dict[str, Any]], bool]
@@ -48,6 +48,7 @@ class Hit:
     score: float  # ξ·v at the cue (cosine similarity when the bank normalizes)
     weight: float  # softmax(β Ξ v)_μ at the cue (or at the returned state when steps ≥ 1)
     vector: np.ndarray | None = None
+    payload: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -104,19 +105,30 @@ def hits_of(result: QueryResult) -> list[Hit]:
     out = []
     for m in result.matches:
         text, metadata = from_payload(m.payload)
-        out.append(Hit(m.id, text, metadata, m.score, m.weight, m.vector))
+        out.append(Hit(m.id, text, metadata, m.score, m.weight, m.vector, dict(m.payload or {})))
     return out
 
 
-def search_plan(k: int, flt: MetadataFilter | None) -> Generator[int, list[Hit], list[Hit]]:
+HitFilter = Callable[[Hit], bool]
+
+
+def hit_of_memory(m: Memory) -> Hit:
+    text, metadata = from_payload(m.payload)
+    return Hit(m.id, text, metadata, 0.0, 0.0, m.vector, dict(m.payload or {}))
+
+
+def search_plan(
+    k: int, flt: MetadataFilter | None, where: HitFilter | None = None
+) -> Generator[int, list[Hit], list[Hit]]:
     """Yields the top_k to ask for, receives that answer's hits, returns the k that pass.
 
     Without a filter that is one request of k. With one, the candidate pool grows 4× until
     k pass or the answer holds fewer than asked (the whole bank has been seen)."""
-    top = k if flt is None else min(max(4 * k, k + 16), MAX_TOP_K)
+    filtered = flt is not None or where is not None
+    top = min(max(4 * k, k + 16), MAX_TOP_K) if filtered else k
     while True:
         hits = yield top
-        kept = [h for h in hits if passes(h.metadata, flt)]
+        kept = [h for h in hits if passes(h.metadata, flt) and (where is None or where(h))]
         if len(kept) >= k or len(hits) < top or top >= MAX_TOP_K:
             return kept[:k]
         top = min(4 * top, MAX_TOP_K)
@@ -159,7 +171,7 @@ def missing(exc: LamClientError) -> bool:
     return isinstance(exc, NotFound) or (isinstance(exc, Conflict) and exc.code == "empty_bank")
 
 
-class _Base:
+class BankBase:
     def __init__(self, spec: BankSpec) -> None:
         self.spec = spec
         self.dim: int | None = None
@@ -184,7 +196,7 @@ class _Base:
         return kw
 
 
-class TextBank(_Base):
+class TextBank(BankBase):
     """Sync I/O over a `Client` (HTTP or embedded)."""
 
     def __init__(self, client: Client, spec: BankSpec) -> None:
@@ -229,12 +241,18 @@ class TextBank(_Base):
         return self.client.query(self.name, vector, **self._cue_kwargs(top, with_vectors, False))
 
     def search(
-        self, vector: Any, k: int, flt: MetadataFilter | None = None, with_vectors: bool = False
+        self,
+        vector: Any,
+        k: int,
+        flt: MetadataFilter | None = None,
+        with_vectors: bool = False,
+        where: HitFilter | None = None,
     ) -> Recall | None:
-        """The k best matches at the cue that pass `flt`; None when there is nothing to search."""
+        """The k best matches at the cue that pass `flt` (on metadata) and `where` (on the
+        whole hit); None when there is nothing to search."""
         if k <= 0 or not self.ensure():
             return None
-        plan = search_plan(k, flt)
+        plan = search_plan(k, flt, where)
         top = next(plan)
         try:
             while True:
@@ -280,8 +298,19 @@ class TextBank(_Base):
                 m = self.client.get(self.name, i)
             except NotFound:
                 continue  # missing ids are left out, not an error (LangChain's contract)
-            text, metadata = from_payload(m.payload)
-            out.append(Hit(m.id, text, metadata, 0.0, 0.0, m.vector))
+            out.append(hit_of_memory(m))
+        return out
+
+    def ids_where(self, where: HitFilter) -> list[str]:
+        """Ids of the memories whose hit passes `where`: one scroll through the whole bank
+        (the server cannot filter yet)."""
+        out = []
+        try:
+            for m in self.client.iterate_memories(self.name, page_size=1000):
+                if where(hit_of_memory(m)):
+                    out.append(m.id)
+        except NotFound:
+            return []
         return out
 
     def delete(self, ids: Sequence[str] | None) -> int:
@@ -292,91 +321,6 @@ class TextBank(_Base):
             n = 0
             for s in range(0, len(ids), STORE_BATCH):
                 n += self.client.delete_many(self.name, list(ids[s : s + STORE_BATCH]))
-            return n
-        except NotFound:
-            return 0
-
-
-class AsyncTextBank(_Base):
-    """The same over an `AsyncClient` (HTTP)."""
-
-    def __init__(self, client: AsyncClient, spec: BankSpec) -> None:
-        super().__init__(spec)
-        self.client = client
-
-    async def ensure(self, dim: int | None = None) -> bool:
-        if self.dim is not None:
-            return True
-        try:
-            self.dim = (await self.client.get_bank(self.name)).dim
-        except NotFound:
-            if dim is None:
-                return False
-            bank = await self.client.create_bank(self.name, dim, **self._create_args(dim))
-            self.dim = bank.dim
-        return True
-
-    async def add(self, vectors: Any, ids: list[str], payloads: list[dict[str, Any]]) -> list[str]:
-        xi = as_matrix(vectors)  # (n, d)
-        if len(ids) == 0:
-            return []
-        await self.ensure(xi.shape[1])
-        uids, uxi, upay = dedupe_last(ids, xi, payloads)
-        for s in range(0, len(uids), STORE_BATCH):
-            e = s + STORE_BATCH
-            await self.client.store(self.name, uxi[s:e], ids=uids[s:e], payloads=upay[s:e])
-        return ids
-
-    async def _cue_query(self, vector: Any, top: int, with_vectors: bool) -> QueryResponse:
-        if self.steps0 is not False:
-            try:
-                kw = self._cue_kwargs(top, with_vectors, True)
-                r = await self.client.query(self.name, vector, **kw)
-                self.steps0 = True
-                return r
-            except InvalidInput as exc:
-                if not is_steps_refusal(exc):
-                    raise
-                self.steps0 = False
-        kw = self._cue_kwargs(top, with_vectors, False)
-        return await self.client.query(self.name, vector, **kw)
-
-    async def search(
-        self, vector: Any, k: int, flt: MetadataFilter | None = None, with_vectors: bool = False
-    ) -> Recall | None:
-        if k <= 0 or not await self.ensure():
-            return None
-        plan = search_plan(k, flt)
-        top = next(plan)
-        try:
-            while True:
-                res = (await self._cue_query(vector, top, with_vectors))[0]
-                top = plan.send(hits_of(res))
-        except StopIteration as done:
-            return Recall(done.value, res.energy, res.state, res.steps, res.converged)
-        except LamClientError as exc:
-            if missing(exc):
-                return None
-            raise
-
-    async def get_many(self, ids: Sequence[str]) -> list[Hit]:
-        out = []
-        for i in ids:
-            try:
-                m = await self.client.get(self.name, i)
-            except NotFound:
-                continue
-            text, metadata = from_payload(m.payload)
-            out.append(Hit(m.id, text, metadata, 0.0, 0.0, m.vector))
-        return out
-
-    async def delete(self, ids: Sequence[str] | None) -> int:
-        try:
-            if ids is None:
-                ids = [m.id async for m in self.client.iterate_memories(self.name, 1000)]
-            n = 0
-            for s in range(0, len(ids), STORE_BATCH):
-                n += await self.client.delete_many(self.name, list(ids[s : s + STORE_BATCH]))
             return n
         except NotFound:
             return 0
