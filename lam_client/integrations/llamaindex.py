@@ -131,7 +131,10 @@ class LamLlamaVectorStore(BasePydanticVectorStore):
         beta: float = DEFAULT_BETA,
         normalize: bool = True,
     ) -> None:
-        super().__init__(bank=bank, beta=beta, normalize=normalize)
+        # Pydantic fields, passed as a dict: without pydantic's mypy plugin the base
+        # class's __init__ looks like it takes no fields.
+        fields: dict[str, Any] = {"bank": bank, "beta": beta, "normalize": normalize}
+        super().__init__(**fields)
         if client is None:
             client = Client(path=path) if path is not None else Client(url, api_key=api_key)
         self._client = client
