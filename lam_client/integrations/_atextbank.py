@@ -87,7 +87,8 @@ class AsyncTextBank(BankBase):
                 res = (await self._cue_query(vector, top, with_vectors))[0]
                 top = plan.send(hits_of(res))
         except StopIteration as done:
-            return Recall(done.value, res.energy, res.state, res.steps, res.converged)
+            # Scored at the cue either way: report it as API.md reports steps 0.
+            return Recall(done.value, res.energy, res.state, 0, False)
         except LamClientError as exc:
             if missing(exc):
                 return None

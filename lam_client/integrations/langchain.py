@@ -69,6 +69,26 @@ def _mmr(
     return [_doc(recall.hits[i]) for i in picked]
 
 
+class LamEmbeddings(Embeddings):
+    """lam_engine.embed's model (default all-MiniLM-L6-v2, bundled, offline) as LangChain
+    `Embeddings` (needs 'lam[text]'); `model` may also be a sentence-transformers directory.
+    Loaded on first use, once per process."""
+
+    def __init__(self, model: str = "all-MiniLM-L6-v2") -> None:
+        self.model = model
+
+    def _embedder(self) -> Any:
+        from lam_engine.embed import load_embedder
+
+        return load_embedder(self.model)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [[float(x) for x in row] for row in self._embedder().embed(texts)]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
 class LamVectorStore(VectorStore):
     """A LangChain vector store over one LAM bank (created on the first write, with the
     embedding's dim, `normalize` and `beta`; an existing bank is used as it is).
@@ -347,4 +367,4 @@ class LamVectorStore(VectorStore):
         self.close()
 
 
-__all__ = ["LamRetriever", "LamVectorStore"]
+__all__ = ["LamEmbeddings", "LamRetriever", "LamVectorStore"]

@@ -19,7 +19,8 @@ from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 from lam_client import Client
 from lam_client.errors import NotFound
-from lam_client.integrations.langchain import LamRetriever, LamVectorStore
+from lam_client.integrations.langchain import LamEmbeddings, LamRetriever, LamVectorStore
+from lam_engine.embed import Embedder
 
 
 def drop(client: Client, bank: str) -> None:
@@ -116,7 +117,7 @@ def test_retriever_exposes_weight_energy_and_completion(store: LamVectorStore) -
     docs = LamRetriever(vectorstore=store, k=3).invoke("fig roll")
     lam = docs[0].metadata["lam"]
     assert docs[0].page_content == "fig roll" and lam["id"] == "f4"
-    assert lam["score"] == pytest.approx(1.0, abs=1e-5)
+    assert lam["score"] == pytest.approx(1.0, abs=1e-5) and lam["steps"] == 0
     weights = [d.metadata["lam"]["weight"] for d in docs]
     assert weights == sorted(weights, reverse=True) and 0 < weights[0] <= 1
     # The query's energy is its novelty: a stored text is more familiar than an unseen one.
@@ -165,3 +166,14 @@ async def test_async_search_matches_sync(lam_url: str, bank_name: str) -> None:
     finally:
         drop(store.client, bank_name)
         store.close()
+
+
+def test_minilm_embeddings_rank_a_paraphrase(
+    minilm: Embedder, bank_name: str, embedded_client: Client
+) -> None:
+    emb = LamEmbeddings()
+    assert len(emb.embed_query("hello")) == minilm.dim
+    s = LamVectorStore(emb, client=embedded_client, bank=bank_name)
+    s.add_texts(["The cat is sleeping on the sofa.", "The stock market fell sharply."])
+    assert s.similarity_search("Share prices dropped.", k=1)[0].page_content.startswith("The st")
+    drop(embedded_client, bank_name)
