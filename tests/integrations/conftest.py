@@ -17,6 +17,13 @@ from live_server import LamServer
 from lam_client import Client
 from lam_engine.embed import MINILM, Embedder, load_embedder, text_extra_installed
 
+try:
+    import pytest_asyncio  # noqa: F401
+
+    HAVE_ASYNCIO_PLUGIN = True
+except ImportError:  # the dev extra brings it; without it async tests skip, not fail
+    HAVE_ASYNCIO_PLUGIN = False
+
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pycollect_makeitem(collector: Any, name: str, obj: Any) -> Any:
@@ -24,7 +31,10 @@ def pytest_pycollect_makeitem(collector: Any, name: str, obj: Any) -> Any:
     run pytest-asyncio in auto mode). Marking them here, before pytest-asyncio looks, keeps
     auto mode out of the rest of the suite."""
     if inspect.iscoroutinefunction(obj) and name.startswith("test"):
-        pytest.mark.asyncio(obj)
+        if HAVE_ASYNCIO_PLUGIN:
+            pytest.mark.asyncio(obj)
+        else:
+            pytest.mark.skip(reason="needs pytest-asyncio (the dev extra)")(obj)
     return (yield)
 
 
