@@ -53,7 +53,14 @@ class AsyncTextBank(BankBase):
         uids, uxi, upay = dedupe_last(ids, xi, payloads)
         for s in range(0, len(uids), STORE_BATCH):
             e = s + STORE_BATCH
-            await self.client.store(self.name, uxi[s:e], ids=uids[s:e], payloads=upay[s:e])
+            try:
+                await self.client.store(self.name, uxi[s:e], ids=uids[s:e], payloads=upay[s:e])
+            except NotFound:
+                # The bank went away since we learned its dim (deleted by someone else):
+                # create it again, once, and store there.
+                self.dim = None
+                await self.ensure(xi.shape[1])
+                await self.client.store(self.name, uxi[s:e], ids=uids[s:e], payloads=upay[s:e])
         return ids
 
     async def _cue_query(self, vector: Any, top: int, with_vectors: bool) -> QueryResponse:

@@ -112,3 +112,12 @@ def test_filters_ids_and_payloads() -> None:
     assert kept[0] == ["b", "a"] and kept[2] == [{"n": 1}, {"n": 2}]
     assert from_payload({"page_content": "t", "metadata": {"k": 1}}) == ("t", {"k": 1})
     assert from_payload({"other": 1}) == ("", {"other": 1})  # written by someone else
+
+
+def test_a_bank_deleted_behind_the_store_is_created_again(embedded_client: Any) -> None:
+    bank = TextBank(embedded_client, BankSpec("vanishing"))
+    bank.add(np.eye(3, dtype=np.float32), ["a", "b", "c"], [to_payload("x", None)] * 3)
+    embedded_client.delete_bank("vanishing")
+    bank.add(np.eye(3, dtype=np.float32)[:1], ["d"], [to_payload("y", None)])
+    assert embedded_client.get_bank("vanishing").count == 1
+    embedded_client.delete_bank("vanishing")
