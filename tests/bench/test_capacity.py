@@ -18,10 +18,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench import capacity  # noqa: E402
+from bench import capacity
 
 FULL_JSON = ROOT / "bench" / "results" / "capacity.json"
 

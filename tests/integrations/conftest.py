@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from live_server import LamServer
+from tests.harness import LamServer
 
 from lam_client import Client
 from lam_engine.embed import MINILM, Embedder, load_embedder, text_extra_installed

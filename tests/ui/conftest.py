@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from live_server import REPO, LamServer
+from tests.harness import REPO, LamServer
 
 CHROMIUM = os.environ.get("LAM_CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags chromium phones Google at start (refused here).
