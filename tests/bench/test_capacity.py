@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 from bench import capacity
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FULL_JSON = ROOT / "bench" / "results" / "capacity.json"
 
