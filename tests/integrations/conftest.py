@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.harness import LamServer
 
 from lam_client import Client
 from lam_engine.embed import MINILM, Embedder, load_embedder, text_extra_installed
+from tests.harness import LamServer
 
 try:
     import pytest_asyncio  # noqa: F401

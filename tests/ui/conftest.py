@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
 from tests.harness import REPO, LamServer
 
 CHROMIUM = os.environ.get("LAM_CHROMIUM", "/usr/bin/chromium")
