@@ -10,8 +10,12 @@ Open a durable store of named memory banks and retrieve by Model B energy descen
     'x'
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# config and errors are plain Python: the SDK reads its defaults and error families from
+# them without paying for torch and FAISS. Everything else loads on first use (PEP 562).
 from .config import BankConfig, PrefilterConfig
-from .engine import Engine
 from .errors import (
     BankExistsError,
     BankNotFoundError,
@@ -32,19 +36,49 @@ from .errors import (
     SnapshotFormatError,
     StorageError,
 )
-from .inputs import QueryInput
-from .results import (
-    BankInfo,
-    DiagnosticsResult,
-    DynamicsResult,
-    EnergyResult,
-    Match,
-    MemoryRecord,
-    QueryBatchResult,
-    QueryResult,
-    UpsertResult,
-)
-from .runtime import setup
+
+if TYPE_CHECKING:
+    from .engine import Engine
+    from .inputs import QueryInput
+    from .results import (
+        BankInfo,
+        DiagnosticsResult,
+        DynamicsResult,
+        EnergyResult,
+        Match,
+        MemoryRecord,
+        QueryBatchResult,
+        QueryResult,
+        UpsertResult,
+    )
+    from .runtime import setup
+
+_LAZY = {
+    "Engine": "engine",
+    "QueryInput": "inputs",
+    "setup": "runtime",
+    **dict.fromkeys(
+        (
+            "BankInfo", "DiagnosticsResult", "DynamicsResult", "EnergyResult", "Match",
+            "MemoryRecord", "QueryBatchResult", "QueryResult", "UpsertResult",
+        ),
+        "results",
+    ),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lam_engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

@@ -184,3 +184,17 @@ def test_query_defaults_have_one_source() -> None:
         if pattern.search(line.split("#")[0])
     ]
     assert not hits, f"query tolerance default copied: {hits}"
+
+
+def test_the_sdk_and_the_contract_import_without_torch() -> None:
+    """HTTP users of the SDK and CLI read defaults and error families from lam_engine's
+    config and errors; that must not load torch or FAISS (seconds at every `lam` call)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lam_client, lam_client.cli, lam_engine, lam_engine.config\n"
+        "heavy = sorted({'torch', 'faiss'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
