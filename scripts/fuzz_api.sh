@@ -5,8 +5,8 @@
 # headers and Allow against /openapi.json (tests/harness/fuzz.py). The bounded version runs in
 # tests/integration/test_schemathesis.py.
 #
-#   scripts/fuzz_api.sh                  # 500 examples per operation, every phase
+#   scripts/fuzz_api.sh                  # 600 examples per operation, every phase
 #   EXAMPLES=2000 SEED=9 scripts/fuzz_api.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec "${PY:-python3}" -m tests.harness.fuzz --examples "${EXAMPLES:-500}" --seed "${SEED:-7}"
+exec "${PY:-python3}" -m tests.harness.fuzz --examples "${EXAMPLES:-600}" --seed "${SEED:-7}"

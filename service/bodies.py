@@ -160,6 +160,9 @@ def bool_array(value: Any, what: str) -> np.ndarray:
     try:
         arr = np.asarray(value)
     except (ValueError, TypeError):
+        if isinstance(value, list) and all(isinstance(row, list) for row in value):
+            # Rows of different lengths: the same dimension error as a ragged matrix of numbers.
+            raise _ragged(value, f"{what} rows") from None
         raise InvalidInputError(
             f"{what} must be a list of equal-length arrays of booleans"
         ) from None

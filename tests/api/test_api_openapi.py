@@ -126,3 +126,8 @@ def test_without_keys_or_rate_limit_no_401_403_429_is_documented(tmp_path: Any) 
     ops = keyed["paths"]["/v1/banks"]
     assert "403" in ops["post"]["responses"] and "403" not in ops["get"]["responses"]
     assert "401" in ops["get"]["responses"]
+
+
+def test_a_ragged_mask_is_a_dimension_mismatch(client: TestClient, bank: str) -> None:
+    body = {"queries": [[1.0, 0, 0, 0], [0, 1.0, 0, 0]], "mask": [[True], [True, False]]}
+    assert_error(client.post(f"/v1/banks/{bank}/query", json=body), 422, "dimension_mismatch")

@@ -5,7 +5,7 @@ One runner for the bounded CI runs (tests/integration, tests/reliability) and th
 and negative modes; the built-in positive_data_acceptance is replaced by the hooks' variant
 that knows the refusals JSON Schema cannot express (schemathesis_hooks.BEYOND_SCHEMA).
 
-    python -m tests.harness.fuzz --examples 500 --seed 7     # its own server, >= 10 000 cases
+    python -m tests.harness.fuzz --examples 600 --seed 7     # its own server, >= 10 000 cases
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def run_schemathesis(
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--examples", type=int, default=500, help="max examples per operation")
+    ap.add_argument("--examples", type=int, default=600, help="max examples per operation")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--phases", default=f"{PHASES},stateful")
     args = ap.parse_args()

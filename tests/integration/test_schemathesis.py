@@ -20,6 +20,7 @@ def test_schemathesis_all_checks_find_nothing(live_server: LamServer, tmp_path: 
     res = run_schemathesis(
         live_server.url, examples=10, seed=20240601, timeout=120, report=tmp_path / "junit.xml"
     )
+    print(f"FIGURE schemathesis_bounded cases={res.cases} failures={res.failures}")
     assert res.returncode == 0, res.output[-8000:]
     assert res.failures == 0 and res.cases > 1000, res.output[-3000:]
     assert live_server.proc is not None and live_server.proc.poll() is None, "server died"
