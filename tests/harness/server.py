@@ -90,6 +90,8 @@ class LamServer:
                 if r.status_code == 200:
                     return
                 last = r.text
+                if "load_failed" in last:  # the store could not be opened: final, no retry
+                    raise TimeoutError(f"never ready ({last}): {self.tail()}")
             except httpx.HTTPError as exc:
                 last = repr(exc)
             time.sleep(0.05)

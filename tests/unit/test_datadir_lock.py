@@ -128,7 +128,7 @@ def test_a_served_data_dir_cannot_be_opened_by_a_client_or_another_server(tmp_pa
         second = LamServer(data_dir=tmp_path / "data", log_path=tmp_path / "second.log")
         try:
             with pytest.raises(TimeoutError, match="load_failed"):
-                second.start(timeout=20)
+                second.start(timeout=120)  # fails as soon as it answers
             assert f"in use by pid {server.pid}" in (tmp_path / "second.log").read_text()
         finally:
             second.stop()
