@@ -42,6 +42,11 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     # `python -m bench.bench_scale` alone for it; the suite uses 2·10⁶.
     "scale": ("bench_scale.py", ["--n", "2000000"]),
 }
+# Opt-in only (`--only peer`), never in the default suite: it installs Chroma into a venv
+# of its own (bench/peer/.venv, ≈ 2 GB, once) and embeds the text workload (≈ 3 min, once).
+OPT_IN: dict[str, tuple[str, list[str]]] = {"peer": ("bench_peer.py", [])}
+# The first run of an opt-in benchmark also installs its venv: longer limits.
+TIMEOUT_OVERRIDE_S = {"peer": {"full": 2400, "quick": 1200, "tiny": 1200}}
 # What --tiny passes on top of --quick (our scripts only; others get plain --quick).
 TINY = {
     "engine": ["--tiny"],
@@ -58,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, < 3 min")
     parser.add_argument("--tiny", action="store_true", help="CI smoke run (implies --quick)")
-    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), default=None)
+    parser.add_argument(
+        "--only", nargs="+", choices=sorted({**BENCHMARKS, **OPT_IN}), default=None,
+        help=f"a subset; opt-in only: {', '.join(OPT_IN)}",
+    )  # fmt: skip
     parser.add_argument("--out-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     missing: list[str] = []
     t_all = time.perf_counter()
     for name in args.only or list(BENCHMARKS):
-        script, full_args = BENCHMARKS[name]
+        script, full_args = {**BENCHMARKS, **OPT_IN}[name]
         path = BENCH / script
         if not path.exists():
             missing.append(name)
@@ -78,20 +86,21 @@ def main(argv: list[str] | None = None) -> int:
             else ["--quick"] + QUICK.get(name, []) + (TINY.get(name, []) if mode == "tiny" else [])
         )
         if args.out_dir is not None:
-            if name in ("engine", "http", "scale", "store_http"):
+            if name in ("engine", "http", "scale", "store_http", "peer"):
                 extra += ["--out-dir", str(args.out_dir)]
             else:  # these take a file name
                 suffix = "" if mode == "full" else "_quick"
                 extra += ["--out", str(args.out_dir / f"{name}{suffix}.json")]
         print(f"\n== {name}: {script} {' '.join(extra)}", flush=True)
         t0 = time.perf_counter()
+        limit = TIMEOUT_OVERRIDE_S.get(name, TIMEOUT_S)[mode]
         try:
             rc = subprocess.run(
-                [sys.executable, str(path), *extra], cwd=ROOT, timeout=TIMEOUT_S[mode]
+                [sys.executable, str(path), *extra], cwd=ROOT, timeout=limit
             ).returncode
         except subprocess.TimeoutExpired:
             rc = -1
-            print(f"== {name}: timed out after {TIMEOUT_S[mode]} s", flush=True)
+            print(f"== {name}: timed out after {limit} s", flush=True)
         print(f"== {name}: exit {rc} in {time.perf_counter() - t0:.0f} s", flush=True)
         if rc != 0:
             failed.append(name)
