@@ -74,6 +74,7 @@ class QueryDefaults:
     with_payload: bool = True
     with_vectors: bool = False
     exact: bool = False
+    steps_min: int = 0  # 0: score at the cue (API.md, "Scoring at the cue")
     steps_max: int = 10_000
     top_k_max: int = 100_000
 

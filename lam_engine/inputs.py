@@ -45,7 +45,8 @@ class QueryInput:
     * `mask`: None, or a bool C-contiguous (B, d) array (one row given was broadcast);
       true marks a known feature;
     * `beta`: None (the bank's β) or a float accepted by `config.check_beta`;
-    * `steps` in [1, QUERY.steps_max], `tol` finite ≥ 0, `top_k` in [0, QUERY.top_k_max];
+    * `steps` in [QUERY.steps_min, QUERY.steps_max] (0: score at the cue), `tol` finite
+      ≥ 0, `top_k` in [0, QUERY.top_k_max];
     * `with_payload`, `with_vectors`, `exact`: bools.
 
     The bank's dimension is checked when `dim` is passed to `build`; the engine compares
@@ -111,7 +112,7 @@ class QueryInput:
             queries=q,
             mask=None if m is None else np.ascontiguousarray(m),
             beta=None if beta is None else check_beta(beta),
-            steps=_int_in("steps", steps, 1, QUERY.steps_max),
+            steps=_int_in("steps", steps, QUERY.steps_min, QUERY.steps_max),
             tol=float(tol),
             top_k=_int_in("top_k", top_k, 0, QUERY.top_k_max),
             with_payload=_flag("with_payload", with_payload),

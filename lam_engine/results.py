@@ -14,6 +14,13 @@ def _floats(x: np.ndarray) -> list[float]:
     return [float(v) for v in np.asarray(x, dtype=np.float64).ravel()]
 
 
+def _vector(x: np.ndarray, arrays: bool) -> Any:
+    """A vector for JSON: a list of floats, or (arrays) a float64 numpy array for orjson's
+    OPT_SERIALIZE_NUMPY, which writes the same text without a Python float per element
+    (float64, not float32: orjson prints float32 in its own shortest form, other digits)."""
+    return np.asarray(x, dtype=np.float64).ravel() if arrays else _floats(x)
+
+
 @dataclass
 class BankInfo:
     name: str
@@ -68,12 +75,12 @@ class Match:
     vector: np.ndarray | None = None
     with_payload: bool = True
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, arrays: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "weight": self.weight, "score": self.score}
         if self.with_payload:
             out["payload"] = self.payload
         if self.vector is not None:
-            out["vector"] = _floats(self.vector)
+            out["vector"] = _vector(self.vector, arrays)
         return out
 
 
@@ -87,13 +94,13 @@ class QueryResult:
     missed_mass_bound: float | None = None
     prefiltered: bool = False
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, arrays: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "state": _floats(self.state),
+            "state": _vector(self.state, arrays),
             "steps": self.steps,
             "converged": self.converged,
             "energy": self.energy,
-            "matches": [m.to_dict() for m in self.matches],
+            "matches": [m.to_dict(arrays=arrays) for m in self.matches],
         }
         if self.missed_mass_bound is not None:
             out["missed_mass_bound"] = self.missed_mass_bound
@@ -106,8 +113,12 @@ class QueryBatchResult:
     results: list[QueryResult]
     prefiltered: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"results": [r.to_dict() for r in self.results], "prefiltered": self.prefiltered}
+    def to_dict(self, *, arrays: bool = False) -> dict[str, Any]:
+        """API.md's shape; `arrays`: vectors as numpy arrays (for orjson), not lists."""
+        return {
+            "results": [r.to_dict(arrays=arrays) for r in self.results],
+            "prefiltered": self.prefiltered,
+        }
 
 
 @dataclass

@@ -14,7 +14,7 @@ import torch
 
 from .bank import MemoryBank
 from .config import QUERY, hidden_function
-from .kernels import DEFAULT_CHUNK_BYTES, candidate_pass, model_b_pass
+from .kernels import DEFAULT_CHUNK_BYTES, candidate_pass, gather_rows, model_b_pass
 from .math import lagrangians, models
 from .math.bound import missed_mass_bound
 from .vectors import normalize_rows
@@ -169,7 +169,7 @@ def retrieve_b_prefiltered(
         rows_np = bank.rows_for_keys(keys)
         rows = torch.from_numpy(rows_np).to(xi.device)
         valid = rows >= 0
-        xi_c = xi[rows.clamp_min(0)]  # (B, k, d)
+        xi_c = gather_rows(xi, rows.clamp_min(0))  # (B, k, d)
         out, lse, h = candidate_pass(xi_c, v, beta, valid)
         eps[:] = np.maximum(eps, missed_mass_bound(h.cpu().numpy(), n, beta))
         return _CandPass(out=out, lse=lse, h=h, rows=rows)

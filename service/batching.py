@@ -11,9 +11,9 @@ Admission is bounded: at most `max_pending` requests wait or compute in the proc
 next one is refused with 503 `overloaded` and Retry-After (the SDK retries it) instead of
 joining an unbounded queue whose memory and latency grow without limit.
 
-Requests are validated before they are queued (shape, finiteness, mask), so a bad request
-cannot poison a batch; if a merged call still fails, each request is rerun alone and gets
-its own answer or error.
+Requests arrive validated (a `QueryInput`, built at the HTTP boundary), so a bad request
+cannot poison a batch; the batch is their `QueryInput.concat`, which the engine trusts. If a
+merged call still fails, each request is rerun alone and gets its own answer or error.
 """
 
 from __future__ import annotations
@@ -25,15 +25,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from lam_engine import Engine
-from lam_engine.errors import (
-    DimensionMismatchError,
-    EmptyBatchError,
-    InvalidInputError,
-    NonFiniteError,
-)
+from lam_engine.inputs import QueryInput
 
 from .errors import ApiError
 from .metrics import Metrics
@@ -62,18 +55,23 @@ class BatchKey:
     with_vectors: bool
     exact: bool
 
+    @classmethod
+    def of(cls, bank: str, q: QueryInput) -> BatchKey:
+        return cls(
+            bank=bank, dim=q.dim, masked=q.mask is not None, beta=q.beta, steps=q.steps,
+            tol=q.tol, with_payload=q.with_payload, with_vectors=q.with_vectors, exact=q.exact,
+        )  # fmt: skip
+
 
 @dataclass
 class _Item:
-    queries: np.ndarray  # (b, d) float32
-    mask: np.ndarray | None  # (b, d) bool
-    top_k: int
+    q: QueryInput
     future: asyncio.Future[QueryOut]
     t0: float
 
     @property
     def rows(self) -> int:
-        return int(self.queries.shape[0])
+        return self.q.batch
 
 
 @dataclass
@@ -82,34 +80,6 @@ class _Queue:
     rows: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(_INFLIGHT_PER_QUEUE))
-
-
-def prepare_rows(
-    queries: np.ndarray, mask: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Shape/finiteness/mask checks done before queueing; rows as float32, mask as (b, d)."""
-    if queries.ndim != 2:
-        if queries.size == 0:
-            raise EmptyBatchError("queries must not be empty")
-        raise InvalidInputError(
-            "queries must be a 2-D array (B × dim)", {"shape": list(queries.shape)}
-        )
-    if queries.shape[0] == 0:
-        raise EmptyBatchError("queries must not be empty")
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
-        rows = queries.astype(np.float32, copy=False)
-    if not np.isfinite(rows).all():
-        raise NonFiniteError("queries contain NaN or Inf (or overflow float32)")
-    if mask is None:
-        return rows, None
-    b, d = rows.shape
-    if mask.ndim == 1:
-        mask = mask[None, :]
-    if mask.ndim != 2 or mask.shape[1] != d or mask.shape[0] not in (1, b):
-        raise DimensionMismatchError(
-            f"mask must be 1 × {d} or {b} × {d}", {"shape": list(mask.shape)}
-        )
-    return rows, np.broadcast_to(mask, (b, d))
 
 
 class MicroBatcher:
@@ -139,16 +109,13 @@ class MicroBatcher:
     def enabled(self) -> bool:
         return self.window > 0
 
-    async def query(
-        self, bank: str, queries: np.ndarray, mask: np.ndarray | None, params: dict[str, Any]
-    ) -> QueryOut:
-        """One request's results as API.md's JSON; params are QueryParams' fields."""
-        rows, mask = prepare_rows(queries, mask)
+    async def query(self, bank: str, q: QueryInput) -> QueryOut:
+        """One request's results as API.md's JSON shape (state vectors as numpy arrays)."""
         if self._closing:
             raise ApiError(503, "not_ready", "the service is shutting down")
         self._admit(bank)
         try:
-            return await self._query(bank, rows, mask, params)
+            return await self._query(bank, q)
         finally:
             self._pending -= 1
             self.metrics.query_pending.set(self._pending)
@@ -164,26 +131,20 @@ class MicroBatcher:
         self._pending += 1
         self.metrics.query_pending.set(self._pending)
 
-    async def _query(
-        self, bank: str, rows: np.ndarray, mask: np.ndarray | None, params: dict[str, Any]
-    ) -> QueryOut:
-        if not self.enabled or rows.shape[0] >= self.max_rows:
-            return await self._compute(bank, rows, mask, params, 1)
-        key = BatchKey(
-            bank=bank, dim=rows.shape[1], masked=mask is not None, beta=params["beta"],
-            steps=params["steps"], tol=params["tol"], with_payload=params["with_payload"],
-            with_vectors=params["with_vectors"], exact=params["exact"],
-        )  # fmt: skip
+    async def _query(self, bank: str, q: QueryInput) -> QueryOut:
+        if not self.enabled or q.batch >= self.max_rows:
+            return await self._compute(bank, q, 1)
+        key = BatchKey.of(bank, q)
         loop = asyncio.get_running_loop()
-        item = _Item(rows, mask, params["top_k"], loop.create_future(), loop.time())
-        q = self._queues.get(key)
-        if q is None:
-            q = self._queues[key] = _Queue()
-            self._spawn(self._owner(key, q))
-        q.items.append(item)
-        q.rows += item.rows
-        if q.rows >= self.max_rows:
-            q.wake.set()
+        item = _Item(q, loop.create_future(), loop.time())
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = _Queue()
+            self._spawn(self._owner(key, queue))
+        queue.items.append(item)
+        queue.rows += item.rows
+        if queue.rows >= self.max_rows:
+            queue.wake.set()
         return await item.future
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -191,24 +152,16 @@ class MicroBatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _compute(
-        self, bank: str, rows: np.ndarray, mask: np.ndarray | None, params: dict[str, Any], n: int
-    ) -> QueryOut:
+    async def _compute(self, bank: str, q: QueryInput, n: int) -> QueryOut:
         self._computing += 1
         try:
-            return await self.run(self._call, bank, rows, mask, params, n)
+            return await self.run(self._call, bank, q, n)
         finally:
             self._computing -= 1
 
-    def _call(
-        self, bank: str, rows: np.ndarray, mask: np.ndarray | None, params: dict[str, Any], n: int
-    ) -> QueryOut:
-        """Worker thread: one engine call, converted to JSON shape and counted."""
-        kwargs = {
-            k: params[k]
-            for k in ("beta", "steps", "tol", "top_k", "with_payload", "with_vectors", "exact")
-        }
-        out = self.engine.query(bank, rows, mask=mask, **kwargs).to_dict()
+    def _call(self, bank: str, q: QueryInput, n: int) -> QueryOut:
+        """Worker thread: one engine call, in JSON shape (arrays left to orjson), counted."""
+        out = self.engine.query(bank, q).to_dict(arrays=True)
         self.metrics.observe_query(bank, out, n)
         return out
 
@@ -270,35 +223,25 @@ class MicroBatcher:
             q.slots.release()
 
     async def _merged(self, key: BatchKey, batch: list[_Item]) -> None:
-        params = {
-            "beta": key.beta, "steps": key.steps, "tol": key.tol,
-            "top_k": max(item.top_k for item in batch), "with_payload": key.with_payload,
-            "with_vectors": key.with_vectors, "exact": key.exact,
-        }  # fmt: skip
-        rows = (
-            np.concatenate([item.queries for item in batch]) if len(batch) > 1 else batch[0].queries
-        )
-        mask = None
-        if key.masked:
-            mask = np.concatenate([item.mask for item in batch])
+        # Validated inputs joined without a second check; top_k is the largest asked for.
+        q = QueryInput.concat([item.q for item in batch]) if len(batch) > 1 else batch[0].q
         try:
-            out = await self._compute(key.bank, rows, mask, params, len(batch))
+            out = await self._compute(key.bank, q, len(batch))
         except Exception as exc:
             if len(batch) == 1:
                 _resolve(batch[0], exc=exc)
                 return
             log.debug("merged query of %d requests failed (%s); rerunning each", len(batch), exc)
-            await asyncio.gather(*(self._alone(key.bank, item, params) for item in batch))
+            await asyncio.gather(*(self._alone(key.bank, item) for item in batch))
             return
         start = 0
         for item in batch:
-            _resolve(item, _slice(out, start, item.rows, item.top_k))
+            _resolve(item, _slice(out, start, item.rows, item.q.top_k))
             start += item.rows
 
-    async def _alone(self, bank: str, item: _Item, params: dict[str, Any]) -> None:
-        own = {**params, "top_k": item.top_k}
+    async def _alone(self, bank: str, item: _Item) -> None:
         try:
-            _resolve(item, await self._compute(bank, item.queries, item.mask, own, 1))
+            _resolve(item, await self._compute(bank, item.q, 1))
         except Exception as exc:
             _resolve(item, exc=exc)
 

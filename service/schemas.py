@@ -205,7 +205,7 @@ class QueryParams(_Request):
     """Everything of a query but the vectors; also the query-string form for .npy bodies."""
 
     beta: Beta | None = None
-    steps: Int = Field(default=QUERY.steps, ge=1, le=QUERY.steps_max)
+    steps: Int = Field(default=QUERY.steps, ge=QUERY.steps_min, le=QUERY.steps_max)
     tol: float = Field(default=QUERY.tol, ge=0)
     top_k: Int = Field(default=QUERY.top_k, ge=0, le=QUERY.top_k_max)
     with_payload: bool = QUERY.with_payload

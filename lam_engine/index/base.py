@@ -29,6 +29,7 @@ from ..errors import (
     InvalidParameterError,
     NonFiniteError,
 )
+from .runtime import serial_search
 
 
 class RestoreError(ValueError):
@@ -222,7 +223,8 @@ class Prefilter(ABC):
         # Ask FAISS for no more than exists: padding beyond N is ours, and a huge k
         # would make FAISS allocate (B, k) heaps for nothing.
         k_eff = min(k, n_live)
-        found_scores, found_keys = self._search(queries, k_eff)
+        with serial_search(b):
+            found_scores, found_keys = self._search(queries, k_eff)
         missing = found_keys < 0
         scores[:, :k_eff] = np.where(missing, -np.inf, found_scores).astype(np.float32)
         keys[:, :k_eff] = found_keys

@@ -4,7 +4,7 @@
 produces log-sum-exp partials and merges them with `lam_engine.math.merge`.
 """
 
-from .candidates import candidate_pass
+from .candidates import candidate_pass, gather_rows
 from .chunked import chunk_rows_for
 from .cpu import half_gemm_ok
 from .dispatch import model_b_pass
@@ -15,6 +15,7 @@ __all__ = [
     "PassResult",
     "candidate_pass",
     "chunk_rows_for",
+    "gather_rows",
     "half_gemm_ok",
     "model_b_pass",
 ]

@@ -132,8 +132,8 @@ def test_failed_merged_call_falls_back_to_one_call_each(tmp_path: Path) -> None:
         sizes: list[int] = []
 
         def flaky(name: str, queries: Any, **kw: Any) -> Any:
-            sizes.append(len(queries))
-            if len(queries) > 3:
+            sizes.append(queries.batch)  # a QueryInput: validated at the boundary
+            if queries.batch > 3:
                 raise InvalidInputError("merged call failed")
             return original(name, queries, **kw)
 
@@ -193,7 +193,7 @@ def test_requests_arriving_during_a_call_wait_and_go_out_together(tmp_path: Path
             with lock:
                 running[0] += 1
                 running[1] = max(running)
-                sizes.append(len(queries))
+                sizes.append(queries.batch)
             started.set()
             release.wait(10)
             try:

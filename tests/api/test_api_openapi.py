@@ -24,7 +24,7 @@ from tests.harness import REPO
 _CHANGED_DEFAULTS = """
 import dataclasses, json
 import lam_engine.config as c
-c.QUERY = dataclasses.replace(c.QUERY, top_k=7, tol=0.25, steps_max=77)
+c.QUERY = dataclasses.replace(c.QUERY, top_k=7, tol=0.25, steps_min=2, steps_max=77)
 c.DYNAMICS = dataclasses.replace(c.DYNAMICS, tau_f=2.5, record_every=3)
 c.MAX_DIM = 4096
 from service import Settings, create_app
@@ -40,6 +40,7 @@ def test_a_default_changed_in_config_shows_in_the_openapi_document() -> None:
     query = comps["QueryRequest"]["properties"]
     assert query["top_k"]["default"] == 7 and query["tol"]["default"] == 0.25
     assert query["steps"]["maximum"] == 77  # also the default of LAM_MAX_QUERY_STEPS
+    assert query["steps"]["minimum"] == 2
     params = doc["paths"]["/v1/banks/{bank}/query"]["post"]["parameters"]
     assert {p["name"]: p["schema"].get("default") for p in params}["top_k"] == 7
     dynamics = comps["DynamicsRequest"]["properties"]

@@ -88,7 +88,7 @@ def test_query_npy_body_equals_json(client: TestClient, bank: str) -> None:
         ({"queries": []}, "empty_batch"),
         ({"queries": [[1, 0, 0, 0]], "beta": 0}, "validation_error"),
         ({"queries": [[1, 0, 0, 0]], "beta": -2.5}, "validation_error"),
-        ({"queries": [[1, 0, 0, 0]], "steps": 0}, "validation_error"),
+        ({"queries": [[1, 0, 0, 0]], "steps": -1}, "validation_error"),
         ({"queries": [[1, 0, 0, 0]], "top_k": -1}, "validation_error"),
         ({"queries": [[1, 0, 0, 0]], "mask": [True, False]}, None),
         ({"queries": [[1, 0, 0, 0]], "mask": [1, 0, 1, 0]}, None),

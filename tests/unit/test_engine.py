@@ -279,7 +279,7 @@ def test_empty_bank_and_bad_params(engine: Engine) -> None:
         {"beta": 0},
         {"beta": -1.0},
         {"beta": float("nan")},
-        {"steps": 0},
+        {"steps": -1},
         {"tol": -1},
         {"top_k": -1},
         {"steps": 1.5},

@@ -43,7 +43,7 @@ def test_build_gives_the_documented_guarantees() -> None:
         ({"mask": [1, 0, 1]}, InvalidInputError),
         ({"beta": 0.0}, InvalidParameterError),
         ({"beta": 1e39}, InvalidParameterError),
-        ({"steps": 0}, InvalidParameterError),
+        ({"steps": QUERY.steps_min - 1}, InvalidParameterError),
         ({"steps": QUERY.steps_max + 1}, InvalidParameterError),
         ({"steps": True}, InvalidParameterError),
         ({"tol": -1.0}, InvalidParameterError),
