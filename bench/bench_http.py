@@ -4,15 +4,18 @@ Starts `python -m service` on 127.0.0.1 (its own data dir, SQLite synchronous=NO
 one N × d float32 bank, then drives POST /v1/banks/{bank}/query (one query per request,
 top_k=5) with `wrk` (C, epoll: far cheaper per request than the server, so it is not the
 bottleneck) at 1/16/64 concurrent connections, for micro-batching on
-(LAM_BATCH_WINDOW_MS=2) and off (0) and for JSON and application/x-npy bodies. In the same
-run: GET /healthz at the same concurrency (the HTTP floor of this machine) and the
+(LAM_BATCH_WINDOW_MS=2) and off (0), for JSON bodies at steps 0 (score at the cue) and
+steps 1 (the default) and application/x-npy bodies; and the same JSON queries on a second
+bank with the certified IVF prefilter (normalized, β = 32, as issue 12's workload). In the
+same run: GET /healthz at the same concurrency (the HTTP floor of this machine) and the
 in-process `Engine.query` rate at the batch size the server actually achieved (read from
-its `lam_query_batch_size` histogram).
+its `lam_query_batch_size` histogram). Every row has the server's CPU per request (user +
+system time of the server process over the run, from /proc, divided by the requests).
 
 Without `wrk` (`apt-get install -y wrk`) a fallback load generator of httpx client
 processes is used and the report says so.
 
-    python -m bench.bench_http [--quick]
+    python -m bench.bench_http [--quick] [--clients 1,16] [--windows 2] [--duration 5]
 
 Writes bench/results/http[_quick].json and .png.
 """
@@ -30,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +56,10 @@ from bench.common import (  # noqa: E402
 )
 
 BANK = "bench"
+IVF_BANK = "bench_ivf"
+IVF_BETA = 32.0
 TOP_K = 5
+_TICK = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,11 @@ class Server:
         self.stop()
         raise RuntimeError("service did not become ready")
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the server process so far (all its threads)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -143,17 +154,23 @@ def npy_bytes(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def fill_bank(url: str, xi: np.ndarray) -> None:
-    with httpx.Client(base_url=url, timeout=600) as c:
-        r = c.post("/v1/banks", json={"name": BANK, "dim": xi.shape[1], "beta": 8.0})
-        r.raise_for_status()
-        for s in range(0, len(xi), 10_000):
-            r = c.post(
-                f"/v1/banks/{BANK}/memories",
-                content=npy_bytes(xi[s : s + 10_000]),
-                headers={"content-type": "application/x-npy"},
-            )
-            r.raise_for_status()
+def fill_bank(url: str, xi: np.ndarray, ivf: bool) -> None:
+    banks = [{"name": BANK, "dim": xi.shape[1], "beta": 8.0}]
+    if ivf:
+        banks.append({"name": IVF_BANK, "dim": xi.shape[1], "beta": IVF_BETA, "normalize": True,
+                      "prefilter": {"kind": "ivf"}})  # fmt: skip
+    with httpx.Client(base_url=url, timeout=1200) as c:
+        for bank in banks:
+            c.post("/v1/banks", json=bank).raise_for_status()
+            # The IVF bank in one request: trained once at N, as after a restart.
+            step = len(xi) if bank["name"] == IVF_BANK else 10_000
+            for s in range(0, len(xi), step):
+                r = c.post(
+                    f"/v1/banks/{bank['name']}/memories",
+                    content=npy_bytes(xi[s : s + step]),
+                    headers={"content-type": "application/x-npy"},
+                )
+                r.raise_for_status()
 
 
 # ---- load generation ------------------------------------------------------------------------
@@ -205,7 +222,8 @@ def wrk_run(
     if m is None:
         raise RuntimeError(f"unexpected wrk output: {out}")
     reqs, errs, p50, p99 = (int(x) for x in m.groups())
-    return {"rate": reqs / secs, "errors": errs, "p50_ms": p50 / 1000, "p99_ms": p99 / 1000}
+    return {"rate": reqs / secs, "requests": reqs, "errors": errs, "p50_ms": p50 / 1000,
+            "p99_ms": p99 / 1000}  # fmt: skip
 
 
 def _httpx_worker(
@@ -252,6 +270,7 @@ def httpx_run(
     lat = np.concatenate([np.asarray(r[2]) for r in res]) if res else np.zeros(1)
     return {
         "rate": sum(r[0] for r in res) / secs,
+        "requests": sum(r[0] for r in res),
         "errors": sum(r[1] for r in res),
         "p50_ms": float(np.percentile(lat, 50) * 1000),
         "p99_ms": float(np.percentile(lat, 99) * 1000),
@@ -281,15 +300,41 @@ def in_process_rate(xi: np.ndarray, batch: int, min_time: float) -> float:
         engine.close()
 
 
-def run(sizes: Sizes, seed: int) -> dict[str, Any]:
+def _bodies(q: np.ndarray) -> dict[str, tuple[str, bytes, str]]:
+    """Request kinds: name → (path, body, content type)."""
+    path = f"/v1/banks/{BANK}/query"
+    ivf = f"/v1/banks/{IVF_BANK}/query"
+    one = {"queries": [q.tolist()], "top_k": TOP_K}
+    return {
+        "json": (path, orjson.dumps(one), "application/json"),
+        "json-steps0": (path, orjson.dumps({**one, "steps": 0}), "application/json"),
+        "npy": (path + f"?top_k={TOP_K}", npy_bytes(q[None]), "application/x-npy"),
+        "ivf-json": (ivf, orjson.dumps(one), "application/json"),
+        "ivf-json-steps0": (ivf, orjson.dumps({**one, "steps": 0}), "application/json"),
+    }
+
+
+def _measured(srv: Server, load: Any, path: str, body: bytes | None, ctype: str,
+              clients: int, secs: float) -> dict[str, Any]:  # fmt: skip
+    """One load run, with the server's CPU per request and its mean engine batch."""
+    s0, n0 = srv.batch_stats()
+    c0 = srv.cpu_s()
+    r = load(srv.url, path, body, ctype, clients, secs)
+    cpu = srv.cpu_s() - c0
+    s1, n1 = srv.batch_stats()
+    return {**r, "cpu_ms": 1000 * cpu / max(1, r["requests"]),
+            "mean_batch": (s1 - s0) / max(1.0, n1 - n0)}  # fmt: skip
+
+
+def run(sizes: Sizes, seed: int, ivf: bool = True) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     xi = rng.standard_normal((sizes.n, sizes.d)).astype(np.float32)
     xi /= np.linalg.norm(xi, axis=1, keepdims=True)
-    q = xi[7] + 0.05 * rng.standard_normal(sizes.d).astype(np.float32)
-    bodies = {
-        "json": (orjson.dumps({"queries": [q.tolist()], "top_k": TOP_K}), "application/json"),
-        "npy": (npy_bytes(q[None]), "application/x-npy"),
-    }
+    # A stored memory plus 20 % noise (issue 12's workload), renormalized.
+    noise = rng.standard_normal(sizes.d).astype(np.float32)
+    q = xi[7] + 0.2 * np.linalg.norm(xi[7]) * noise / np.linalg.norm(noise)
+    q /= np.linalg.norm(q)
+    bodies = {k: v for k, v in _bodies(q).items() if ivf or not k.startswith("ivf")}
     use_wrk = shutil.which("wrk") is not None
     load = wrk_run if use_wrk else httpx_run
     print(
@@ -305,41 +350,26 @@ def run(sizes: Sizes, seed: int) -> dict[str, Any]:
             try:
                 if i == 0:
                     t0 = time.perf_counter()
-                    fill_bank(srv.url, xi)
+                    fill_bank(srv.url, xi, ivf)
                     fill_s = time.perf_counter() - t0
                 for c in sizes.clients:
-                    r = load(srv.url, "/healthz", None, "", c, sizes.duration_s)
-                    rows.append(
-                        {
-                            "endpoint": "healthz",
-                            "batching": window > 0,
-                            "format": "-",
-                            "clients": c,
-                            **r,
-                        }
-                    )
+                    r = _measured(srv, load, "/healthz", None, "", c, sizes.duration_s)
+                    rows.append({"endpoint": "healthz", "batching": window > 0, "format": "-",
+                                 "clients": c, **r})  # fmt: skip
                     _print(rows[-1])
-                    for fmt, (body, ctype) in bodies.items():
-                        path = f"/v1/banks/{BANK}/query" + (
-                            f"?top_k={TOP_K}" if fmt == "npy" else ""
-                        )
-                        s0, n0 = srv.batch_stats()
-                        r = load(srv.url, path, body, ctype, c, sizes.duration_s)
-                        s1, n1 = srv.batch_stats()
-                        mean_b = (s1 - s0) / max(1.0, n1 - n0)
-                        batch_sizes.add(max(1, round(mean_b)))
-                        rows.append(
-                            {"endpoint": "query", "batching": window > 0, "format": fmt,
-                             "clients": c, "mean_batch": mean_b, **r}
-                        )  # fmt: skip
+                    for fmt, (path, body, ctype) in bodies.items():
+                        r = _measured(srv, load, path, body, ctype, c, sizes.duration_s)
+                        batch_sizes.add(max(1, round(r["mean_batch"])))
+                        rows.append({"endpoint": "query", "batching": window > 0, "format": fmt,
+                                     "clients": c, **r})  # fmt: skip
                         _print(rows[-1])
             finally:
                 srv.stop()
     engine_rate = {
-        b: in_process_rate(xi, b, 1.0 if sizes is FULL else 0.05) for b in sorted(batch_sizes)
+        b: in_process_rate(xi, b, 1.0 if sizes.n == FULL.n else 0.05) for b in sorted(batch_sizes)
     }
     for r in rows:
-        if r["endpoint"] == "query":
+        if r["endpoint"] == "query" and r["format"] in ("json", "npy"):
             b = max(1, round(r["mean_batch"]))
             r["engine_rate"] = engine_rate[b]
             r["vs_engine"] = r["rate"] / engine_rate[b]
@@ -360,18 +390,21 @@ def _print(r: dict[str, Any]) -> None:
     print(
         f"{r['endpoint']:8s} batching={r['batching']!s:5s} {r['format']:4s} c={r['clients']:3d} "
         f"{r['rate']:8.1f} req/s p50 {r['p50_ms']:7.2f} ms p99 {r['p99_ms']:7.2f} ms "
-        f"errors {r['errors']} batch {r.get('mean_batch', float('nan')):.1f}",
+        f"errors {r['errors']} batch {r.get('mean_batch', float('nan')):.1f} "
+        f"server CPU {r['cpu_ms']:.2f} ms/req",
         flush=True,
     )
 
 
 def report(res: dict[str, Any]) -> str:
     cols = ["endpoint", "micro-batching", "body", "clients", "req/s", "p50 ms", "p99 ms",
-            "errors", "mean batch", "in-process q/s at batch", "HTTP / in-process"]  # fmt: skip
+            "errors", "server CPU ms/req", "mean batch", "in-process q/s at batch",
+            "HTTP / in-process"]  # fmt: skip
     table = [
         [r["endpoint"], "on" if r["batching"] else "off", r["format"], r["clients"], r["rate"],
-         r["p50_ms"], r["p99_ms"], r["errors"], r.get("mean_batch", float("nan")),
-         r.get("engine_rate", float("nan")), r.get("vs_engine", float("nan"))]
+         r["p50_ms"], r["p99_ms"], r["errors"], r.get("cpu_ms", float("nan")),
+         r.get("mean_batch", float("nan")), r.get("engine_rate", float("nan")),
+         r.get("vs_engine", float("nan"))]
         for r in res["rows"]
     ]  # fmt: skip
     s = res["sizes"]
@@ -388,7 +421,7 @@ def plot(res: dict[str, Any], path: Path) -> None:
         ax = fig.add_subplot(1, 2, 1)
         ax2 = fig.add_subplot(1, 2, 2)
         for batching in (True, False):
-            for fmt in ("json", "npy"):
+            for fmt in ("json", "json-steps0", "npy", "ivf-json", "ivf-json-steps0"):
                 rs = [
                     r
                     for r in res["rows"]
@@ -413,10 +446,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="CI smoke sizes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--clients", help="comma-separated client counts (default: the mode's)")
+    parser.add_argument("--windows", help="comma-separated batch windows in ms (default 2,0)")
+    parser.add_argument("--duration", type=float, help="seconds per load run")
+    parser.add_argument("--no-ivf", action="store_true", help="skip the IVF bank (its training)")
+    parser.add_argument("--name", help="results file name (default http[_quick])")
     args = parser.parse_args(argv)
-    res = run(TINY if args.tiny else QUICK if args.quick else FULL, args.seed)
+    sizes = TINY if args.tiny else QUICK if args.quick else FULL
+    if args.clients:
+        sizes = replace(sizes, clients=tuple(int(c) for c in args.clients.split(",")))
+    if args.windows:
+        sizes = replace(sizes, windows_ms=tuple(float(w) for w in args.windows.split(",")))
+    if args.duration:
+        sizes = replace(sizes, duration_s=args.duration)
+    res = run(sizes, args.seed, ivf=not args.no_ivf)
     res["markdown"] = report(res)
-    name = "http_quick" if args.quick else "http"
+    name = args.name or ("http_quick" if args.quick else "http")
     write_json(name, res, args.out_dir)
     plot(res, args.out_dir / f"{name}.png")
     return 0
