@@ -15,13 +15,13 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from live_server import REPO, free_port
 from mcp import Client as McpClient
 from mcp import StdioServerParameters
 
 from lam_client import Client
 from lam_client.integrations.mcp import LamMemory, build_server, text_id
 from lam_engine.embed import Embedder
+from tests.harness import REPO, free_port
 
 NOTES = [
     ("The cat is sleeping on the sofa.", {"topic": "pets"}),

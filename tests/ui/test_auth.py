@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from live_server import LamServer
+
+from tests.harness import LamServer
 
 # chromium logs every refused fetch as a console error; these tests expect exactly those.
 REFUSED = ("status of 401", "status of 403")

@@ -8,7 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-from live_server import LamServer
+
+from tests.harness import LamServer
 
 # Collected without Playwright too: then every test here skips (conftest's browser fixture).
 expect = pytest.importorskip("playwright.sync_api", reason="playwright is not installed").expect

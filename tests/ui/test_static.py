@@ -6,9 +6,9 @@ import re
 
 import httpx
 import pytest
-from live_server import LamServer
 
 from service.ui_routes import UI_DIR
+from tests.harness import LamServer
 
 FILES = sorted(p.relative_to(UI_DIR).as_posix() for p in UI_DIR.rglob("*") if p.is_file())
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_server import REPO, free_port
 
 from service.ui_routes import UI_DIR
+from tests.harness import REPO, free_port
 
 PACKAGES = ("lam_engine", "service", "lam_client")
 
