@@ -1,0 +1,344 @@
+"""In-memory payload indexes beside a bank: a filter on an indexed key without a payload scan.
+
+An index of kind `keyword` | `integer` | `float` | `bool` holds, per row, the elements of
+that kind as sorted (value, row) entries, so that a match or a range is two binary searches
+and a slice: O(log n + selected), never a loop over payloads. Elements of another scalar
+kind (an int under a keyword index, a float under an integer index, a bool under a float
+index, an integer beyond the kind's exact range) are not indexed: their rows are
+*residual*, and the evaluator tests the condition on those rows from the payload itself.
+So an indexed answer is always the unindexed one; on clean data the residual set is empty.
+Nulls, objects, nested arrays and NaN never satisfy a match or a range, so they need no
+entries; the index keeps, per row, whether the key is present and whether a null was found
+(what `is_null` needs).
+
+Writes are cheap appends; the sorted view is rebuilt (one numpy argsort) on the first read
+after a write batch. Not thread-safe by itself: the bank's lock covers it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import numpy as np
+
+from .errors import InvalidParameterError
+from .payload_values import (
+    INT64_MAX,
+    INT64_MIN,
+    MISSING,
+    elements,
+    float_lower,
+    float_upper,
+    found_is_null,
+    lookup,
+    scalar_kind,
+    split_key,
+)
+
+INDEX_KINDS: Final = ("keyword", "integer", "float", "bool")
+_FLOAT_EXACT_INT: Final = 2**53  # ints up to this magnitude are exact as float64
+_EMPTY_ROWS: Final = np.zeros(0, dtype=np.int64)
+_IGNORE, _ENTRY, _RESIDUAL = 0, 1, 2
+
+
+class PayloadIndex:
+    """Sorted (value, row) entries of one key, of one kind (see module docstring)."""
+
+    def __init__(self, kind: str) -> None:
+        if kind not in INDEX_KINDS:
+            raise InvalidParameterError(
+                f"unknown payload index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}",
+                {"kind": repr(kind)[:80]},
+            )
+        self.kind = kind
+        self._float = kind == "float"
+        self._codes: dict[str, int] = {}  # keyword → int code (entries are ints)
+        self._version = np.zeros(0, dtype=np.int64)  # per row; bumped to retire its entries
+        self._present = np.zeros(0, dtype=bool)  # the key exists (any value, null or [])
+        self._null = np.zeros(0, dtype=bool)  # null, or an array with a null element
+        self._residual = np.zeros(0, dtype=bool)  # holds a scalar this kind does not index
+        self._pending: list[tuple[np.ndarray, ...]] = []  # appended, not yet sorted
+        vdtype = np.float64 if self._float else np.int64
+        # Sorted, valid entries: value, row, row version when written, value was an int.
+        self._vals = np.zeros(0, dtype=vdtype)
+        self._rows = _EMPTY_ROWS
+        self._vers = _EMPTY_ROWS
+        self._isint = np.zeros(0, dtype=bool)
+        self._stale = 0  # entries retired since the last sort
+
+    # ---- writes -----------------------------------------------------------------------
+    def _grow(self, n: int) -> None:
+        if n <= len(self._version):
+            return
+        cap = max(n, int(len(self._version) * 1.5) + 64)
+        for name in ("_version", "_present", "_null", "_residual"):
+            old = getattr(self, name)
+            new = np.zeros(cap, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def _entry(self, e: Any) -> tuple[int, int | float, bool]:
+        """(status, sort value, was an int): status _ENTRY for an element this kind
+        indexes, _IGNORE for one that never matches anything, _RESIDUAL for a scalar of
+        another kind (its row is then tested from the payload)."""
+        k = scalar_kind(e)
+        kind = self.kind
+        if k is None or k == "null":
+            return _IGNORE, 0, False
+        if kind == "keyword":
+            if k == "str":
+                return _ENTRY, self._codes.setdefault(e, len(self._codes)), False
+        elif kind == "bool":
+            if k == "bool":
+                return _ENTRY, int(e), False
+        elif kind == "integer":
+            if k == "int" and INT64_MIN <= e <= INT64_MAX:
+                return _ENTRY, e, True
+        elif k == "float":
+            return (_IGNORE, 0, False) if math.isnan(e) else (_ENTRY, e, False)
+        elif k == "int" and abs(e) <= _FLOAT_EXACT_INT:
+            return _ENTRY, float(e), True
+        return _RESIDUAL, 0, False
+
+    def add(self, rows: Sequence[int] | np.ndarray, values: Sequence[Any]) -> None:
+        """Index the value each row's key finds (MISSING when absent); replaces what the
+        rows held before (an upsert keeps its row)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) != len(values):
+            raise ValueError("add: one value per row")
+        if not len(rows):
+            return
+        self._grow(int(rows.max()) + 1)
+        self._retire(rows)
+        e_vals: list[int | float] = []
+        e_rows: list[int] = []
+        e_int: list[bool] = []
+        present, null, residual = self._present, self._null, self._residual
+        for row, found in zip(rows.tolist(), values, strict=True):
+            present[row] = found is not MISSING
+            null[row] = found_is_null(found) and found is not MISSING
+            for e in elements(found):
+                status, val, was_int = self._entry(e)
+                if status == _ENTRY:
+                    e_vals.append(val)
+                    e_rows.append(row)
+                    e_int.append(was_int)
+                elif status == _RESIDUAL:
+                    residual[row] = True
+        if e_rows:
+            r = np.asarray(e_rows, dtype=np.int64)
+            self._pending.append(
+                (np.asarray(e_vals, dtype=self._vals.dtype), r, self._version[r], np.array(e_int))
+            )
+
+    def remove(self, rows: Sequence[int] | np.ndarray) -> None:
+        """Forget the rows (deleted memories); their later reuse starts clean."""
+        rows = np.asarray(rows, dtype=np.int64)
+        rows = rows[rows < len(self._version)]
+        self._retire(rows)
+
+    def _retire(self, rows: np.ndarray) -> None:
+        # Entries carry the row's version at write time; bumping it invalidates them all
+        # without finding them (they are dropped at the next sort).
+        self._version[rows] += 1
+        self._present[rows] = False
+        self._null[rows] = False
+        self._residual[rows] = False
+        self._stale += len(rows)
+
+    def remap(self, keep: np.ndarray) -> None:
+        """After the bank compacts: old row keep[i] becomes row i; other rows are gone."""
+        self._sort()  # every entry valid, so versions can restart at 0
+        keep = np.asarray(keep, dtype=np.int64)
+        known = keep < len(self._version)  # rows past the end were never indexed
+        new_of = np.full(len(self._version), -1, dtype=np.int64)
+        new_of[keep[known]] = np.flatnonzero(known)
+        moved = new_of[self._rows]
+        ok = moved >= 0
+        self._vals, self._rows, self._isint = self._vals[ok], moved[ok], self._isint[ok]
+        self._vers = np.zeros(len(self._rows), dtype=np.int64)
+        for name in ("_present", "_null", "_residual"):
+            new = np.zeros(len(keep), dtype=bool)
+            new[known] = getattr(self, name)[keep[known]]
+            setattr(self, name, new)
+        self._version = np.zeros(len(keep), dtype=np.int64)
+        self._stale = 0
+
+    # ---- reads ------------------------------------------------------------------------
+    def _sort(self) -> None:
+        if not self._pending and not self._stale:
+            return
+        parts = [(self._vals, self._rows, self._vers, self._isint), *self._pending]
+        vals, rows, vers, isint = (np.concatenate(c) for c in zip(*parts, strict=True))
+        ok = vers == self._version[rows]
+        order = np.argsort(vals[ok], kind="stable")
+        self._vals, self._rows = vals[ok][order], rows[ok][order]
+        self._vers, self._isint = vers[ok][order], isint[ok][order]
+        self._pending, self._stale = [], 0
+
+    def _slice(self, lo: int | float, lo_incl: bool, hi: int | float, hi_incl: bool) -> np.ndarray:
+        self._sort()
+        a = int(np.searchsorted(self._vals, lo, "left" if lo_incl else "right"))
+        b = int(np.searchsorted(self._vals, hi, "right" if hi_incl else "left"))
+        return np.arange(a, max(a, b))
+
+    def _rows_at(self, pos: np.ndarray) -> np.ndarray:
+        return np.unique(self._rows[pos])  # a row may hold several matching elements
+
+    def match_value(self, v: str | int | bool) -> np.ndarray:
+        """Rows with an indexed element equal to v (same JSON kind); sorted, unique."""
+        k = scalar_kind(v)
+        if isinstance(v, str):
+            code = self._codes.get(v) if self.kind == "keyword" else None
+            return _EMPTY_ROWS if code is None else self._point(code)
+        if isinstance(v, bool):
+            return self._point(int(v)) if self.kind == "bool" else _EMPTY_ROWS
+        if k != "int" or self.kind in ("keyword", "bool"):
+            return _EMPTY_ROWS  # ints are not indexed there (residual rows hold them)
+        if self.kind == "integer":
+            return self._point(v) if INT64_MIN <= v <= INT64_MAX else _EMPTY_ROWS
+        if abs(v) > _FLOAT_EXACT_INT:
+            return _EMPTY_ROWS  # such ints are residual, never entries
+        pos = self._slice(float(v), True, float(v), True)
+        return self._rows_at(pos[self._isint[pos]])  # 3 matches the int 3, not 3.0
+
+    def _point(self, v: int) -> np.ndarray:
+        return self._rows_at(self._slice(v, True, v, True))
+
+    def match_any(self, vs: Iterable[str | int | bool]) -> np.ndarray:
+        parts = [self.match_value(v) for v in vs]
+        return np.unique(np.concatenate(parts)) if parts else _EMPTY_ROWS
+
+    def range(
+        self,
+        gt: float | None = None,
+        gte: float | None = None,
+        lt: float | None = None,
+        lte: float | None = None,
+    ) -> np.ndarray:
+        """Rows with an indexed number inside every given bound (ints and floats compare
+        exactly, as in Python); keyword and bool indexes hold no numbers."""
+        if self.kind in ("keyword", "bool"):
+            return _EMPTY_ROWS
+        lows = [(b, i) for b, i in ((gt, False), (gte, True)) if b is not None]
+        highs = [(b, i) for b, i in ((lt, False), (lte, True)) if b is not None]
+        if self.kind == "integer":
+            # Exact integer bounds: > x ⟺ ≥ floor(x)+1, ≥ x ⟺ ≥ ceil(x), and mirrored.
+            lo = max([INT64_MIN, *(math.floor(b) + 1 if not i else math.ceil(b) for b, i in lows)])
+            hi = min([INT64_MAX, *(math.ceil(b) - 1 if not i else math.floor(b) for b, i in highs)])
+            return self._rows_at(self._slice(lo, True, hi, True)) if lo <= hi else _EMPTY_ROWS
+        flo, flo_i = -math.inf, True
+        for b, i in lows:
+            f, fi = float_lower(b, i)
+            if f > flo or (f == flo and not fi):
+                flo, flo_i = f, fi
+        fhi, fhi_i = math.inf, True
+        for b, i in highs:
+            f, fi = float_upper(b, i)
+            if f < fhi or (f == fhi and not fi):
+                fhi, fhi_i = f, fi
+        return self._rows_at(self._slice(flo, flo_i, fhi, fhi_i))
+
+    def is_null_mask(self, n: int) -> np.ndarray:
+        """(n,) rows whose key is missing (never indexed, or absent) or null."""
+        present = np.zeros(n, dtype=bool)
+        null = np.zeros(n, dtype=bool)
+        m = min(n, len(self._present))
+        present[:m], null[:m] = self._present[:m], self._null[:m]
+        return ~present | null
+
+    def residual_rows(self) -> np.ndarray:
+        """Rows holding a scalar this kind does not index: the evaluator tests them itself."""
+        return np.flatnonzero(self._residual)
+
+    def __len__(self) -> int:
+        self._sort()
+        return len(self._rows)
+
+
+class PayloadIndexes:
+    """The indexes of one bank, built from its `payload_index` config (key → kind)."""
+
+    def __init__(self, spec: Mapping[str, str] | None = None) -> None:
+        self.spec: dict[str, str] = dict(validate_index_spec(spec))
+        self._parts = {key: split_key(key) for key in self.spec}
+        self._by_key = {key: PayloadIndex(kind) for key, kind in self.spec.items()}
+
+    def get(self, parts: tuple[str, ...]) -> PayloadIndex | None:
+        return self._by_key.get(".".join(parts))
+
+    def add(self, rows: Sequence[int] | np.ndarray, payloads: Sequence[Any]) -> None:
+        """Index the rows' payloads (an upsert: replaces what the rows held)."""
+        for key, index in self._by_key.items():
+            parts = self._parts[key]
+            assert isinstance(parts, tuple)
+            index.add(rows, [lookup(p, parts) for p in payloads])
+
+    def remove(self, rows: Sequence[int] | np.ndarray) -> None:
+        for index in self._by_key.values():
+            index.remove(rows)
+
+    def remap(self, keep: np.ndarray) -> None:
+        for index in self._by_key.values():
+            index.remap(keep)
+
+
+class PayloadView(Protocol):
+    """What the evaluator reads of a bank (the bank implements it; tests use RowsView)."""
+
+    @property
+    def ids(self) -> Sequence[str | None]: ...  # per row, None for tombstones
+
+    @property
+    def alive(self) -> np.ndarray: ...  # (N,) bool; N = rows, tombstones included
+
+    @property
+    def indexes(self) -> PayloadIndexes | None: ...
+
+    def payload(self, row: int) -> dict[str, Any] | None: ...
+
+    def row_of(self, memory_id: str) -> int | None: ...  # the alive row of an id
+
+
+@dataclass
+class RowsView:
+    """A plain PayloadView over lists (tests, benchmarks, and the reference for the bank)."""
+
+    ids: Sequence[str | None]
+    payloads: Sequence[dict[str, Any] | None]
+    alive: np.ndarray
+    indexes: PayloadIndexes | None = None
+
+    def __post_init__(self) -> None:
+        self._row_of = {mid: r for r, mid in enumerate(self.ids) if mid is not None}
+
+    def payload(self, row: int) -> dict[str, Any] | None:
+        return self.payloads[row]
+
+    def row_of(self, memory_id: str) -> int | None:
+        row = self._row_of.get(memory_id)
+        return row if row is not None and self.alive[row] else None
+
+
+def validate_index_spec(spec: Any) -> dict[str, str]:
+    """`payload_index` of a bank config: {dotted key: kind}; InvalidParameterError if not."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, Mapping):
+        raise InvalidParameterError(
+            "payload_index must be an object {key: kind}", {"path": "payload_index"}
+        )
+    out: dict[str, str] = {}
+    for key, kind in spec.items():
+        parts = split_key(key)
+        path = f"payload_index[{key!r}]"[:200]
+        if isinstance(parts, str):
+            raise InvalidParameterError(f"payload_index: {parts}", {"path": path, "reason": parts})
+        if kind not in INDEX_KINDS:
+            reason = f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}"
+            raise InvalidParameterError(f"payload_index: {reason}"[:300], {"path": path})
+        out[key] = kind
+    return out
