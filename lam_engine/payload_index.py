@@ -18,9 +18,10 @@ after a write batch. Not thread-safe by itself: the bank's lock covers it.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import numpy as np
 
@@ -44,6 +45,15 @@ _EMPTY_ROWS: Final = np.zeros(0, dtype=np.int64)
 _IGNORE, _ENTRY, _RESIDUAL = 0, 1, 2
 
 
+class _Entries(NamedTuple):
+    """(value, row) entries sorted by value; the row's version when written; int or not."""
+
+    vals: np.ndarray  # (n,) int64 (codes, bools, ints) or float64
+    rows: np.ndarray  # (n,) int64
+    vers: np.ndarray  # (n,) int64
+    isint: np.ndarray  # (n,) bool: the value was a JSON integer (float index only)
+
+
 class PayloadIndex:
     """Sorted (value, row) entries of one key, of one kind (see module docstring)."""
 
@@ -61,13 +71,14 @@ class PayloadIndex:
         self._null = np.zeros(0, dtype=bool)  # null, or an array with a null element
         self._residual = np.zeros(0, dtype=bool)  # holds a scalar this kind does not index
         self._pending: list[tuple[np.ndarray, ...]] = []  # appended, not yet sorted
-        vdtype = np.float64 if self._float else np.int64
-        # Sorted, valid entries: value, row, row version when written, value was an int.
-        self._vals = np.zeros(0, dtype=vdtype)
-        self._rows = _EMPTY_ROWS
-        self._vers = _EMPTY_ROWS
-        self._isint = np.zeros(0, dtype=bool)
-        self._stale = 0  # entries retired since the last sort
+        self._dtype = np.dtype(np.float64 if self._float else np.int64)
+        empty = np.zeros(0, dtype=self._dtype)
+        self._sorted = _Entries(empty, _EMPTY_ROWS, _EMPTY_ROWS, np.zeros(0, dtype=bool))
+        self._stale = 0  # rows retired since the last sort
+        # Readers (concurrent, under the bank's shared lock) may each find the entries
+        # unsorted after a write: one sorts, and the new entries replace the old in one
+        # assignment, so no reader sees a half-updated index.
+        self._sort_lock = threading.Lock()
 
     # ---- writes -----------------------------------------------------------------------
     def _grow(self, n: int) -> None:
@@ -131,7 +142,7 @@ class PayloadIndex:
         if e_rows:
             r = np.asarray(e_rows, dtype=np.int64)
             self._pending.append(
-                (np.asarray(e_vals, dtype=self._vals.dtype), r, self._version[r], np.array(e_int))
+                (np.asarray(e_vals, dtype=self._dtype), r, self._version[r], np.array(e_int))
             )
 
     def remove(self, rows: Sequence[int] | np.ndarray) -> None:
@@ -151,15 +162,15 @@ class PayloadIndex:
 
     def remap(self, keep: np.ndarray) -> None:
         """After the bank compacts: old row keep[i] becomes row i; other rows are gone."""
-        self._sort()  # every entry valid, so versions can restart at 0
+        old = self._entries()  # every entry valid, so versions can restart at 0
         keep = np.asarray(keep, dtype=np.int64)
         known = keep < len(self._version)  # rows past the end were never indexed
         new_of = np.full(len(self._version), -1, dtype=np.int64)
         new_of[keep[known]] = np.flatnonzero(known)
-        moved = new_of[self._rows]
+        moved = new_of[old.rows]
         ok = moved >= 0
-        self._vals, self._rows, self._isint = self._vals[ok], moved[ok], self._isint[ok]
-        self._vers = np.zeros(len(self._rows), dtype=np.int64)
+        zeros = np.zeros(int(ok.sum()), dtype=np.int64)
+        self._sorted = _Entries(old.vals[ok], moved[ok], zeros, old.isint[ok])
         for name in ("_present", "_null", "_residual"):
             new = np.zeros(len(keep), dtype=bool)
             new[known] = getattr(self, name)[keep[known]]
@@ -168,25 +179,36 @@ class PayloadIndex:
         self._stale = 0
 
     # ---- reads ------------------------------------------------------------------------
-    def _sort(self) -> None:
+    def _entries(self) -> _Entries:
+        """The sorted, valid entries (sorting first if writes came since the last read)."""
         if not self._pending and not self._stale:
-            return
-        parts = [(self._vals, self._rows, self._vers, self._isint), *self._pending]
-        vals, rows, vers, isint = (np.concatenate(c) for c in zip(*parts, strict=True))
-        ok = vers == self._version[rows]
-        order = np.argsort(vals[ok], kind="stable")
-        self._vals, self._rows = vals[ok][order], rows[ok][order]
-        self._vers, self._isint = vers[ok][order], isint[ok][order]
-        self._pending, self._stale = [], 0
+            return self._sorted
+        with self._sort_lock:
+            if self._pending or self._stale:
+                old = self._sorted
+                parts = [old, *self._pending]
+                vals, rows, vers, isint = (np.concatenate(c) for c in zip(*parts, strict=True))
+                ok = vers == self._version[rows]
+                order = np.argsort(vals[ok], kind="stable")
+                self._sorted = _Entries(
+                    vals[ok][order], rows[ok][order], vers[ok][order], isint[ok][order]
+                )
+                self._pending, self._stale = [], 0
+            return self._sorted
 
-    def _slice(self, lo: int | float, lo_incl: bool, hi: int | float, hi_incl: bool) -> np.ndarray:
-        self._sort()
-        a = int(np.searchsorted(self._vals, lo, "left" if lo_incl else "right"))
-        b = int(np.searchsorted(self._vals, hi, "right" if hi_incl else "left"))
-        return np.arange(a, max(a, b))
-
-    def _rows_at(self, pos: np.ndarray) -> np.ndarray:
-        return np.unique(self._rows[pos])  # a row may hold several matching elements
+    def _select(
+        self, lo: float, lo_incl: bool, hi: float, hi_incl: bool, ints_only: bool = False
+    ) -> np.ndarray:
+        """Rows with an entry in [lo, hi] (ends open or closed): sorted, unique."""
+        e = self._entries()
+        a = int(np.searchsorted(e.vals, lo, "left" if lo_incl else "right"))
+        b = int(np.searchsorted(e.vals, hi, "right" if hi_incl else "left"))
+        if b <= a:
+            return _EMPTY_ROWS
+        rows = e.rows[a:b]
+        if ints_only:
+            rows = rows[e.isint[a:b]]
+        return np.unique(rows)  # a row may hold several matching elements
 
     def match_value(self, v: str | int | bool) -> np.ndarray:
         """Rows with an indexed element equal to v (same JSON kind); sorted, unique."""
@@ -202,11 +224,11 @@ class PayloadIndex:
             return self._point(v) if INT64_MIN <= v <= INT64_MAX else _EMPTY_ROWS
         if abs(v) > _FLOAT_EXACT_INT:
             return _EMPTY_ROWS  # such ints are residual, never entries
-        pos = self._slice(float(v), True, float(v), True)
-        return self._rows_at(pos[self._isint[pos]])  # 3 matches the int 3, not 3.0
+        # 3 matches the int 3, not the float 3.0
+        return self._select(float(v), True, float(v), True, ints_only=True)
 
     def _point(self, v: int) -> np.ndarray:
-        return self._rows_at(self._slice(v, True, v, True))
+        return self._select(v, True, v, True)
 
     def match_any(self, vs: Iterable[str | int | bool]) -> np.ndarray:
         parts = [self.match_value(v) for v in vs]
@@ -229,7 +251,7 @@ class PayloadIndex:
             # Exact integer bounds: > x ⟺ ≥ floor(x)+1, ≥ x ⟺ ≥ ceil(x), and mirrored.
             lo = max([INT64_MIN, *(math.floor(b) + 1 if not i else math.ceil(b) for b, i in lows)])
             hi = min([INT64_MAX, *(math.ceil(b) - 1 if not i else math.floor(b) for b, i in highs)])
-            return self._rows_at(self._slice(lo, True, hi, True)) if lo <= hi else _EMPTY_ROWS
+            return self._select(lo, True, hi, True) if lo <= hi else _EMPTY_ROWS
         flo, flo_i = -math.inf, True
         for b, i in lows:
             f, fi = float_lower(b, i)
@@ -240,7 +262,7 @@ class PayloadIndex:
             f, fi = float_upper(b, i)
             if f < fhi or (f == fhi and not fi):
                 fhi, fhi_i = f, fi
-        return self._rows_at(self._slice(flo, flo_i, fhi, fhi_i))
+        return self._select(flo, flo_i, fhi, fhi_i)
 
     def is_null_mask(self, n: int) -> np.ndarray:
         """(n,) rows whose key is missing (never indexed, or absent) or null."""
@@ -255,8 +277,7 @@ class PayloadIndex:
         return np.flatnonzero(self._residual)
 
     def __len__(self) -> int:
-        self._sort()
-        return len(self._rows)
+        return len(self._entries().rows)
 
 
 class PayloadIndexes:

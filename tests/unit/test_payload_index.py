@@ -8,6 +8,7 @@ index, int/float kinds kept apart, values beyond int64, residual rows, writes af
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -95,3 +96,14 @@ def test_unknown_kind_and_lookup() -> None:
     assert lookup({"a": [{"b": 1}]}, ("a", "b")) is MISSING
     assert lookup({"a": None}, ("a",)) is None
     assert lookup(None, ("a",)) is MISSING
+
+
+def test_concurrent_readers_after_a_write_see_whole_answers() -> None:
+    """Readers share the bank's lock: the first read after a write sorts, the others wait
+    for it or read the previous entries, never a half-built index."""
+    index = _index("integer", list(range(2000)))
+    index.add(range(2000, 4000), list(range(2000, 4000)))  # pending: the next read sorts
+    want = list(range(1000, 3000))
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: index.range(gte=1000, lt=3000).tolist(), range(16)))
+    assert all(a == want for a in answers)
