@@ -272,6 +272,10 @@ class PayloadIndex:
         present[:m], null[:m] = self._present[:m], self._null[:m]
         return ~present | null
 
+    def is_null_rows(self, n: int) -> np.ndarray:
+        """The rows of is_null_mask(n), sorted."""
+        return np.flatnonzero(self.is_null_mask(n))
+
     def residual_rows(self) -> np.ndarray:
         """Rows holding a scalar this kind does not index: the evaluator tests them itself."""
         return np.flatnonzero(self._residual)
@@ -360,6 +364,7 @@ def validate_index_spec(spec: Any) -> dict[str, str]:
             raise InvalidParameterError(f"payload_index: {parts}", {"path": path, "reason": parts})
         if kind not in INDEX_KINDS:
             reason = f"unknown index kind {kind!r}; expected one of {', '.join(INDEX_KINDS)}"
-            raise InvalidParameterError(f"payload_index: {reason}"[:300], {"path": path})
+            details = {"path": path, "reason": reason[:200]}
+            raise InvalidParameterError(f"payload_index: {reason}"[:300], details)
         out[key] = kind
     return out
