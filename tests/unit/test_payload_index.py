@@ -66,6 +66,9 @@ def test_keyword_and_bool_indexes() -> None:
     index = _index("keyword", ["x", ["y", "x"], 1, None, MISSING, []])
     assert index.match_value("x").tolist() == [0, 1]
     assert index.match_any(["y", "z"]).tolist() == [1]
+    assert index.match_any(["y", "x", "x", 1]).tolist() == [0, 1]
+    many = _index("integer", [5, 1, [3, 1], 7, 3, 9])
+    assert many.match_any([9, 3, 1, 4]).tolist() == [1, 2, 4, 5]  # several slices at once
     assert index.match_value(1).tolist() == []
     assert index.range(gte=0).tolist() == []
     assert index.residual_rows().tolist() == [2]
