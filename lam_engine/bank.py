@@ -91,6 +91,10 @@ class MemoryBank:
     def __contains__(self, memory_id: str) -> bool:
         return memory_id in self._row_of
 
+    def holds_any(self, memory_ids: Sequence[str]) -> bool:
+        """Whether any of the ids is stored: one C-level set test, not a Python loop."""
+        return not self._row_of.keys().isdisjoint(memory_ids)
+
     # ---- writes -----------------------------------------------------------------------
     def prepare(
         self,

@@ -277,9 +277,11 @@ class Engine(BankTable):
             if self._banks.get(name) is not slot:
                 raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
             # The bank mirrors the store (same ids), so it tells which ids are replacements.
-            replaced = [i in slot.bank for i in batch.unique_ids]
+            ids = batch.unique_ids
+            any_replaced = slot.bank.holds_any(ids)
+            replaced = [i in slot.bank for i in ids] if any_replaced else [False] * len(ids)
             seqs = self.storage.upsert(
-                name, batch.unique_ids, batch.vectors, batch.payloads, all_new=not any(replaced)
+                name, ids, batch.vectors, batch.payloads, all_new=not any_replaced
             )
             with slot.lock.write():
                 self._apply(slot, batch, seqs, replaced)

@@ -70,6 +70,8 @@ def loads(data: str | bytes) -> Any:
 def encode_payloads(payloads: Sequence[dict[str, Any] | None]) -> list[str | None]:
     """Each payload as JSON text, None for None; a payload must be an object."""
     out: list[str | None] = [None] * len(payloads)
+    if payloads.count(None) == len(payloads):
+        return out  # no payloads (a .npy batch): no per-row loop
     for k, p in enumerate(payloads):
         if p is None:
             continue

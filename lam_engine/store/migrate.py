@@ -1,9 +1,11 @@
-"""Migration of an older store to schema version 3, and the VACUUM that compacts it.
+"""Migration of an older store to schema version 4, and the VACUUM that compacts it.
 
-An older store is migrated to version 3 when opened writable, in ONE transaction:
+An older store is migrated to version 4 when opened writable, in ONE transaction:
 version 1 (before write generations) gets ``banks.generation`` (0 for every bank) and the
-counter; the memories are copied into the new table (``INSERT ... SELECT`` in (bank, seq)
-order), the old table dropped, the new one renamed and its indexes built. Seqs, ids,
+counter; the memories of version 1, 2 or 3 are copied into the new table (``INSERT ...
+SELECT`` in (bank, seq) order, each row's id key computed by a SQL function, keys.py),
+the old table dropped, the new one renamed and its indexes built (ids sharing a key
+spilled first). Seqs, ids,
 vectors, payloads and generations are kept exactly, so a saved prefilter index stays
 current. The store is switched to a rollback journal for the migration when no other
 connection has it open (in WAL mode the copy would pass through the WAL as well: 4x the
@@ -28,10 +30,12 @@ from typing import Any
 
 from ..errors import StorageError
 from . import space
+from .keys import IdKeys, new_secret, read_secret
 from .schema import (
     BUSY_TIMEOUT_MS,
     MEMORIES,
-    MEMORIES_INDEXES,
+    MEMORIES_KEY_INDEX,
+    MEMORIES_SEQ_INDEX,
     PAGE_SIZE,
     SCHEMA_VERSION,
     is_not_writable,
@@ -47,7 +51,7 @@ log = logging.getLogger("lam.storage")
 
 
 def migrate(conn: sqlite3.Connection, target: str, version: str) -> dict[str, Any] | None:
-    """Bring a version-1 or -2 store to SCHEMA_VERSION: one transaction, then a VACUUM.
+    """Bring a version-1, -2 or -3 store to SCHEMA_VERSION: one transaction, then a VACUUM.
 
     Returns what was done, or None when another process had migrated it meanwhile.
     """
@@ -66,12 +70,12 @@ def migrate(conn: sqlite3.Connection, target: str, version: str) -> dict[str, An
             with schema_transaction(conn):
                 # Re-read under the write lock: another process may have migrated meanwhile.
                 current = schema_version(conn)
-                done = current in ("1", "2")
+                done = current in ("1", "2", "3")
                 if current == "1":
                     _migrate_1_to_2(conn)
                     current = "2"
-                if current == "2":
-                    _migrate_2_to_3(conn)
+                if current in ("2", "3"):
+                    _migrate_to_4(conn)
         except sqlite3.Error as exc:
             if is_not_writable(exc):
                 raise  # a store we may not write: served read-only, unmigrated
@@ -103,19 +107,44 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
 
 
-def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
-    """Version 3 stores memories in a rowid table (schema.py, Layout)."""
-    conn.execute("DROP TABLE IF EXISTS memories_v3")
-    conn.execute(MEMORIES.format(table="memories_v3"))
-    conn.execute(
-        "INSERT INTO memories_v3 (bank, seq, id, vector, payload)"
-        " SELECT bank, seq, id, vector, payload FROM memories ORDER BY bank, seq"
-    )
-    conn.execute("DROP TABLE memories")  # and its index memories_bank_id
-    conn.execute("ALTER TABLE memories_v3 RENAME TO memories")
-    for stmt in MEMORIES_INDEXES:
-        conn.execute(stmt)
-    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+def _migrate_to_4(conn: sqlite3.Connection) -> None:
+    """Version 4: memories in a rowid table (3) indexed by (bank, key) (schema.py, Layout).
+
+    Versions 2 (clustered on (bank, seq)) and 3 (indexed by (bank, id)) are copied alike.
+    """
+    conn.execute("INSERT OR IGNORE INTO meta VALUES ('id_key', ?)", (new_secret(),))
+    secret = read_secret(conn)
+    assert secret is not None
+    keys = IdKeys(secret)
+    conn.create_function("lam_id_key", 2, keys.key, deterministic=True)
+    try:
+        conn.execute("DROP TABLE IF EXISTS memories_v4")
+        conn.execute(MEMORIES.format(table="memories_v4"))
+        conn.execute(
+            "INSERT INTO memories_v4 (bank, seq, id, key, vector, payload)"
+            " SELECT bank, seq, id, lam_id_key(bank, id), vector, payload FROM memories"
+            " ORDER BY bank, seq"
+        )
+    finally:
+        conn.create_function("lam_id_key", 2, None)
+    conn.execute("DROP TABLE memories")  # and its indexes
+    conn.execute("ALTER TABLE memories_v4 RENAME TO memories")
+    conn.execute(MEMORIES_SEQ_INDEX)
+    conn.execute("SAVEPOINT lam_key_index")
+    try:
+        conn.execute(MEMORIES_KEY_INDEX)
+    except sqlite3.IntegrityError:
+        # Two ids of a bank share a key (keys.py: rare): the later row of each is spilled.
+        conn.execute("ROLLBACK TO lam_key_index")
+        conn.execute("CREATE INDEX memories_key_scan ON memories (bank, key)")
+        conn.execute(
+            "UPDATE memories SET key = NULL WHERE rowid IN (SELECT m.rowid FROM memories m"
+            " JOIN memories o ON o.bank = m.bank AND o.key = m.key AND o.rowid < m.rowid)"
+        )
+        conn.execute("DROP INDEX memories_key_scan")
+        conn.execute(MEMORIES_KEY_INDEX)
+    conn.execute("RELEASE lam_key_index")
+    conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
 
 
 def _vacuum(conn: sqlite3.Connection, db: Path) -> str:

@@ -1,4 +1,4 @@
-"""Rows of the memories table: a batch prepared for SQL, and its inserts and updates."""
+"""Rows of the memories table: a batch prepared for SQL, its inserts, updates and deletes."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ import numpy as np
 
 from ..errors import DimensionMismatchError, DuplicateIdError, InvalidParameterError
 from .codec import encode_payloads, loads
+from .keys import IdKeys
 
+Blob = bytes | memoryview  # a row's float32 bytes, as SQLite binds them
 _IN_CHUNK = 500  # ids per "IN (...)" lookup, well under SQLite's bound-variable limit
 
 
 def prepare_batch(
     ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any] | None]
-) -> tuple[list[str], list[bytes], list[str | None], int]:
+) -> tuple[list[str], list[Blob], list[str | None], int]:
     """(ids, float32 blobs, payload texts, d) of a batch; refuses a malformed one."""
     ids = list(ids)
     xi = np.asarray(vectors)
@@ -26,7 +28,8 @@ def prepare_batch(
             "ids, vectors (n, d) and payloads must have the same length n",
             {"ids": len(ids), "vectors": list(xi.shape), "payloads": len(payloads)},
         )
-    if not all(isinstance(i, str) for i in ids):
+    # One C-level pass over the types first; a str subclass takes the slow check.
+    if not set(map(type, ids)) <= {str} and not all(isinstance(i, str) for i in ids):
         raise InvalidParameterError("memory ids must be strings")
     try:
         "".join(ids).encode()
@@ -34,10 +37,14 @@ def prepare_batch(
         raise InvalidParameterError("memory ids must be valid unicode") from None
     if len(set(ids)) != len(ids):
         raise DuplicateIdError("the same id appears twice in one batch")
-    # One bytes object for the batch, sliced per row: far cheaper than n tobytes() calls.
-    raw = np.ascontiguousarray(xi, dtype="<f4").tobytes()
+    # Zero-copy views of one buffer, a row each (SQLite binds any buffer as a BLOB): a
+    # bytes object per row would copy the batch twice (tobytes, then each slice).
+    arr = np.ascontiguousarray(xi, dtype="<f4")
     row = xi.shape[1] * 4
-    blobs = [raw[k : k + row] for k in range(0, len(raw), row)] if row else [b""] * len(ids)
+    buf = arr.data.cast("B") if arr.size else memoryview(b"")
+    blobs: list[Blob] = (
+        [buf[k : k + row] for k in range(0, len(buf), row)] if row else [b""] * len(ids)
+    )
     return ids, blobs, encode_payloads(payloads), int(xi.shape[1])
 
 
@@ -50,56 +57,128 @@ def check_dim(config_text: str, d: int) -> None:
 
 
 def _existing_rows(
-    conn: sqlite3.Connection, bank: str, ids: list[str]
-) -> dict[str, tuple[int, int]]:
-    """id → (seq, rowid) of the ids the bank holds already."""
+    conn: sqlite3.Connection, bank: str, ids: list[str], keys: list[int]
+) -> tuple[dict[str, tuple[int, int]], set[int]]:
+    """(id → (seq, rowid) of the ids the bank holds, the batch's keys taken in the bank).
+
+    A row is found by its key and kept only if its id is one asked for (keys.py: a key
+    is a hash). An id whose key slot holds another id may be spilled (key NULL): only
+    then are the bank's spilled rows read.
+    """
     found: dict[str, tuple[int, int]] = {}
-    for start in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[start : start + _IN_CHUNK]
+    taken: set[int] = set()
+    names = set(ids)
+    for start in range(0, len(keys), _IN_CHUNK):
+        chunk = keys[start : start + _IN_CHUNK]
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
-            f"SELECT id, seq, rowid FROM memories WHERE bank = ? AND id IN ({marks})",
+            f"SELECT key, id, seq, rowid FROM memories WHERE bank = ? AND key IN ({marks})",
             (bank, *chunk),
         )
-        found.update((i, (seq, rowid)) for i, seq, rowid in rows)
-    return found
+        for key, id_, seq, rowid in rows:
+            taken.add(key)
+            if id_ in names:  # the bank's row of this id, whichever batch id asked
+                found[id_] = (seq, rowid)
+    if any(k in taken and i not in found for i, k in zip(ids, keys, strict=True)):
+        for id_, seq, rowid in spilled_rows(conn, bank):
+            if id_ in names:
+                found[id_] = (seq, rowid)
+    return found, taken
+
+
+def spilled_rows(conn: sqlite3.Connection, bank: str) -> list[tuple[str, int, int]]:
+    """(id, seq, rowid) of the bank's rows whose key slot another id holds (almost never any)."""
+    return conn.execute(
+        "SELECT id, seq, rowid FROM memories WHERE bank = ? AND key IS NULL", (bank,)
+    ).fetchall()
 
 
 def insert_rows(
     conn: sqlite3.Connection,
+    id_keys: IdKeys,
     bank: str,
     next_seq: int,
     ids: list[str],
-    blobs: list[bytes],
+    blobs: list[Blob],
     payloads: list[str | None],
     *,
     all_new: bool = False,
 ) -> list[int]:
-    """Insert new ids, update replaced ones; returns each id's seq (a replaced id keeps its own)."""
-    # A bank that never held a row (next_seq 0) has no ids to look up either.
-    existing = {} if all_new or not next_seq else _existing_rows(conn, bank, ids)
-    updates: list[tuple[bytes, str | None, int]] = []
-    if not existing:  # the bulk case: every id is new, seqs are consecutive
-        seqs = list(range(next_seq, next_seq + len(ids)))
-        inserts = list(zip(repeat(bank), seqs, ids, blobs, payloads))
-        next_seq += len(ids)
-    else:
-        seqs, inserts = [], []
-        for id_, blob, payload in zip(ids, blobs, payloads, strict=True):
-            hit = existing.get(id_)
-            if hit is None:
-                seqs.append(next_seq)
-                inserts.append((bank, next_seq, id_, blob, payload))
-                next_seq += 1
-            else:
-                seqs.append(hit[0])
-                updates.append((blob, payload, hit[1]))
+    """Insert new ids, update replaced ones; returns each id's seq (a replaced id keeps its own).
+
+    `all_new` (the caller knows none of the ids is stored; a bank that never held a row,
+    next_seq 0, holds none either): the rows go in without a lookup, and the unique
+    (bank, key) index refuses a key already taken. That is an id stored after all (the
+    batch is refused: sqlite3.IntegrityError) or, rarely, another id with the same key:
+    then the batch is redone with the lookup, which spills the newcomer.
+    """
+    keys = id_keys.keys(bank, ids)
+    if all_new or not next_seq:
+        conn.execute("SAVEPOINT lam_all_new")
+        try:
+            seqs = list(range(next_seq, next_seq + len(ids)))
+            rows = list(zip(repeat(bank), seqs, ids, keys, blobs, payloads))
+            _insert(conn, bank, next_seq + len(ids), rows)
+            conn.execute("RELEASE lam_all_new")
+            return seqs
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK TO lam_all_new")
+            conn.execute("RELEASE lam_all_new")
+    existing, taken = _existing_rows(conn, bank, ids, keys)
+    if all_new and existing:
+        raise sqlite3.IntegrityError("an id promised new is stored")
+    seqs, inserts, updates = [], [], []
+    for id_, key, blob, payload in zip(ids, keys, blobs, payloads, strict=True):
+        hit = existing.get(id_)
+        if hit is not None:
+            seqs.append(hit[0])
+            updates.append((blob, payload, hit[1]))
+            continue
+        seqs.append(next_seq)
+        # A key taken by another id (here or earlier in the batch): this row is spilled.
+        inserts.append((bank, next_seq, id_, None if key in taken else key, blob, payload))
+        taken.add(key)
+        next_seq += 1
     if updates:
         conn.executemany("UPDATE memories SET vector = ?, payload = ? WHERE rowid = ?", updates)
     if inserts:
-        conn.executemany(
-            "INSERT INTO memories (bank, seq, id, vector, payload) VALUES (?, ?, ?, ?, ?)",
-            inserts,
-        )
-        conn.execute("UPDATE banks SET next_seq = ? WHERE name = ?", (next_seq, bank))
+        _insert(conn, bank, next_seq, inserts)
     return seqs
+
+
+def _insert(
+    conn: sqlite3.Connection, bank: str, next_seq: int, rows: list[tuple[Any, ...]]
+) -> None:
+    conn.executemany(
+        "INSERT INTO memories (bank, seq, id, key, vector, payload) VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.execute("UPDATE banks SET next_seq = ? WHERE name = ?", (next_seq, bank))
+
+
+def delete_rows(conn: sqlite3.Connection, id_keys: IdKeys, bank: str, ids: list[str]) -> int:
+    """Delete ids of a bank; returns how many existed.
+
+    Keeps the spill rule: a spilled row (key NULL) always finds its key slot taken, so an
+    `all_new` insert of its id is refused by the index. When a delete frees a slot, a
+    spilled row of that key moves into it.
+    """
+    ids = list(dict.fromkeys(ids))
+    keys = id_keys.keys(bank, ids)
+    existing, _ = _existing_rows(conn, bank, ids, keys)
+    if not existing:
+        return 0
+    conn.executemany("DELETE FROM memories WHERE rowid = ?", [(r,) for _, r in existing.values()])
+    spilled = spilled_rows(conn, bank)
+    if spilled:
+        freed = {k for i, k in zip(ids, keys, strict=True) if i in existing}
+        spilled_keys = id_keys.keys(bank, [r[0] for r in spilled])
+        for (_, _, rowid), key in zip(spilled, spilled_keys, strict=True):
+            if key in freed and _slot_free(conn, bank, key):
+                conn.execute("UPDATE memories SET key = ? WHERE rowid = ?", (key, rowid))
+    return len(existing)
+
+
+def _slot_free(conn: sqlite3.Connection, bank: str, key: int) -> bool:
+    row = conn.execute("SELECT 1 FROM memories WHERE bank = ? AND key = ?", (bank, key))
+    return row.fetchone() is None

@@ -1,14 +1,21 @@
-"""The store's SQL schema (version 3), its pragmas, and SQLite errors as StorageError.
+"""The store's SQL schema (version 4), its pragmas, and SQLite errors as StorageError.
 
-Layout (schema version 3)
+Layout (schema version 4)
     ``banks(name PK, config JSON, created_at, ord, next_seq, generation)``: ``ord`` keeps
     the creation order; ``next_seq`` is a per-bank counter, so a ``seq`` is never reused,
-    even after deletes. ``memories(bank, seq, id, vector, payload)`` is an ordinary rowid
-    table (rows appended in insertion order) with two unique indexes, ``(bank, seq)``
-    (``load``: one index range scan in insertion order) and ``(bank, id)`` (upserts,
-    deletes). ``vector`` is float32 little-endian bytes, ``payload`` JSON text or NULL.
-    ``meta(key, value)`` holds ``schema_version`` and ``generation``, the store-wide write
-    counter. New files use 16 KiB pages (``PAGE_SIZE``).
+    even after deletes. ``memories(bank, seq, id, key, vector, payload)`` is an ordinary
+    rowid table (rows appended in insertion order) with two unique indexes, ``(bank, seq)``
+    (``load``: one index range scan in insertion order) and ``(bank, key)`` (upserts,
+    deletes), ``key`` being a 64-bit hash of the id (keys.py: collisions are verified
+    and spilled, so ids stay exact). ``vector`` is float32 little-endian bytes,
+    ``payload`` JSON text or NULL. ``meta(key, value)`` holds ``schema_version``,
+    ``generation`` (the store-wide write counter) and ``id_key`` (the keys' secret). New
+    files use 16 KiB pages (``PAGE_SIZE``).
+
+    Version 4 indexes the 8-byte key instead of the id (version 3: ``(bank, id)``, 64 hex
+    characters for a content id): the index is a third of the size, and a batch of random
+    ids dirties, writes and fsyncs a third of the index pages (bench/bench_store_keys.py,
+    docs/internals.md).
 
     Why not a table clustered on ``(bank, seq)`` (``WITHOUT ROWID``, versions 1 and 2):
     a vector row is 0.5-1.5 KB; a row beyond what such a page keeps locally (about 1 KB
@@ -39,22 +46,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..errors import StorageError
+from .keys import new_secret
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Versions this code opens; older ones are migrated to SCHEMA_VERSION when writable.
-READABLE_VERSIONS = ("1", "2", "3")
+READABLE_VERSIONS = ("1", "2", "3", "4")
 PAGE_SIZE = 16384  # new files; a migrated store gets it from its VACUUM (migrate.py)
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock
 
 MEMORIES = (
     "CREATE TABLE IF NOT EXISTS {table} ("
-    " bank TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
+    " bank TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, key INTEGER,"
     " vector BLOB NOT NULL, payload TEXT)"
 )
-MEMORIES_INDEXES = (
-    "CREATE UNIQUE INDEX IF NOT EXISTS memories_bank_seq ON memories (bank, seq)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS memories_bank_id ON memories (bank, id)",
-)
+MEMORIES_SEQ_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS memories_bank_seq ON memories (bank, seq)"
+# keys.py: a hash of the id; NULL (spilled) where another id of the bank holds the key.
+MEMORIES_KEY_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS memories_bank_key ON memories (bank, key)"
+MEMORIES_INDEXES = (MEMORIES_SEQ_INDEX, MEMORIES_KEY_INDEX)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS banks ("
@@ -132,6 +140,7 @@ def create_if_fresh(conn: sqlite3.Connection) -> None:
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('id_key', ?)", (new_secret(),))
 
 
 def unsupported(version: str | None) -> StorageError:

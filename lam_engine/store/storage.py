@@ -32,9 +32,9 @@ Write generations
     derived from a bank (the engine's saved prefilter index) that records the generation
     it was made at matches the bank exactly when the generations are equal.
 
-The layout is in schema.py, migrations from versions 1 and 2 in migrate.py, loading in
-load.py, the JSON of configs and payloads in codec.py (as in orjson, a non-finite float
-inside a payload is stored as null).
+The layout is in schema.py (the id index's keys in keys.py), migrations from versions
+1-3 in migrate.py, loading in load.py, the JSON of configs and payloads in codec.py (as
+in orjson, a non-finite float inside a payload is stored as null).
 """
 
 from __future__ import annotations
@@ -57,10 +57,11 @@ from ..errors import (
     StorageError,
 )
 from .codec import dumps_text, loads
+from .keys import IdKeys, read_secret
 from .load import LoadedBank, VectorSink, gc_paused, read_bank
 from .lock import DataDirLock
 from .migrate import migrate
-from .rows import check_dim, insert_rows, prepare_batch
+from .rows import check_dim, delete_rows, insert_rows, prepare_batch
 from .schema import (
     BUSY_TIMEOUT_MS,
     PAGE_SIZE,
@@ -118,6 +119,7 @@ class Storage:
         self._closed = False
         self.read_only = False
         self.schema_version = SCHEMA_VERSION
+        self._id_keys = IdKeys(b"")  # the store's own, once its schema is read (keys.py)
         # What opening did to an older store (migrate.py); None: nothing.
         self.migration: dict[str, Any] | None = None
         target = str(path)
@@ -191,6 +193,11 @@ class Storage:
             version = schema_version(conn)
         if version not in READABLE_VERSIONS or (writable and version != str(SCHEMA_VERSION)):
             raise unsupported(version)
+        if version == str(SCHEMA_VERSION):
+            secret = read_secret(conn)
+            if secret is None:
+                raise unsupported(version)  # every version-4 store has one (schema.py)
+            self._id_keys = IdKeys(secret)
         return int(version)
 
     # -- plumbing ---------------------------------------------------------------------
@@ -326,7 +333,9 @@ class Storage:
             if not ids:
                 return []
             check_dim(config, d)
-            seqs = insert_rows(conn, bank, next_seq, ids, blobs, texts, all_new=all_new)
+            seqs = insert_rows(
+                conn, self._id_keys, bank, next_seq, ids, blobs, texts, all_new=all_new
+            )
             self._bump_generation(conn, bank)
             return seqs
 
@@ -334,11 +343,7 @@ class Storage:
         """Delete ids of a bank in one transaction; returns how many existed."""
         with self._write("delete") as conn:
             self._bank_row(conn, bank)
-            before = conn.total_changes
-            conn.executemany(
-                "DELETE FROM memories WHERE bank = ? AND id = ?", [(bank, i) for i in ids]
-            )
-            deleted = conn.total_changes - before
+            deleted = delete_rows(conn, self._id_keys, bank, ids)
             if deleted:
                 self._bump_generation(conn, bank)
             return deleted
@@ -376,7 +381,7 @@ class Storage:
             conn.execute("DELETE FROM memories WHERE bank = ?", (name,))
             conn.execute("DELETE FROM banks WHERE name = ?", (name,))
             self._insert_bank(conn, name, text, created_at)
-            return insert_rows(conn, name, 0, ids, blobs, texts)
+            return insert_rows(conn, self._id_keys, name, 0, ids, blobs, texts)
 
     def close(self) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ test run many trials. The storage module itself is the real one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import types
@@ -53,7 +54,9 @@ def _crash(db: str, seed: int, first: int, dim: int) -> None:
     storage = _import_storage()
     store = storage.Storage(db)
     if CRASH_BANK not in {b.name for b in store.list_banks()}:
-        store.create_bank(CRASH_BANK, {"dim": dim}, "2025-01-01T00:00:00Z")
+        # Writers start ahead, several on one fresh store: another may create it first.
+        with contextlib.suppress(storage.BankExistsError):
+            store.create_bank(CRASH_BANK, {"dim": dim}, "2025-01-01T00:00:00Z")
     print("ready", flush=True)
     sys.stdin.readline()  # the parent starts its kill timer when it sends this line
     batch = first

@@ -9,8 +9,8 @@ in one trial must still be there in the next.
 
 LAM_CRASH_TRIALS raises the number of trials (default 50).
 
-The schema migration (version 2 → 3, then a VACUUM) is killed the same way: whenever the
-kill lands, the next open finds every memory of the old store, exactly.
+The schema migration (version 2 or 3 → 4, then a VACUUM) is killed the same way: whenever
+the kill lands, the next open finds every memory of the old store, exactly.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from collections import defaultdict, deque
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from lam_engine.errors import StorageError
 from lam_engine.store import Storage
 
 CHILD = Path(__file__).with_name("crash_child_storage.py")
@@ -164,12 +166,24 @@ _V2_SCHEMA = (
 )
 
 
-def _make_v2_store(db: Path, n: int, d: int) -> np.ndarray:
-    """A version-2 store (as the previous code wrote it): bank "m" with n rows, every 3rd seq."""
+# Version 3: a rowid table in 16 KiB pages indexed by (bank, seq) and (bank, id).
+_V3_SCHEMA = (
+    "PRAGMA page_size = 16384",
+    *_V2_SCHEMA[1:4],  # WAL, meta, banks
+    "CREATE TABLE memories (bank TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"
+    " vector BLOB NOT NULL, payload TEXT)",
+    "CREATE UNIQUE INDEX memories_bank_seq ON memories (bank, seq)",
+    "CREATE UNIQUE INDEX memories_bank_id ON memories (bank, id)",
+    "INSERT INTO meta VALUES ('schema_version', '3'), ('generation', '7')",
+)
+
+
+def _make_old_store(db: Path, n: int, d: int, version: int = 2) -> np.ndarray:
+    """A version-2 or -3 store (as that code wrote it): bank "m" with n rows, every 3rd seq."""
     db.parent.mkdir(parents=True, exist_ok=True)
     xi = np.random.default_rng(3).standard_normal((n, d), dtype=np.float32)
     conn = sqlite3.connect(db, isolation_level=None)
-    for stmt in _V2_SCHEMA:
+    for stmt in _V2_SCHEMA if version == 2 else _V3_SCHEMA:
         conn.execute(stmt)
     conn.execute("INSERT INTO banks VALUES ('m', ?, 't', 0, ?, 7)", (json.dumps({"dim": d}), 3 * n))
     conn.execute("BEGIN")
@@ -182,11 +196,12 @@ def _make_v2_store(db: Path, n: int, d: int) -> np.ndarray:
     return xi
 
 
-def test_sigkill_during_migration_never_loses_the_store(tmp_path: Path):
+@pytest.mark.parametrize("version", [2, 3])
+def test_sigkill_during_migration_never_loses_the_store(tmp_path: Path, version: int):
     trials = max(4, int(os.environ.get("LAM_CRASH_TRIALS", "50")) // 6)
     n, d = 40_000, 96
     pristine = tmp_path / "pristine" / "lam.sqlite3"
-    xi = _make_v2_store(pristine, n, d)
+    xi = _make_old_store(pristine, n, d, version)
     # How long an undisturbed migration takes here: the kills are spread over it.
     timed = tmp_path / "timed" / "lam.sqlite3"
     shutil.copytree(pristine.parent, timed.parent)
@@ -202,13 +217,16 @@ def test_sigkill_during_migration_never_loses_the_store(tmp_path: Path):
         interrupted += report is None
         store = Storage(db)  # finishes (or redoes) the migration
         try:
-            assert store.schema_version == 3 and store.generation("m") == 7
+            assert store.schema_version == 4 and store.generation("m") == 7
             loaded = store.load("m")
             assert loaded.ids == [f"id{i}" for i in range(n)]
             assert loaded.seqs.tolist() == list(range(0, 3 * n, 3))
             assert loaded.vectors is not None and loaded.vectors.tobytes() == xi.tobytes()
             assert loaded.payloads == [None if i % 2 else {"i": i} for i in range(n)]
             assert store.upsert("m", ["new"], xi[:1], [None]) == [3 * n]
+            assert store.upsert("m", ["id5"], xi[:1], [None]) == [15]  # replaced by id
+            with pytest.raises(StorageError):  # the key index refuses a stored id
+                store.upsert("m", ["id6"], xi[:1], [None], all_new=True)
             check = store._conn.execute("PRAGMA integrity_check").fetchone()[0]
             assert check == "ok"
         finally:
