@@ -864,6 +864,18 @@ def report(res: dict[str, Any]) -> str:
         texts.append(print_table(
             f"Peer, {wl} workload: N={w['n']}, d={w['meta'].get('d')}, β={w['beta']}, "
             f"top-{TOP_K}", cols, table))  # fmt: skip
+        # How often the certificate held decides what the IVF rows measure: a fallback
+        # is the dense pass plus the index search.
+        notes = []
+        for name in ("LAM IVF, steps 1", "LAM IVF, steps 0"):
+            pf = w["recall"].get(name, {}).get("prefilter") or {}
+            if pf:
+                notes.append(f"{name}: {pf.get('prefiltered', 0):.0f} prefiltered, "
+                             f"{pf.get('fallback', 0):.0f} fell back to exact")  # fmt: skip
+        if notes:
+            line = "IVF certificate over the recall pass's cues: " + "; ".join(notes) + "."
+            print(line)
+            texts.append("\n" + line)
     checks = [[c["workload"], c["check"], c["value"], c["wanted"],
                "–" if c["met"] is None else ("yes" if c["met"] else "**no**")]
               for c in res["ratios"]]  # fmt: skip
