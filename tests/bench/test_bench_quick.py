@@ -41,8 +41,10 @@ def test_bench_tiny_runs_and_writes_results(tmp_path: Path) -> None:
             assert r[f"{key}_ceiling"] > 0
     http = json.loads((tmp_path / "http_quick.json").read_text())
     queries = [r for r in http["rows"] if r["endpoint"] == "query"]
-    assert {r["format"] for r in queries} == {"json", "npy"}
+    assert {r["format"] for r in queries} == {"json", "json-steps0", "npy", "ivf-json",
+                                              "ivf-json-steps0"}  # fmt: skip
     assert all(r["errors"] == 0 and r["rate"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in queries)
+    assert all(r["cpu_ms"] > 0 for r in http["rows"])  # server CPU per request, every row
     assert any(r["endpoint"] == "healthz" for r in http["rows"])
     scale = json.loads((tmp_path / "scale_quick.json").read_text())
     assert scale["n"] == 20_000 and scale["load_s"] > 0 and scale["query_p50_ms"] > 0
