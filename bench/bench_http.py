@@ -97,6 +97,8 @@ class Server:
             "LAM_SYNCHRONOUS": synchronous,
             "LAM_LOG_LEVEL": "warning",
             "LAM_MAX_BODY_BYTES": str(256 << 20),
+            # The IVF bank is stored in one request (trained once, at N).
+            "LAM_MAX_STORE_BATCH": "1000000",
         }
         env.pop("LAM_API_KEYS", None)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)
