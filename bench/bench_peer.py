@@ -934,6 +934,7 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk not found: `apt-get install -y wrk` (make bench-tools)", file=sys.stderr)
         return 2
     sizes = QUICK if args.quick else FULL
+    name = "peer_quick" if args.quick else "peer"
     t_all = time.perf_counter()
     versions = ensure_venv(args.venv)
     res: dict[str, Any] = {
@@ -950,10 +951,11 @@ def main(argv: list[str] | None = None) -> int:
             build_s = time.perf_counter() - t0
             res["workloads"][wl] = {**run_workload(w, sizes, args.venv, Path(tmp)),
                                     "build_s": build_s}  # fmt: skip
+            if wl != args.workloads[-1]:  # a run cut short still leaves what it measured
+                write_json(name, {**res, "partial": True}, args.out_dir)
     res["ratios"] = ratios(res)
     res["markdown"] = report(res)
     res["total_s"] = time.perf_counter() - t_all
-    name = "peer_quick" if args.quick else "peer"
     write_json(name, res, args.out_dir)
     plot(res, args.out_dir / f"{name}.png")
     print(f"total {res['total_s']:.0f} s")
