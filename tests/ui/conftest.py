@@ -74,7 +74,7 @@ def _serve(tmp: Path, env: dict[str, str]) -> LamServer:
     return server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, LamServer]]:
     """Both servers, started side by side (a start is mostly imports: ~4 s alone, more on a
     loaded machine), each seeded with the digits bank."""
@@ -97,19 +97,19 @@ def _servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Lam
             s.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(_servers: dict[str, LamServer]) -> LamServer:
     """No API keys."""
     return _servers["open"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def auth_server(_servers: dict[str, LamServer]) -> LamServer:
     """LAM_API_KEYS="rk:read,wk:write"."""
     return _servers["keys"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     reason = _missing()
     if reason:
@@ -184,7 +184,7 @@ def phone_page(browser: Any, guard: Guard) -> Iterator[Any]:
     yield from _guarded_page(browser, guard, PHONE)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shoot() -> Any:
     """Screenshots for README.md and docs/console.md, retaken on every run so they stay current."""
 
