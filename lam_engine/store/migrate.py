@@ -108,7 +108,7 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_to_4(conn: sqlite3.Connection) -> None:
-    """Version 4: memories in a rowid table (3) indexed by (bank, key) (schema.py, Layout).
+    """Version 4: memories in a rowid table (3) indexed by their id key (schema.py, Layout).
 
     Versions 2 (clustered on (bank, seq)) and 3 (indexed by (bank, id)) are copied alike.
     """
@@ -134,12 +134,12 @@ def _migrate_to_4(conn: sqlite3.Connection) -> None:
     try:
         conn.execute(MEMORIES_KEY_INDEX)
     except sqlite3.IntegrityError:
-        # Two ids of a bank share a key (keys.py: rare): the later row of each is spilled.
+        # Two ids share a key (keys.py: rare): the later row of each is spilled.
         conn.execute("ROLLBACK TO lam_key_index")
-        conn.execute("CREATE INDEX memories_key_scan ON memories (bank, key)")
+        conn.execute("CREATE INDEX memories_key_scan ON memories (key)")
         conn.execute(
             "UPDATE memories SET key = NULL WHERE rowid IN (SELECT m.rowid FROM memories m"
-            " JOIN memories o ON o.bank = m.bank AND o.key = m.key AND o.rowid < m.rowid)"
+            " JOIN memories o ON o.key = m.key AND o.rowid < m.rowid)"
         )
         conn.execute("DROP INDEX memories_key_scan")
         conn.execute(MEMORIES_KEY_INDEX)

@@ -59,11 +59,11 @@ def check_dim(config_text: str, d: int) -> None:
 def _existing_rows(
     conn: sqlite3.Connection, bank: str, ids: list[str], keys: list[int]
 ) -> tuple[dict[str, tuple[int, int]], set[int]]:
-    """(id → (seq, rowid) of the ids the bank holds, the batch's keys taken in the bank).
+    """(id → (seq, rowid) of the ids the bank holds, the batch's keys taken in the store).
 
-    A row is found by its key and kept only if its id is one asked for (keys.py: a key
-    is a hash). An id whose key slot holds another id may be spilled (key NULL): only
-    then are the bank's spilled rows read.
+    A row is found by its key and kept only if its bank and id are the ones asked for
+    (keys.py: a key is a hash). An id whose key slot holds another row may be spilled
+    (key NULL): only then are the bank's spilled rows read.
     """
     found: dict[str, tuple[int, int]] = {}
     taken: set[int] = set()
@@ -72,12 +72,11 @@ def _existing_rows(
         chunk = keys[start : start + _IN_CHUNK]
         marks = ",".join("?" * len(chunk))
         rows = conn.execute(
-            f"SELECT key, id, seq, rowid FROM memories WHERE bank = ? AND key IN ({marks})",
-            (bank, *chunk),
+            f"SELECT key, bank, id, seq, rowid FROM memories WHERE key IN ({marks})", chunk
         )
-        for key, id_, seq, rowid in rows:
-            taken.add(key)
-            if id_ in names:  # the bank's row of this id, whichever batch id asked
+        for key, row_bank, id_, seq, rowid in rows:
+            taken.add(key)  # a slot is store-wide: whichever bank holds it
+            if row_bank == bank and id_ in names:
                 found[id_] = (seq, rowid)
     if any(k in taken and i not in found for i, k in zip(ids, keys, strict=True)):
         for id_, seq, rowid in spilled_rows(conn, bank):
@@ -87,9 +86,9 @@ def _existing_rows(
 
 
 def spilled_rows(conn: sqlite3.Connection, bank: str) -> list[tuple[str, int, int]]:
-    """(id, seq, rowid) of the bank's rows whose key slot another id holds (almost never any)."""
+    """(id, seq, rowid) of the bank's rows whose key slot another row holds (almost never)."""
     return conn.execute(
-        "SELECT id, seq, rowid FROM memories WHERE bank = ? AND key IS NULL", (bank,)
+        "SELECT id, seq, rowid FROM memories WHERE key IS NULL AND bank = ?", (bank,)
     ).fetchall()
 
 
@@ -107,10 +106,10 @@ def insert_rows(
     """Insert new ids, update replaced ones; returns each id's seq (a replaced id keeps its own).
 
     `all_new` (the caller knows none of the ids is stored; a bank that never held a row,
-    next_seq 0, holds none either): the rows go in without a lookup, and the unique
-    (bank, key) index refuses a key already taken. That is an id stored after all (the
-    batch is refused: sqlite3.IntegrityError) or, rarely, another id with the same key:
-    then the batch is redone with the lookup, which spills the newcomer.
+    next_seq 0, holds none either): the rows go in without a lookup, and the unique key
+    index refuses a key already taken. That is an id stored after all (the batch is
+    refused: sqlite3.IntegrityError) or, rarely, another row with the same key: then
+    the batch is redone with the lookup, which spills the newcomer.
     """
     keys = id_keys.keys(bank, ids)
     if all_new or not next_seq:
@@ -157,28 +156,26 @@ def _insert(
 
 
 def delete_rows(conn: sqlite3.Connection, id_keys: IdKeys, bank: str, ids: list[str]) -> int:
-    """Delete ids of a bank; returns how many existed.
-
-    Keeps the spill rule: a spilled row (key NULL) always finds its key slot taken, so an
-    `all_new` insert of its id is refused by the index. When a delete frees a slot, a
-    spilled row of that key moves into it.
-    """
+    """Delete ids of a bank; returns how many existed."""
     ids = list(dict.fromkeys(ids))
-    keys = id_keys.keys(bank, ids)
-    existing, _ = _existing_rows(conn, bank, ids, keys)
+    existing, _ = _existing_rows(conn, bank, ids, id_keys.keys(bank, ids))
     if not existing:
         return 0
     conn.executemany("DELETE FROM memories WHERE rowid = ?", [(r,) for _, r in existing.values()])
-    spilled = spilled_rows(conn, bank)
-    if spilled:
-        freed = {k for i, k in zip(ids, keys, strict=True) if i in existing}
-        spilled_keys = id_keys.keys(bank, [r[0] for r in spilled])
-        for (_, _, rowid), key in zip(spilled, spilled_keys, strict=True):
-            if key in freed and _slot_free(conn, bank, key):
-                conn.execute("UPDATE memories SET key = ? WHERE rowid = ?", (key, rowid))
+    repair_spills(conn, id_keys)
     return len(existing)
 
 
-def _slot_free(conn: sqlite3.Connection, bank: str, key: int) -> bool:
-    row = conn.execute("SELECT 1 FROM memories WHERE bank = ? AND key = ?", (bank, key))
-    return row.fetchone() is None
+def repair_spills(conn: sqlite3.Connection, id_keys: IdKeys) -> None:
+    """After a delete: move spilled rows into the key slots it freed.
+
+    Keeps the spill rule: a spilled row (key NULL) always finds its key slot taken, so an
+    `all_new` insert of its id is refused by the unique index. Spilled rows are few
+    (keys.py), so all of them are checked: one index probe when there are none.
+    """
+    for rowid, bank, id_ in conn.execute(
+        "SELECT rowid, bank, id FROM memories WHERE key IS NULL"
+    ).fetchall():
+        key = id_keys.key(bank, id_)
+        if conn.execute("SELECT 1 FROM memories WHERE key = ?", (key,)).fetchone() is None:
+            conn.execute("UPDATE memories SET key = ? WHERE rowid = ?", (key, rowid))

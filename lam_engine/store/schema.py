@@ -5,9 +5,9 @@ Layout (schema version 4)
     the creation order; ``next_seq`` is a per-bank counter, so a ``seq`` is never reused,
     even after deletes. ``memories(bank, seq, id, key, vector, payload)`` is an ordinary
     rowid table (rows appended in insertion order) with two unique indexes, ``(bank, seq)``
-    (``load``: one index range scan in insertion order) and ``(bank, key)`` (upserts,
-    deletes), ``key`` being a 64-bit hash of the id (keys.py: collisions are verified
-    and spilled, so ids stay exact). ``vector`` is float32 little-endian bytes,
+    (``load``: one index range scan in insertion order) and ``key`` (upserts, deletes),
+    a 64-bit hash of the bank and id (keys.py: collisions are verified and spilled, so
+    ids stay exact). ``vector`` is float32 little-endian bytes,
     ``payload`` JSON text or NULL. ``meta(key, value)`` holds ``schema_version``,
     ``generation`` (the store-wide write counter) and ``id_key`` (the keys' secret). New
     files use 16 KiB pages (``PAGE_SIZE``).
@@ -61,7 +61,8 @@ MEMORIES = (
 )
 MEMORIES_SEQ_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS memories_bank_seq ON memories (bank, seq)"
 # keys.py: a hash of the id; NULL (spilled) where another id of the bank holds the key.
-MEMORIES_KEY_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS memories_bank_key ON memories (bank, key)"
+# Over the key alone (it hashes the bank too): no bank name in every entry.
+MEMORIES_KEY_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS memories_key ON memories (key)"
 MEMORIES_INDEXES = (MEMORIES_SEQ_INDEX, MEMORIES_KEY_INDEX)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",

@@ -61,7 +61,7 @@ from .keys import IdKeys, read_secret
 from .load import LoadedBank, VectorSink, gc_paused, read_bank
 from .lock import DataDirLock
 from .migrate import migrate
-from .rows import check_dim, delete_rows, insert_rows, prepare_batch
+from .rows import check_dim, delete_rows, insert_rows, prepare_batch, repair_spills
 from .schema import (
     BUSY_TIMEOUT_MS,
     PAGE_SIZE,
@@ -309,6 +309,7 @@ class Storage:
             self._bank_row(conn, name)
             conn.execute("DELETE FROM memories WHERE bank = ?", (name,))
             conn.execute("DELETE FROM banks WHERE name = ?", (name,))
+            repair_spills(conn, self._id_keys)  # another bank's rows may take its slots
 
     # -- memories ---------------------------------------------------------------------
 
@@ -380,6 +381,7 @@ class Storage:
         with self._write("replace_bank") as conn:
             conn.execute("DELETE FROM memories WHERE bank = ?", (name,))
             conn.execute("DELETE FROM banks WHERE name = ?", (name,))
+            repair_spills(conn, self._id_keys)  # another bank's rows may take its slots
             self._insert_bank(conn, name, text, created_at)
             return insert_rows(conn, self._id_keys, name, 0, ids, blobs, texts)
 

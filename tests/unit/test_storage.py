@@ -546,7 +546,7 @@ def _downgrade_to_v2(db: Path) -> None:
     conn.execute("PRAGMA journal_mode = DELETE")
     conn.execute("BEGIN")
     conn.execute("ALTER TABLE memories RENAME TO memories_new")
-    conn.execute("DROP INDEX memories_bank_key")
+    conn.execute("DROP INDEX memories_key")
     conn.execute("DROP INDEX memories_bank_seq")
     for stmt in _V2_MEMORIES:
         conn.execute(stmt)
@@ -615,7 +615,7 @@ def test_new_store_uses_the_version_4_layout(tmp_path: Path):
     Storage(db).close()
     assert _layout(db) == {
         "version": "4", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
-        "indexes": ["memories_bank_key", "memories_bank_seq"], "integrity": "ok",
+        "indexes": ["memories_bank_seq", "memories_key"], "integrity": "ok",
     }  # fmt: skip
 
 
@@ -634,7 +634,7 @@ def test_version_2_store_is_migrated_and_compacted_keeping_everything(tmp_path: 
     s.close()
     assert _layout(db) == {
         "version": "4", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
-        "indexes": ["memories_bank_key", "memories_bank_seq"], "integrity": "ok",
+        "indexes": ["memories_bank_seq", "memories_key"], "integrity": "ok",
     }  # fmt: skip
     assert not (tmp_path / "lam.sqlite3-journal").exists()
 

@@ -1,4 +1,4 @@
-"""Schema version 4: the (bank, key) index of 64-bit id hashes keeps ids exact.
+"""Schema version 4: the unique index of 64-bit id hashes keeps ids exact.
 
 Keys are hashes, so two ids may share one (keys.py); these tests make that common by
 folding every key into 3 values, and check that upserts replace by id, deletes delete
@@ -102,6 +102,28 @@ def test_all_new_with_a_shared_key_is_spilled_and_a_stored_id_refused(
     s.close()
 
 
+def test_banks_sharing_keys_stay_apart_through_deletes_and_replaces(
+    tmp_path: Path, colliding: None
+):
+    s = Storage(tmp_path / "lam.sqlite3")
+    ids = [f"m{i}" for i in range(6)]  # the same ids in both banks, on 3 keys
+    for bank in ("a", "b", "c"):
+        s.create_bank(bank, {"dim": 2}, T0)
+        assert s.upsert(bank, ids, _xi(6, 2, ord(bank)), [None] * 6, all_new=True) == list(range(6))
+    s.delete_bank("a")  # frees slots: rows of b and c move into them
+    s.replace_bank("c", {"dim": 2}, T0, ids[:2], _xi(2, 2, 7), [None, None])
+    for stored in ids:
+        with pytest.raises(StorageError):
+            s.upsert("b", [stored], _xi(1, 2, 9), [None], all_new=True)
+    assert s.upsert("b", ids[::-1], _xi(6, 2, 3), [None] * 6) == list(range(6))[::-1]
+    loaded = s.load("b")
+    assert loaded.ids == ids and loaded.vectors is not None
+    assert loaded.vectors.tobytes() == _xi(6, 2, 3)[::-1].tobytes()
+    assert s.load("c").ids == ids[:2] and s.delete("c", ids) == 2 and s.load("b").ids == ids
+    assert s._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    s.close()
+
+
 def test_keys_are_per_store_and_per_bank(tmp_path: Path):
     a, b = Storage(tmp_path / "a.sqlite3"), Storage(tmp_path / "b.sqlite3")
     try:
@@ -130,7 +152,7 @@ def downgrade_to_v3(db: Path) -> None:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("BEGIN")
     conn.execute("ALTER TABLE memories RENAME TO memories_new")
-    conn.execute("DROP INDEX memories_bank_key")
+    conn.execute("DROP INDEX memories_key")
     conn.execute("DROP INDEX memories_bank_seq")
     for stmt in _V3_MEMORIES:
         conn.execute(stmt)
