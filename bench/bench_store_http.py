@@ -5,8 +5,9 @@ creates a d-dimensional bank and stores M memories in batches through POST
 /v1/banks/{bank}/memories, once with JSON bodies (ids + vectors + payloads) and once with
 .npy bodies (vectors only, content-addressed ids), from one client. In the same run, the
 floor: `Storage.upsert` of the same batches in-process (SQLite transaction + fsync, no
-HTTP, no engine), and a raw sqlite3 `executemany` of the same blobs (the peer: what any
-SQLite-backed store pays at least).
+HTTP, no engine), a raw sqlite3 `executemany` of the same blobs (the peer: what any
+SQLite-backed store pays at least), and `Storage.upsert` of the rows the .npy path
+stores (content ids, no payloads: the store's share of the .npy row).
 
     python -m bench.bench_store_http [--quick]
 
@@ -16,6 +17,7 @@ Writes bench/results/store_http[_quick].json.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sqlite3
 import sys
 import tempfile
@@ -67,15 +69,21 @@ def http_store(url: str, bank: str, parts: list[np.ndarray], fmt: str) -> float:
         return time.perf_counter() - t0
 
 
-def storage_store(path: Path, parts: list[np.ndarray]) -> float:
+def storage_store(path: Path, parts: list[np.ndarray], content_ids: bool = False) -> float:
+    """`content_ids`: the rows of the .npy path (SHA-256 hex ids, no payloads, all new)."""
     s = Storage(path / "lam.sqlite3", synchronous="FULL")
     s.create_bank("floor", {"dim": parts[0].shape[1]}, "2026-01-01T00:00:00Z")
     spent, start = 0.0, 0
     for x in parts:
-        ids = [f"m{start + i}" for i in range(len(x))]
-        payloads: list[dict[str, Any] | None] = [{"i": start + i} for i in range(len(x))]
+        payloads: list[dict[str, Any] | None]
+        if content_ids:
+            ids = [hashlib.sha256(row.tobytes()).hexdigest() for row in x]
+            payloads = [None] * len(x)
+        else:
+            ids = [f"m{start + i}" for i in range(len(x))]
+            payloads = [{"i": start + i} for i in range(len(x))]
         t0 = time.perf_counter()
-        s.upsert("floor", ids, x, payloads)
+        s.upsert("floor", ids, x, payloads, all_new=content_ids)
         spent += time.perf_counter() - t0
         start += len(x)
     s.close()
@@ -113,9 +121,13 @@ def run(m: int, d: int, batch: int, seed: int) -> dict[str, Any]:
                 rows.append({"path": f"HTTP {fmt}", "seconds": secs, "vectors_per_s": m / secs})
         finally:
             srv.stop()
-        for name, fn in (("Storage.upsert (in-process)", storage_store),
-                         ("raw sqlite3 executemany", raw_sqlite)):  # fmt: skip
-            sub = root / name.split()[0].replace(".", "_")
+        for k, (name, fn) in enumerate((
+            ("Storage.upsert (in-process)", storage_store),
+            ("raw sqlite3 executemany", raw_sqlite),
+            ("Storage.upsert, content ids, no payloads (.npy rows)",
+             lambda p, x: storage_store(p, x, content_ids=True)),
+        )):  # fmt: skip
+            sub = root / f"floor{k}"
             sub.mkdir()
             secs = fn(sub, parts)
             rows.append({"path": name, "seconds": secs, "vectors_per_s": m / secs})

@@ -61,6 +61,7 @@ VARIANTS: dict[str, tuple[str, str, bool, Callable[[str, str], Any]]] = {
     "UNIQUE (bank, key BLOB raw 32 B)": ("BLOB", "bank, key", True, _raw32),
     "UNIQUE (bank, key BLOB sha256[:16])": ("BLOB", "bank, key", True, _blob16),
     "UNIQUE (bank, key INTEGER h64)": ("INTEGER", "bank, key", True, _h64),
+    "UNIQUE (key INTEGER h64(bank, id)) (v4)": ("INTEGER", "key", True, _h64),
     "(bank, key INTEGER h64) + lookup": ("INTEGER", "bank, key", False, _h64),
     "(key INTEGER h64(bank, id)) + lookup": ("INTEGER", "key", False, _h64),
 }
