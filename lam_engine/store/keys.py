@@ -1,13 +1,15 @@
 """The fixed-width key that the memories' id index holds instead of the id (schema v4).
 
 ``key`` is a signed 64-bit integer: the first 8 bytes of SHA-256(secret, bank, id), with a
-random secret drawn once per store (``meta.id_key``). It is a hash, not an
-identity: two ids may share a key (for a million ids in a bank the chance of any shared
-key is about 3e-8; at a billion, a few per cent), so the index on it is not unique and
-every lookup verifies the full id that the row still holds as text. The secret keeps
-the keys unpredictable, so nobody can craft ids that pile up on one key to slow lookups.
-Uniqueness of ``(bank, id)`` is kept by the write protocol instead (rows.py): every upsert
-looks its keys up under the write lock and replaces an id it finds.
+random secret drawn once per store (``meta.id_key``). The memories' unique index is over
+the key alone (the bank is hashed in, not repeated in every index entry). A key is a
+hash, not an identity: two (bank, id) pairs may share one (for a million rows the chance
+of any shared key is about 3e-8; at a billion, a few per cent), so every lookup verifies
+the bank and full id that the row still holds as text, and the second row of a shared
+key is *spilled*: stored with key NULL, found among the few such rows (rows.py keeps the
+rule that a spilled row's key slot is always held by another row, so the unique index
+still refuses an ``all_new`` insert of a stored id). The secret keeps the keys
+unpredictable, so nobody can craft ids that pile up as spilled rows to slow lookups.
 """
 
 from __future__ import annotations
