@@ -25,6 +25,7 @@ from .errors import (
     InvalidInputError,
     MemoryNotFoundError,
 )
+from .payload_index import PayloadIndexes
 from .vectors import (
     TORCH_DTYPES,
     as_matrix,
@@ -77,6 +78,8 @@ class MemoryBank:
         self._n = 0  # rows in use, tombstones included
         self._dead = 0
         self._max_norm: float | None = None
+        # Payload indexes kept row for row with the bank (filters read them: selection.py).
+        self.indexes = PayloadIndexes(config.payload_index)
 
     # ---- size -------------------------------------------------------------------------
     @property
@@ -157,6 +160,9 @@ class MemoryBank:
             self._xi[replace_rows] = vec[replace_src]
             for j, row in zip(replace_src, replace_rows, strict=True):
                 self._payloads[row] = batch.payloads[j]  # type: ignore[index]
+            self.indexes.add(
+                np.asarray(replace_rows, dtype=np.int64), [batch.payloads[j] for j in replace_src]
+            )
         if new_rows:
             start = self._n
             stop = start + len(new_rows)
@@ -172,6 +178,7 @@ class MemoryBank:
                 batch.payloads if all_new else [batch.payloads[j] for j in new_rows]
             )
             row_of.update(zip(new_ids, range(start, stop), strict=True))
+            self.indexes.add(np.arange(start, stop), self._payloads[start:stop])
             self._n = stop
         self._max_norm = None
 
@@ -197,6 +204,7 @@ class MemoryBank:
             self._payloads[r] = None
         self._dead += len(rows)
         self._max_norm = None
+        self.indexes.remove(rows)
         if self._dead > _COMPACT_FRACTION * self._n:
             self.compact()
         return removed
@@ -218,6 +226,7 @@ class MemoryBank:
         self._ids = [self._ids[r] for r in alive]
         self._payloads = [self._payloads[r] for r in alive]
         self._row_of = {mid: r for r, mid in enumerate(self._ids)}  # type: ignore[misc]
+        self.indexes.remap(np.asarray(alive, dtype=np.int64))
         self._n, self._dead = n, 0
 
     def _reserve(self, rows: int, *, exact: bool = False) -> None:
@@ -359,3 +368,4 @@ class BulkLoader:
         bank._row_of = dict(zip(ids, range(n), strict=True))
         bank._n, bank._dead = n, 0
         bank._max_norm = None
+        bank.indexes.add(np.arange(n), payloads)

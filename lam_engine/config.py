@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from .errors import InvalidParameterError
+from .payload_index import validate_index_spec
 
 ModelName = Literal["A", "B", "C"]
 DTypeName = Literal["float32", "float16", "bfloat16"]
@@ -173,6 +174,8 @@ class BankConfig:
     device: str = "auto"
     prefilter: PrefilterConfig = field(default_factory=PrefilterConfig)
     model_params: dict[str, Any] = field(default_factory=dict)
+    # Payload indexes {dotted key: kind} (API.md "Filters"); they only make filters faster.
+    payload_index: dict[str, str] = field(default_factory=dict)
 
     def validate(self) -> BankConfig:
         _int_in("dim", self.dim, 1, MAX_DIM)
@@ -191,6 +194,7 @@ class BankConfig:
             )
         self.prefilter.validate()
         validate_model_params(self.model, self.model_params)
+        validate_index_spec(self.payload_index)
         return self
 
     def with_changes(self, **changes: Any) -> BankConfig:
@@ -200,6 +204,7 @@ class BankConfig:
         out = asdict(self)
         out["prefilter"] = self.prefilter.to_dict()
         out["model_params"] = dict(self.model_params)
+        out["payload_index"] = dict(self.payload_index)
         return out
 
     @classmethod
@@ -213,6 +218,7 @@ class BankConfig:
             )
         data["prefilter"] = PrefilterConfig.from_dict(data.get("prefilter"))
         data["model_params"] = dict(data.get("model_params") or {})
+        data["payload_index"] = validate_index_spec(data.get("payload_index"))
         return cls(**data).validate()
 
 

@@ -33,11 +33,13 @@ from .errors import (
 )
 from .index import IndexCatalog
 from .kernels import DEFAULT_CHUNK_BYTES
+from .payload_index import validate_index_spec
 from .results import (
     BankInfo,
     UpsertResult,
 )
 from .runtime import setup
+from .selection import delete_filter, passing_ids, rebuild_indexes
 from .slot import BankSlot, empty_index, fill_index, new_slot, now
 from .store import DataDirLock, Storage
 from .store import snapshot as snapshot_io
@@ -232,7 +234,12 @@ class Engine(BankTable):
             self._remove_index_files(name)
 
     def update_bank(
-        self, name: str, *, beta: float | None = None, prefilter: PrefilterConfig | None = None
+        self,
+        name: str,
+        *,
+        beta: float | None = None,
+        prefilter: PrefilterConfig | None = None,
+        payload_index: dict[str, str] | None = None,
     ) -> BankInfo:
         slot = self._slot(name)
         with slot.writer:
@@ -245,6 +252,8 @@ class Engine(BankTable):
                 if slot.config.model != "B" and prefilter.kind != "none":
                     raise InvalidParameterError("a prefilter applies to Model B banks only")
                 changes["prefilter"] = prefilter.validate()
+            if payload_index is not None:
+                changes["payload_index"] = validate_index_spec(payload_index)
             config = slot.config.with_changes(**changes)
             if config == slot.config:
                 return self.bank_info(name)
@@ -255,8 +264,11 @@ class Engine(BankTable):
                 if index is not None:
                     fill_index(index, slot.bank)
             with slot.lock.write():
+                reindex = config.payload_index != slot.bank.config.payload_index
                 slot.bank.config = config
                 slot.prefilter = index
+                if reindex:
+                    rebuild_indexes(slot.bank)
                 info = slot.info()
             self._committed(slot)
             if index is not slot_index_before:
@@ -316,14 +328,19 @@ class Engine(BankTable):
         if self.delete_memories(name, [memory_id]) == 0:
             raise MemoryNotFoundError(f"memory {memory_id!r} not found", {"id": memory_id})
 
-    def delete_memories(self, name: str, ids: list[str]) -> int:
+    def delete_memories(
+        self, name: str, ids: list[str] | None = None, *, filter: Any = None
+    ) -> int:
+        """Delete the memories of `ids`, or those passing `filter` (exactly one of the two)."""
         slot = self._slot(name)
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise InvalidParameterError("ids must be a list of strings")
+        flt = delete_filter(ids, filter)
         with slot.writer:
             if self._banks.get(name) is not slot:  # deleted or replaced meanwhile
                 raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
-            present = [i for i in dict.fromkeys(ids) if i in slot.bank]
+            if flt is not None:  # under the writer lock: no write changes what passes meanwhile
+                with slot.lock.read():
+                    ids = passing_ids(slot.bank, flt)
+            present = [i for i in dict.fromkeys(ids or ()) if i in slot.bank]
             if not present:
                 return 0
             deleted = self.storage.delete(name, present)

@@ -79,6 +79,12 @@ class EmptyBankError(ConflictError):
     code = "empty_bank"
 
 
+class EmptySelectionError(ConflictError):
+    """A query or energy whose filter no memory passes: there is no softmax to take."""
+
+    code = "empty_selection"
+
+
 class DataDirLockedError(ConflictError):
     """Another live process (or another Engine of this one) holds the data directory."""
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from .config import QUERY, check_beta
 from .errors import DimensionMismatchError, InvalidParameterError
+from .filters import Filter, parse_filter
 from .vectors import as_mask, as_matrix
 
 
@@ -47,7 +48,8 @@ class QueryInput:
     * `beta`: None (the bank's β) or a float accepted by `config.check_beta`;
     * `steps` in [QUERY.steps_min, QUERY.steps_max] (0: score at the cue), `tol` finite
       ≥ 0, `top_k` in [0, QUERY.top_k_max];
-    * `with_payload`, `with_vectors`, `exact`: bools.
+    * `with_payload`, `with_vectors`, `exact`: bools;
+    * `filter`: None or a parsed `Filter` (API.md "Filters"; InvalidFilterError if not).
 
     The bank's dimension is checked when `dim` is passed to `build`; the engine compares
     `dim` with the bank's (an integer comparison) and nothing else.
@@ -62,6 +64,7 @@ class QueryInput:
     with_payload: bool = QUERY.with_payload
     with_vectors: bool = QUERY.with_vectors
     exact: bool = QUERY.exact
+    filter: Filter | None = None
 
     @property
     def batch(self) -> int:
@@ -81,7 +84,11 @@ class QueryInput:
 
     def _params(self) -> tuple[Any, ...]:
         """The parameters a batch shares (all but the rows, the mask and top_k)."""
-        return (self.beta, self.steps, self.tol, self.with_payload, self.with_vectors, self.exact)
+        # The filter by repr: Filter equality takes 1 == True (Python's), its repr does not.
+        flt = None if self.filter is None else repr(self.filter)
+        return (
+            self.beta, self.steps, self.tol, self.with_payload, self.with_vectors, self.exact, flt
+        )  # fmt: skip
 
     @classmethod
     def build(
@@ -97,6 +104,7 @@ class QueryInput:
         with_payload: Any = QUERY.with_payload,
         with_vectors: Any = QUERY.with_vectors,
         exact: Any = QUERY.exact,
+        filter: Any = None,
     ) -> QueryInput:
         """Validate everything (typed LamError on the first problem) and build the input."""
         q = as_matrix(queries, dim, "queries")
@@ -118,6 +126,7 @@ class QueryInput:
             with_payload=_flag("with_payload", with_payload),
             with_vectors=_flag("with_vectors", with_vectors),
             exact=_flag("exact", exact),
+            filter=filter if isinstance(filter, Filter) else parse_filter(filter),
         )
 
     @classmethod

@@ -12,8 +12,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+import numpy as np
+
 from . import ops
 from .errors import BankNotFoundError, EmptyBankError, InvalidParameterError
+from .filters import Filter, parse_filter
 from .inputs import QueryInput
 from .kernels import DEFAULT_CHUNK_BYTES
 from .results import (
@@ -24,6 +27,7 @@ from .results import (
     MemoryRecord,
     QueryBatchResult,
 )
+from .selection import SelectedBank, SelectedIndex, select
 from .slot import BankSlot
 from .store import snapshot as snapshot_io
 from .vectors import as_matrix
@@ -69,9 +73,23 @@ class BankTable:
             vector, payload = slot.bank.get(memory_id)
         return MemoryRecord(id=memory_id, vector=vector, payload=payload)
 
+    def count(self, name: str, filter: Filter | dict[str, Any] | None = None) -> int:
+        """How many memories pass `filter` (all of them without one)."""
+        flt = _filter(filter)
+        slot = self._slot(name)
+        with slot.lock.read():
+            return slot.bank.count if flt is None else int(select(slot.bank, flt).sum())
+
     def scroll(
-        self, name: str, limit: int = 100, cursor: str | None = None, *, with_vectors: bool = True
+        self,
+        name: str,
+        limit: int = 100,
+        cursor: str | None = None,
+        *,
+        with_vectors: bool = True,
+        filter: Filter | dict[str, Any] | None = None,
     ) -> tuple[list[MemoryRecord], str | None]:
+        """A page of memories in store order (of those passing `filter`, if given)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise InvalidParameterError("limit must be a positive integer", {"limit": limit})
         after: int | None = None
@@ -80,10 +98,16 @@ class BankTable:
                 after = int(cursor)
             except ValueError as exc:
                 raise InvalidParameterError("invalid cursor", {"cursor": cursor[:80]}) from exc
+        flt = _filter(filter)
         slot = self._slot(name)
         with slot.lock.read():
             bank = slot.bank
-            rows, more = bank.scroll(limit, after)
+            if flt is None:
+                rows, more = bank.scroll(limit, after)
+            else:
+                start = 0 if after is None else int(np.searchsorted(bank.keys, after, "right"))
+                passing = np.flatnonzero(select(bank, flt)[start:]) + start
+                rows, more = passing[:limit].tolist(), len(passing) > limit
             records = [
                 MemoryRecord(
                     id=bank.id_at(r),
@@ -119,7 +143,13 @@ class BankTable:
             q = QueryInput.build(queries, dim=self._slot(name).config.dim, **params)
         with self._reading(name) as slot:
             q.check_dim(slot.config.dim)
-            return ops.query(slot.bank, slot.prefilter, q, chunk_bytes=self.chunk_bytes)
+            if q.filter is None:
+                return ops.query(slot.bank, slot.prefilter, q, chunk_bytes=self.chunk_bytes)
+            bank = SelectedBank(slot.bank, select(slot.bank, q.filter), name)
+            index = slot.prefilter
+            if index is not None:
+                index = SelectedIndex(index, slot.bank.count, bank.count)  # type: ignore[assignment]
+            return ops.query(bank, index, q, chunk_bytes=self.chunk_bytes)
 
     def energy(
         self,
@@ -129,11 +159,17 @@ class BankTable:
         beta: float | None = None,
         constants: bool = False,
         gradient: bool = False,
+        filter: Filter | dict[str, Any] | None = None,
     ) -> EnergyResult:
+        """E(v) of states under the bank (under the memories passing `filter`, if given)."""
         v = as_matrix(states, self._slot(name).config.dim, "states")
+        flt = _filter(filter)
         with self._reading(name) as slot:
+            bank = slot.bank
+            if flt is not None:
+                bank = SelectedBank(bank, select(bank, flt), name)
             return ops.energy(
-                slot.bank,
+                bank,
                 v,
                 beta=beta,
                 constants=constants,
@@ -166,3 +202,8 @@ class BankTable:
             vectors=vectors,
             payloads=payloads,
         )
+
+
+def _filter(obj: Filter | dict[str, Any] | None) -> Filter | None:
+    """A parsed filter (InvalidFilterError for a malformed one)."""
+    return obj if isinstance(obj, Filter) else parse_filter(obj)

@@ -54,12 +54,14 @@ class BatchKey:
     with_payload: bool
     with_vectors: bool
     exact: bool
+    filter: str | None = None  # its repr (Filter equality takes 1 == True; repr does not)
 
     @classmethod
     def of(cls, bank: str, q: QueryInput) -> BatchKey:
         return cls(
             bank=bank, dim=q.dim, masked=q.mask is not None, beta=q.beta, steps=q.steps,
             tol=q.tol, with_payload=q.with_payload, with_vectors=q.with_vectors, exact=q.exact,
+            filter=None if q.filter is None else repr(q.filter),
         )  # fmt: skip
 
 
