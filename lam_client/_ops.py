@@ -15,6 +15,7 @@ from urllib.parse import quote
 import numpy as np
 
 from .errors import InvalidInput
+from .filters import FilterLike, filter_json
 from .models import (
     Bank,
     Diagnostics,
@@ -104,13 +105,20 @@ def get_bank(name: str) -> Op[Bank]:
     return Op("get_bank", "GET", _bank_path(name), Bank.from_dict, {"name": name})
 
 
-def update_bank(name: str, beta: float | None, prefilter: dict[str, Any] | None) -> Op[Bank]:
+def update_bank(
+    name: str,
+    beta: float | None,
+    prefilter: dict[str, Any] | None,
+    payload_index: dict[str, str] | None = None,
+) -> Op[Bank]:
     body: dict[str, Any] = {}
     if beta is not None:
         body["beta"] = beta
     if prefilter is not None:
         body["prefilter"] = prefilter
-    args = {"name": name, "beta": beta, "prefilter": prefilter}
+    if payload_index is not None:
+        body["payload_index"] = payload_index
+    args = {"name": name, "beta": beta, "prefilter": prefilter, "payload_index": payload_index}
     return Op("update_bank", "PATCH", _bank_path(name), Bank.from_dict, args, body)
 
 
@@ -165,31 +173,49 @@ def delete_memory(bank: str, memory_id: str) -> Op[None]:
     return Op("delete", "DELETE", path, _none, {"bank": bank, "id": memory_id})
 
 
-def delete_many(bank: str, ids: Sequence[str]) -> Op[int]:
-    body = {"ids": list(ids)}
+def delete_many(bank: str, ids: Sequence[str] | None, flt: FilterLike | None = None) -> Op[int]:
+    if (ids is None) == (flt is None):
+        raise ValueError("delete_many takes exactly one of ids and filter")
+    body: dict[str, Any] = {"ids": list(ids)} if ids is not None else {"filter": filter_json(flt)}
     return Op(
         "delete_many",
         "POST",
         _bank_path(bank, "memories", "delete"),
         lambda d: int(d["deleted"]),
-        {"bank": bank, "ids": list(ids)},
+        {"bank": bank, **body},
         body,
     )
 
 
-def scroll(bank: str, limit: int, cursor: str | None) -> Op[ScrollPage]:
+def scroll(
+    bank: str, limit: int, cursor: str | None, flt: FilterLike | None = None
+) -> Op[ScrollPage]:
+    args = {"bank": bank, "limit": limit, "cursor": cursor}
+    if flt is not None:  # the POST form; with vectors, as the GET page has them
+        body = {**args, "filter": filter_json(flt), "with_vectors": True}
+        del body["bank"]
+        path = _bank_path(bank, "memories", "scroll")
+        return Op(
+            "scroll", "POST", path, ScrollPage.from_dict, {**args, "filter": body["filter"]}, body
+        )
     params: dict[str, Any] = {"limit": limit}
     if cursor is not None:
         params["cursor"] = cursor
-    args = {"bank": bank, "limit": limit, "cursor": cursor}
     return Op(
         "scroll", "GET", _bank_path(bank, "memories"), ScrollPage.from_dict, args, None, params
     )
 
 
+def count(bank: str, flt: FilterLike | None) -> Op[int]:
+    body = {"filter": filter_json(flt)}
+    path = _bank_path(bank, "memories", "count")
+    return Op("count", "POST", path, lambda d: int(d["count"]), {"bank": bank, **body}, body)
+
+
 def query(bank: str, queries: Any, **kw: Any) -> Op[QueryResponse]:
     q = as_rows(queries)  # (B, d)
     kw["mask"] = _mask(kw.get("mask"))
+    kw["filter"] = filter_json(kw.get("filter"))
     body = {"queries": q, **kw}
     return Op(
         "query",
@@ -203,6 +229,7 @@ def query(bank: str, queries: Any, **kw: Any) -> Op[QueryResponse]:
 
 def energy(bank: str, states: Any, **kw: Any) -> Op[EnergyResult]:
     v = as_rows(states)  # (B, d)
+    kw["filter"] = filter_json(kw.get("filter"))
     body = {"states": v, **kw}
     return Op(
         "energy",

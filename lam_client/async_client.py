@@ -20,6 +20,7 @@ from . import _core, _ops
 from ._files import PathOrFile, open_binary, open_for_export
 from ._ops import Op
 from ._upload import batches, progress_bar
+from .filters import FilterLike
 from .models import (
     Bank,
     Diagnostics,
@@ -213,9 +214,14 @@ class AsyncClient:
         return await self._run(_ops.get_bank(name))
 
     async def update_bank(
-        self, name: str, *, beta: float | None = None, prefilter: dict[str, Any] | None = None
+        self,
+        name: str,
+        *,
+        beta: float | None = None,
+        prefilter: dict[str, Any] | None = None,
+        payload_index: dict[str, str] | None = None,
     ) -> Bank:
-        return await self._run(_ops.update_bank(name, beta, prefilter))
+        return await self._run(_ops.update_bank(name, beta, prefilter, payload_index))
 
     async def delete_bank(self, name: str) -> None:
         await self._run(_ops.delete_bank(name))
@@ -259,12 +265,25 @@ class AsyncClient:
     async def delete(self, bank: str, id: str) -> None:
         await self._run(_ops.delete_memory(bank, id))
 
-    async def delete_many(self, bank: str, ids: Sequence[str]) -> int:
-        """Delete by id; returns how many existed (unknown ids are not counted)."""
-        return await self._run(_ops.delete_many(bank, ids))
+    async def delete_many(
+        self, bank: str, ids: Sequence[str] | None = None, filter: FilterLike | None = None
+    ) -> int:
+        """Delete by ids or by filter (one of the two); returns how many were deleted."""
+        return await self._run(_ops.delete_many(bank, ids, filter))
 
-    async def scroll(self, bank: str, limit: int = 100, cursor: str | None = None) -> ScrollPage:
-        return await self._run(_ops.scroll(bank, limit, cursor))
+    async def scroll(
+        self,
+        bank: str,
+        limit: int = 100,
+        cursor: str | None = None,
+        filter: FilterLike | None = None,
+    ) -> ScrollPage:
+        """A page of memories (those passing `filter`, if given) and the next cursor."""
+        return await self._run(_ops.scroll(bank, limit, cursor, filter))
+
+    async def count(self, bank: str, filter: FilterLike | None = None) -> int:
+        """How many memories pass `filter` (all of them without one)."""
+        return await self._run(_ops.count(bank, filter))
 
     async def iterate_memories(self, bank: str, page_size: int = 100) -> AsyncIterator[Memory]:
         """Every memory of the bank in insertion order, one page at a time."""
@@ -289,6 +308,7 @@ class AsyncClient:
         with_payload: bool = QUERY.with_payload,
         with_vectors: bool = QUERY.with_vectors,
         exact: bool = QUERY.exact,
+        filter: FilterLike | None = None,
     ) -> QueryResponse:
         """Retrieve for (B, d) cues (or one (d,) cue); `mask` (B, d) or (d,), True = known."""
         return await self._run(
@@ -303,6 +323,7 @@ class AsyncClient:
                 with_payload=with_payload,
                 with_vectors=with_vectors,
                 exact=exact,
+                filter=filter,
             )
         )
 
@@ -313,10 +334,13 @@ class AsyncClient:
         beta: float | None = None,
         constants: bool = False,
         gradient: bool = False,
+        filter: FilterLike | None = None,
     ) -> EnergyResult:
-        return await self._run(
-            _ops.energy(bank, states, beta=beta, constants=constants, gradient=gradient)
+        """E(v) of (B, d) states (over the memories passing `filter`, if given)."""
+        op = _ops.energy(
+            bank, states, beta=beta, constants=constants, gradient=gradient, filter=filter
         )
+        return await self._run(op)
 
     async def dynamics(
         self,

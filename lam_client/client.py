@@ -21,6 +21,7 @@ from . import _core, _ops
 from ._files import PathOrFile, open_binary, open_for_export
 from ._ops import Op
 from ._upload import batches, progress_bar
+from .filters import FilterLike
 from .models import (
     Bank,
     Diagnostics,
@@ -213,9 +214,14 @@ class Client:
         return self._run(_ops.get_bank(name))
 
     def update_bank(
-        self, name: str, *, beta: float | None = None, prefilter: dict[str, Any] | None = None
+        self,
+        name: str,
+        *,
+        beta: float | None = None,
+        prefilter: dict[str, Any] | None = None,
+        payload_index: dict[str, str] | None = None,
     ) -> Bank:
-        return self._run(_ops.update_bank(name, beta, prefilter))
+        return self._run(_ops.update_bank(name, beta, prefilter, payload_index))
 
     def delete_bank(self, name: str) -> None:
         self._run(_ops.delete_bank(name))
@@ -260,12 +266,25 @@ class Client:
     def delete(self, bank: str, id: str) -> None:
         self._run(_ops.delete_memory(bank, id))
 
-    def delete_many(self, bank: str, ids: Sequence[str]) -> int:
-        """Delete by id; returns how many existed (unknown ids are not counted)."""
-        return self._run(_ops.delete_many(bank, ids))
+    def delete_many(
+        self, bank: str, ids: Sequence[str] | None = None, filter: FilterLike | None = None
+    ) -> int:
+        """Delete by ids or by filter (one of the two); returns how many were deleted."""
+        return self._run(_ops.delete_many(bank, ids, filter))
 
-    def scroll(self, bank: str, limit: int = 100, cursor: str | None = None) -> ScrollPage:
-        return self._run(_ops.scroll(bank, limit, cursor))
+    def scroll(
+        self,
+        bank: str,
+        limit: int = 100,
+        cursor: str | None = None,
+        filter: FilterLike | None = None,
+    ) -> ScrollPage:
+        """A page of memories (those passing `filter`, if given) and the next cursor."""
+        return self._run(_ops.scroll(bank, limit, cursor, filter))
+
+    def count(self, bank: str, filter: FilterLike | None = None) -> int:
+        """How many memories pass `filter` (all of them without one)."""
+        return self._run(_ops.count(bank, filter))
 
     def iterate_memories(self, bank: str, page_size: int = 100) -> Iterator[Memory]:
         """Every memory of the bank in insertion order, one page at a time."""
@@ -290,6 +309,7 @@ class Client:
         with_payload: bool = QUERY.with_payload,
         with_vectors: bool = QUERY.with_vectors,
         exact: bool = QUERY.exact,
+        filter: FilterLike | None = None,
     ) -> QueryResponse:
         """Retrieve for (B, d) cues (or one (d,) cue); `mask` (B, d) or (d,), True = known."""
         return self._run(
@@ -304,6 +324,7 @@ class Client:
                 with_payload=with_payload,
                 with_vectors=with_vectors,
                 exact=exact,
+                filter=filter,
             )
         )
 
@@ -314,10 +335,13 @@ class Client:
         beta: float | None = None,
         constants: bool = False,
         gradient: bool = False,
+        filter: FilterLike | None = None,
     ) -> EnergyResult:
-        return self._run(
-            _ops.energy(bank, states, beta=beta, constants=constants, gradient=gradient)
+        """E(v) of (B, d) states (over the memories passing `filter`, if given)."""
+        op = _ops.energy(
+            bank, states, beta=beta, constants=constants, gradient=gradient, filter=filter
         )
+        return self._run(op)
 
     def dynamics(
         self,

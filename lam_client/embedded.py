@@ -41,13 +41,13 @@ def _create_bank(e: Engine, name: str, config: dict[str, Any]) -> Any:
     return info.to_dict()
 
 
-def _update_bank(e: Engine, name: str, beta: Any, prefilter: Any) -> Any:
+def _update_bank(e: Engine, name: str, beta: Any, prefilter: Any, payload_index: Any = None) -> Any:
     pf = None if prefilter is None else PrefilterConfig.from_dict(prefilter)
-    return e.update_bank(name, beta=beta, prefilter=pf).to_dict()
+    return e.update_bank(name, beta=beta, prefilter=pf, payload_index=payload_index).to_dict()
 
 
-def _scroll(e: Engine, bank: str, limit: int, cursor: str | None) -> Any:
-    records, next_cursor = e.scroll(bank, limit=limit, cursor=cursor)
+def _scroll(e: Engine, bank: str, limit: int, cursor: str | None, filter: Any = None) -> Any:
+    records, next_cursor = e.scroll(bank, limit=limit, cursor=cursor, filter=filter)
     return {"memories": [r.to_dict() for r in records], "next_cursor": next_cursor}
 
 
@@ -66,7 +66,10 @@ _DISPATCH: dict[str, Callable[..., Any]] = {
     ).to_dict(),
     "get": lambda e, bank, id: e.get_memory(bank, id).to_dict(),
     "delete": lambda e, bank, id: e.delete_memory(bank, id),
-    "delete_many": lambda e, bank, ids: {"deleted": e.delete_memories(bank, ids)},
+    "delete_many": lambda e, bank, ids=None, filter=None: {
+        "deleted": e.delete_memories(bank, ids, filter=filter)
+    },
+    "count": lambda e, bank, filter: {"count": e.count(bank, filter)},
     "scroll": _scroll,
     "query": lambda e, bank, queries, **kw: e.query(bank, queries, **kw).to_dict(),
     "energy": lambda e, bank, states, **kw: e.energy(bank, states, **kw).to_dict(),

@@ -35,6 +35,7 @@ class Bank:
     prefilter: dict[str, Any] = field(default_factory=dict)
     model_params: dict[str, Any] = field(default_factory=dict)
     index: dict[str, Any] = field(default_factory=dict)
+    payload_index: dict[str, str] = field(default_factory=dict)  # {key: kind}, API.md Filters
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -53,6 +54,7 @@ class Bank:
             prefilter=dict(d.get("prefilter") or {}),
             model_params=dict(d.get("model_params") or {}),
             index=dict(d.get("index") or {}),
+            payload_index=dict(d.get("payload_index") or {}),
             raw=d,
         )
 

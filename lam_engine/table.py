@@ -73,7 +73,7 @@ class BankTable:
             vector, payload = slot.bank.get(memory_id)
         return MemoryRecord(id=memory_id, vector=vector, payload=payload)
 
-    def count(self, name: str, filter: Filter | dict[str, Any] | None = None) -> int:
+    def count(self, name: str, filter: Any = None) -> int:
         """How many memories pass `filter` (all of them without one)."""
         flt = _filter(filter)
         slot = self._slot(name)
@@ -87,7 +87,7 @@ class BankTable:
         cursor: str | None = None,
         *,
         with_vectors: bool = True,
-        filter: Filter | dict[str, Any] | None = None,
+        filter: Any = None,
     ) -> tuple[list[MemoryRecord], str | None]:
         """A page of memories in store order (of those passing `filter`, if given)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
@@ -159,7 +159,7 @@ class BankTable:
         beta: float | None = None,
         constants: bool = False,
         gradient: bool = False,
-        filter: Filter | dict[str, Any] | None = None,
+        filter: Any = None,
     ) -> EnergyResult:
         """E(v) of states under the bank (under the memories passing `filter`, if given)."""
         v = as_matrix(states, self._slot(name).config.dim, "states")
@@ -204,6 +204,6 @@ class BankTable:
         )
 
 
-def _filter(obj: Filter | dict[str, Any] | None) -> Filter | None:
+def _filter(obj: Any) -> Filter | None:
     """A parsed filter (InvalidFilterError for a malformed one)."""
     return obj if isinstance(obj, Filter) else parse_filter(obj)

@@ -23,6 +23,7 @@ from lam_engine.config import (
     PrefilterConfig,
 )
 
+from .filter_schemas import FilterField, GivenFilter, PayloadIndex, delete_one_of
 from .openapi_shapes import (
     ID_MAX,
     bank_create_schema,
@@ -119,6 +120,7 @@ class BankCreate(_Request):
     device: str = Field(default=_BANK["device"], pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     prefilter: PrefilterSpec = Field(default_factory=PrefilterSpec)
     model_params: dict[str, Any] = Field(default_factory=dict)
+    payload_index: PayloadIndex = Field(default_factory=dict)
 
     @field_validator("model_params")
     @classmethod
@@ -132,6 +134,7 @@ class BankPatch(_Request):
 
     beta: Beta | None = None
     prefilter: PrefilterSpec | None = None
+    payload_index: PayloadIndex | None = None
 
 
 class PrefilterOut(_Response):
@@ -191,9 +194,13 @@ class ScrollOut(_Response):
 
 
 class DeleteRequest(_Request):
-    model_config = _examples({"ids": ["m1"]})
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, strict=True, json_schema_extra=delete_one_of
+    )
 
-    ids: list[Annotated[str, Field(min_length=1, max_length=ID_MAX)]]
+    # Neither is nullable: exactly one of the two is given (the route checks it).
+    ids: list[Annotated[str, Field(min_length=1, max_length=ID_MAX)]] = None  # type: ignore[assignment]
+    filter: GivenFilter = None  # type: ignore[assignment]
 
 
 class DeletedOut(_Response):
@@ -218,6 +225,7 @@ class QueryRequest(QueryParams):
 
     queries: Matrix
     mask: BoolMatrix | None = None
+    filter: FilterField = None
 
 
 class MatchOut(_Response):
@@ -251,6 +259,7 @@ class EnergyRequest(_Request):
     beta: Beta | None = None
     constants: bool = False
     gradient: bool = False
+    filter: FilterField = None
 
 
 class EnergyOut(_Response):

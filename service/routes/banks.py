@@ -105,7 +105,10 @@ async def patch_bank(bank: BankPath, request: Request, rt: RtDep) -> Response:
             # PATCH merges: fields left out keep the bank's current values.
             current = engine.bank_info(bank).config.prefilter.to_dict()
             prefilter = PrefilterConfig.from_dict({**current, **given})
-        return engine.update_bank(bank, beta=req.beta, prefilter=prefilter)
+        return engine.update_bank(
+            bank, beta=req.beta, prefilter=prefilter,
+            payload_index=None if req.payload_index is None else dict(req.payload_index),
+        )  # fmt: skip
 
     info = await rt.run(update)
     return OrjsonResponse(info.to_dict())

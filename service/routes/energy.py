@@ -37,7 +37,8 @@ async def energy(bank: BankPath, request: Request, rt: RtDep) -> Response:
 
     def compute() -> dict[str, Any]:
         return engine.energy(
-            bank, states, beta=req.beta, constants=req.constants, gradient=req.gradient
-        ).to_dict()
+            bank, states, beta=req.beta, constants=req.constants, gradient=req.gradient,
+            filter=req.filter,
+        ).to_dict()  # fmt: skip
 
     return OrjsonResponse(await rt.run(compute))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from ..bodies import JSON as JSON_TYPE
 from ..bodies import NPY, json_model, number_array, parse_npy, parse_object, require_media_type
 from ..deps import READ, WRITE, RtDep, engine_of
 from ..errors import ApiError, validation_error
+from ..filter_schemas import CountOut, CountRequest, ScrollRequest
 from ..openapi_shapes import CURSOR_PATTERN
 from ..responses import OrjsonResponse
 from ..schemas import (
@@ -171,9 +173,46 @@ async def delete_memory(bank: BankPath, memory_id: MemoryIdPath, rt: RtDep) -> R
 )
 async def delete_memories(bank: BankPath, request: Request, rt: RtDep) -> Response:
     req = await json_model(request, DeleteRequest)
-    _check_batch(len(req.ids), rt.settings.max_store_batch)
-    deleted = await rt.run(engine_of(rt).delete_memories, bank, req.ids)
+    given = req.model_fields_set & {"ids", "filter"}
+    if len(given) != 1:
+        raise ApiError(422, "invalid_parameter", "give exactly one of ids and filter")
+    if req.ids is not None:
+        _check_batch(len(req.ids), rt.settings.max_store_batch)
+        deleted = await rt.run(engine_of(rt).delete_memories, bank, req.ids)
+    else:
+        # filter given as null: parse_filter would read it as "no filter" (every memory)
+        flt = {"must": [None]} if req.filter is None else req.filter
+        deleted = await rt.run(partial(engine_of(rt).delete_memories, bank, filter=flt))
     return OrjsonResponse({"deleted": deleted})
+
+
+@router.post(
+    "/banks/{bank}/memories/scroll",
+    response_model=ScrollOut,
+    dependencies=READ,
+    openapi_extra=body(ScrollRequest),
+    responses=error_responses(*JSON_BODY, 404),
+)
+async def scroll_filtered(bank: BankPath, request: Request, rt: RtDep) -> Response:
+    req = await json_model(request, ScrollRequest)
+    page = partial(
+        engine_of(rt).scroll, bank, req.limit, req.cursor,
+        with_vectors=req.with_vectors, filter=req.filter,
+    )  # fmt: skip
+    records, next_cursor = await rt.run(page)
+    return OrjsonResponse({"memories": [r.to_dict() for r in records], "next_cursor": next_cursor})
+
+
+@router.post(
+    "/banks/{bank}/memories/count",
+    response_model=CountOut,
+    dependencies=READ,
+    openapi_extra=body(CountRequest),
+    responses=error_responses(*JSON_BODY, 404),
+)
+async def count(bank: BankPath, request: Request, rt: RtDep) -> Response:
+    req = await json_model(request, CountRequest)
+    return OrjsonResponse({"count": await rt.run(engine_of(rt).count, bank, req.filter)})
 
 
 @router.get(

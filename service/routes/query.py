@@ -69,6 +69,7 @@ def parse_query(
     # Checked for both body kinds: the OpenAPI document declares them on the operation, and
     # a parameter that is out of range must not pass silently.
     params = validate(QueryParams, qs, "query")
+    flt = None
     if kind == NPY:
         queries = parse_npy(raw, "queries")
         mask = None
@@ -76,7 +77,7 @@ def parse_query(
         req = validate(QueryRequest, parse_object(raw))
         queries = number_array(req.queries, "queries", raw)
         mask = None if req.mask is None else bool_array(req.mask, "mask")
-        params = req
+        params, flt = req, req.filter
     if queries.ndim == 2 and queries.shape[0] > limit:
         raise ApiError(
             413, "batch_too_large", f"at most {limit} queries per request (got {queries.shape[0]})",
@@ -90,5 +91,5 @@ def parse_query(
     return QueryInput.build(
         queries, mask=mask, beta=params.beta, steps=params.steps, tol=params.tol,
         top_k=params.top_k, with_payload=params.with_payload,
-        with_vectors=params.with_vectors, exact=params.exact,
+        with_vectors=params.with_vectors, exact=params.exact, filter=flt,
     )  # fmt: skip

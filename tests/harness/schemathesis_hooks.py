@@ -36,6 +36,18 @@ BEYOND_SCHEMA: list[tuple[str, str, int, str, str]] = [
     # Binary bodies: a schema says "bytes", not "a valid ZIP snapshot" or "a valid .npy".
     ("POST", r"/v1/banks/\{bank\}/snapshot", 422, "invalid_snapshot", ""),
     ("POST", r"/v1/banks/\{bank\}/(memories|query)", 400, "malformed_npy", ""),
+    # Filters (lam_engine.filters): nesting depth and the number of conditions are counts
+    # over the whole tree; a range needs one bound that is not null; JSON Schema's integer
+    # admits 3.0, which cannot be matched exactly; integers must fit 64 bits.
+    (
+        "POST",
+        r"/v1/banks/\{bank\}/(query|energy|memories/(scroll|count|delete))",
+        422,
+        "invalid_filter",
+        "nest at most|conditions|at least one of|floats cannot|64 bits",
+    ),
+    # Which memories pass a filter is the bank's state.
+    ("POST", r"/v1/banks/\{bank\}/(query|energy)", 409, "empty_selection", ""),
     # JSON Schema bounds items, not bytes: a body beyond LAM_MAX_BODY_BYTES.
     ("[A-Z]+", r".*", 413, "body_too_large", ""),
 ]
