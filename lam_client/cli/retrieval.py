@@ -16,6 +16,7 @@ from lam_engine.config import QUERY
 
 from ..models import QueryResponse
 from ._app import app, emit, options, run, usage_error
+from .selection import FilterOpt, parse_filter_opt
 
 VectorOpt = Annotated[
     str | None, typer.Option("--vector", "-v", help="JSON array (or array of arrays).")
@@ -63,6 +64,7 @@ def query(
     exact: Annotated[bool, typer.Option(help="Skip the prefilter.")] = QUERY.exact,
     with_payload: bool = QUERY.with_payload,
     with_vectors: bool = QUERY.with_vectors,
+    filter: FilterOpt = None,
 ) -> None:
     """Retrieve: the completed state and the top matches of each cue."""
     o = options(ctx)
@@ -80,6 +82,7 @@ def query(
         exact=exact,
         with_payload=with_payload,
         with_vectors=with_vectors,
+        filter=parse_filter_opt(filter),
     )
     emit(o, res, None if o.as_json else _match_tables(res))
 
@@ -92,10 +95,14 @@ def energy(
     file: FileOpt = None,
     beta: float | None = None,
     constants: Annotated[bool, typer.Option(help="Add β⁻¹ log N + ½M² (E ≥ 0).")] = False,
+    filter: FilterOpt = None,
 ) -> None:
-    """Energy E(v) of states under the bank's model."""
+    """Energy E(v) of states under the bank's model (over the memories passing --filter)."""
     o = options(ctx)
-    res = run(o.client().energy, bank, _vectors(vector, file), beta=beta, constants=constants)
+    flt = parse_filter_opt(filter)
+    res = run(
+        o.client().energy, bank, _vectors(vector, file), beta=beta, constants=constants, filter=flt
+    )
     table = Table("state", "energy")
     for i, e in enumerate(res.energies):
         table.add_row(str(i), f"{e:.8g}")

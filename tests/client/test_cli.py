@@ -228,3 +228,25 @@ def test_hoist_moves_only_the_global_options() -> None:
         "--",
         "--json",
     ]
+
+
+def test_filter_options_count_and_delete(data: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    lam("bank", "create", "f", "--dim", "3", "--beta", "2", path=data)
+    np.save(tmp_path / "eye.npy", np.eye(3, dtype=np.float32))
+    lam("load", "f", str(tmp_path / "eye.npy"), path=data)
+    e1 = hashlib.sha256(np.eye(3, dtype="<f4")[0].tobytes()).hexdigest()
+    only = json.dumps({"must": [{"has_id": [e1]}]})
+    e = lam_json(data, "energy", "f", "--vector", "[[1, 0, 0]]", "--filter", only)
+    np.testing.assert_allclose(e["energies"], [0.5 - 1.0], rtol=1e-6)  # one memory: ½ − ξ·v
+    q = lam_json(data, "query", "f", "--vector", "[1, 0.5, 0.5]", "--filter", only)
+    assert [m["id"] for m in q["results"][0]["matches"]] == [e1]
+    assert lam_json(data, "count", "f") == {"count": 3}
+    assert lam_json(data, "count", "f", "--filter", only) == {"count": 1}
+    assert lam_json(data, "delete", "f", "--filter", only) == {"deleted": 1}
+    assert lam_json(data, "count", "f") == {"count": 2}
+    r = lam("delete", "f", path=data, ok=False)
+    assert r.exit_code == 2
+    r = lam("count", "f", "--filter", '{"must": [{"key": ""}]}', path=data, ok=False)
+    assert r.exit_code == 6 and "invalid_filter" in r.stderr
