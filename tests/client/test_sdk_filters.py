@@ -3,6 +3,9 @@ count, delete_many by filter, payload_index, and the error codes."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -65,3 +68,22 @@ def test_filtered_retrieval_and_writes(client: Client, bank_name: str) -> None:
     assert bank.payload_index == {"t": "keyword", "n": "integer"}
     with pytest.raises(ValueError):
         client.delete_many(bank_name)
+
+
+def test_async_client_takes_filters(tmp_path: Path) -> None:
+    from lam_client import AsyncClient
+
+    a = Filter(must=[FieldCondition(key="t", match=MatchValue(value="a"))])
+
+    async def run() -> tuple[int, int, list[str]]:
+        async with AsyncClient(path=tmp_path / "async") as ac:
+            await ac.create_bank("f", 3, payload_index={"t": "keyword"})
+            pls = [{"t": t} for t in "abab"]
+            await ac.store("f", XI, ids=[f"m{i}" for i in range(4)], payloads=pls)
+            res = await ac.query("f", XI[0], filter=a)
+            n = await ac.count("f", a)
+            deleted = await ac.delete_many("f", filter=a)
+            return n, deleted, [m.id for m in res.results[0].matches]
+
+    n, deleted, ids = asyncio.run(run())
+    assert n == 2 and deleted == 2 and set(ids) <= {"m0", "m2"}
