@@ -180,8 +180,10 @@ async def delete_memories(bank: BankPath, request: Request, rt: RtDep) -> Respon
         _check_batch(len(req.ids), rt.settings.max_store_batch)
         deleted = await rt.run(engine_of(rt).delete_memories, bank, req.ids)
     else:
-        # filter given as null: parse_filter would read it as "no filter" (every memory)
-        flt = {"must": [None]} if req.filter is None else req.filter
+        if req.filter is None:  # parse_filter reads null as "no filter": every memory
+            reason = "a delete's filter must be an object (null would select every memory)"
+            raise ApiError(422, "invalid_filter", reason, {"path": "filter", "reason": reason})
+        flt = req.filter
         deleted = await rt.run(partial(engine_of(rt).delete_memories, bank, filter=flt))
     return OrjsonResponse({"deleted": deleted})
 
