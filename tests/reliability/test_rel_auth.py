@@ -25,7 +25,8 @@ NEAR_MISSES = [
     "x",
 ]
 READ_ROUTES = {("POST", "/v1/banks/{bank}/query"), ("POST", "/v1/banks/{bank}/energy"),
-               ("POST", "/v1/banks/{bank}/dynamics")}  # fmt: skip
+               ("POST", "/v1/banks/{bank}/dynamics"), ("POST", "/v1/banks/{bank}/memories/scroll"),
+               ("POST", "/v1/banks/{bank}/memories/count")}  # fmt: skip
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/banks/{bank}/query"): {"queries": [[1.0, 0.0, 0.0, 0.0]]},
     ("POST", "/v1/banks/{bank}/energy"): {"states": [[1.0, 0.0, 0.0, 0.0]]},
@@ -33,6 +34,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/banks"): {"name": "never", "dim": 4},
     ("POST", "/v1/banks/{bank}/memories"): {"memories": [{"id": "x", "vector": [1, 0, 0, 0]}]},
     ("POST", "/v1/banks/{bank}/memories/delete"): {"ids": ["m0"]},
+    ("POST", "/v1/banks/{bank}/memories/scroll"): {"limit": 2},
+    ("POST", "/v1/banks/{bank}/memories/count"): {},
     ("PATCH", "/v1/banks/{bank}"): {"beta": 3.0},
 }
 SEEN: list[str] = []  # every response body, searched for leaks at the end
