@@ -25,7 +25,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import lam_engine.errors as errors
 from lam_engine import BankConfig, Engine, InvalidInputError
 
 # (model, model_params) of every configuration /dynamics accepts: L_v ∈ {Σ|v|, ½‖v‖², ‖v‖}
@@ -38,7 +37,6 @@ for _model in ("A", "C"):
     ACCEPTED.append((_model, {"F": "exp"}))
 REFUSED = [(m, {"F": "power", "power": n}) for m in ("A", "C") for n in (3, 5, 7)]
 
-HAS_REFUSAL = hasattr(errors, "NonconvexLagrangianError")
 TOL = 1e-9
 
 
@@ -80,9 +78,6 @@ def test_energy_never_increases_along_dynamics(cfg, seed, n, d, beta, with_input
     assert (rise <= TOL * (1 + np.abs(energy[:-1]))).all(), (_label(cfg), float(rise.max()))
 
 
-@pytest.mark.xfail(
-    not HAS_REFUSAL, strict=False, reason="refusal lands with the restructure"
-)  # fmt: skip
 @pytest.mark.parametrize("cfg", REFUSED, ids=_label)
 def test_nonconvex_configurations_are_refused(cfg):
     model, params = cfg
