@@ -11,7 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
-from lam_engine import Engine
+from lam_engine import Engine, setup
 
 from .auth import KeyTable, require_read, require_write
 from .batching import MicroBatcher
@@ -63,10 +63,9 @@ class Runtime:
 
     def _open(self) -> None:
         s = self.settings
-        if s.torch_threads > 0:
-            import torch
-
-            torch.set_num_threads(s.torch_threads)
+        # LAM_TORCH_THREADS sizes torch's and FAISS's pools alike (a bare torch call left
+        # FAISS on its own default); 0 keeps the libraries' defaults.
+        setup(threads=s.torch_threads or None)
         self.engine = Engine.open(
             s.data_dir,
             synchronous=s.synchronous,
