@@ -27,14 +27,20 @@ def _xi(n: int, d: int, seed: int = 0) -> np.ndarray:
 
 
 def _fold_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every id gets one of 3 keys: nearly every batch collides."""
-    keys, key = IdKeys.keys, IdKeys.key
+    """Every id gets one of 3 keys: nearly every batch collides.
+
+    The fold is a fixed function of (bank, id), not of the store's random secret, so which
+    ids share a key is the same on every run (n0, n1, n2 take keys 0, 1, 2 in bank "b").
+    """
+
+    def fold(bank: str, i: str) -> int:
+        return sum(f"{bank}/{i}".encode()) % 3
 
     def few_keys(self: IdKeys, bank: str, ids: Sequence[str]) -> list[int]:
-        return [k % 3 for k in keys(self, bank, ids)]
+        return [fold(bank, i) for i in ids]
 
     monkeypatch.setattr(IdKeys, "keys", few_keys)
-    monkeypatch.setattr(IdKeys, "key", lambda self, bank, i: key(self, bank, i) % 3)
+    monkeypatch.setattr(IdKeys, "key", lambda self, bank, i: fold(bank, i))
 
 
 @pytest.fixture
