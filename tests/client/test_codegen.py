@@ -13,8 +13,12 @@ from lam_client.embedded import AsyncEmbeddedBackend, EmbeddedBackend
 
 
 def test_async_client_is_generated() -> None:
-    assert _codegen.is_current(), "async_client.py is stale: run python -m lam_client._codegen"
-    assert _codegen.TARGET.read_text().startswith(_codegen.HEADER)
+    for pair in _codegen.PAIRS:
+        assert _codegen.is_current(pair=pair), (
+            f"{pair[1]} is stale: run python -m lam_client._codegen"
+        )
+    for _, target in _codegen.PAIRS:
+        assert target.read_text().startswith(_codegen.HEADER_PREFIX)
 
 
 def test_check_notices_an_edit_of_the_sync_client() -> None:
