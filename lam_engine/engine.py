@@ -33,11 +33,9 @@ from .errors import (
 )
 from .index import IndexCatalog
 from .kernels import DEFAULT_CHUNK_BYTES
+from .novelty import gate
 from .payload_index import validate_index_spec
-from .results import (
-    BankInfo,
-    UpsertResult,
-)
+from .results import BankInfo, UpsertResult
 from .runtime import setup
 from .selection import delete_filter, passing_ids, rebuild_indexes
 from .slot import BankSlot, empty_index, fill_index, new_slot, now
@@ -282,12 +280,16 @@ class Engine(BankTable):
         vectors: Any,
         ids: Sequence[str | None] | None = None,
         payloads: Sequence[dict[str, Any] | None] | None = None,
+        if_novel: float | None = None,  # τ: store only memories with E(ξ) > τ (novelty.py)
     ) -> UpsertResult:
         slot = self._slot(name)
         batch = slot.bank.prepare(vectors, ids, payloads)
         with slot.writer:
             if self._banks.get(name) is not slot:
                 raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
+            batch, skipped = gate(slot, batch, payloads, if_novel, self.chunk_bytes)
+            if not batch.ids:  # everything skipped: no write, the generation unchanged
+                return UpsertResult(ids=[], count=slot.bank.count, skipped=skipped)
             # The bank mirrors the store (same ids), so it tells which ids are replacements.
             ids = batch.unique_ids
             any_replaced = slot.bank.holds_any(ids)
@@ -299,7 +301,7 @@ class Engine(BankTable):
                 self._apply(slot, batch, seqs, replaced)
                 count = slot.bank.count
             self._committed(slot)
-        return UpsertResult(ids=batch.ids, count=count)
+        return UpsertResult(ids=batch.ids, count=count, skipped=skipped)
 
     def _apply(
         self, slot: BankSlot, batch: PreparedBatch, seqs: list[int], replaced: list[bool]

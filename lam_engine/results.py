@@ -45,12 +45,29 @@ class BankInfo:
 
 
 @dataclass
+class Skipped:
+    """A memory an `if_novel` store did not store (API.md, "Novelty-gated store")."""
+
+    index: int  # its position in the request
+    id: str  # the id it would have had (content address included)
+    energy: float  # E(ξ) when it was judged: finite, at most τ
+    nearest: str  # the memory with the largest weight then (may be of the same batch)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "id": self.id, "energy": self.energy, "nearest": self.nearest}
+
+
+@dataclass
 class UpsertResult:
     ids: list[str]
     count: int
+    skipped: list[Skipped] | None = None  # None: the store was not gated (no "skipped" key)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ids": self.ids, "count": self.count}
+        out: dict[str, Any] = {"ids": self.ids, "count": self.count}
+        if self.skipped is not None:
+            out["skipped"] = [s.to_dict() for s in self.skipped]
+        return out
 
 
 @dataclass

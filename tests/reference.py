@@ -133,3 +133,39 @@ def retrieve(
         taken[active] += 1
         converged[np.flatnonzero(active)[moved <= tol]] = True
     return v, taken, converged
+
+
+def novelty(
+    xi: np.ndarray,
+    x: np.ndarray,
+    beta: float,
+    tau: float,
+    bias: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The `if_novel` store of API.md, judged row by row in request order, densely.
+
+    Row i of the batch x (B, d) is stored when E(x_i) (no constants) under the bank xi
+    (N, d) with its `bias` plus the rows stored before it is above `tau`; an empty support
+    gives E = +inf (stored). Returns (stored (B,) bool, E_i when judged (B,), nearest (B,):
+    the row of the largest logit in the support then, a bank row μ as μ and batch row j as
+    N + j; −1 for an empty support).
+    """
+    xi = np.asarray(xi, dtype=np.float64).reshape(-1, np.shape(x)[1])
+    x = np.asarray(x, dtype=np.float64)
+    n = len(xi)
+    b0 = np.zeros(n) if bias is None else np.asarray(bias, dtype=np.float64)
+    stored = np.zeros(len(x), dtype=bool)
+    energies = np.empty(len(x))
+    nearest = np.full(len(x), -1, dtype=np.int64)
+    for i in range(len(x)):
+        support = np.concatenate([xi, x[:i][stored[:i]]])
+        b = np.concatenate([b0, np.zeros(int(stored[:i].sum()))])
+        rows = np.concatenate([np.arange(n), n + np.flatnonzero(stored[:i])])
+        a = logits(support, x[i], beta, b)[0]  # (N + accepted,)
+        if np.isfinite(a).any():
+            energies[i] = 0.5 * float(x[i] @ x[i]) - logsumexp(a[None, :])[0] / beta
+            nearest[i] = rows[int(np.argmax(a))]
+        else:
+            energies[i] = np.inf
+        stored[i] = energies[i] > tau
+    return stored, energies, nearest
