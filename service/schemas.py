@@ -6,6 +6,7 @@ numpy conversion (service.bodies) instead of per-float pydantic validation.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import fields
 from typing import Annotated, Any, Literal
 
@@ -169,17 +170,38 @@ class MemoryIn(_Request):
     payload: dict[str, Any] | None = None
 
 
+class NoveltyGate(_Request):
+    # Finite: JSON has no Infinity, and an integer beyond the float range is refused (422).
+    energy_above: float = Field(ge=-sys.float_info.max, le=sys.float_info.max, description="τ")
+
+
 class StoreRequest(_Request):
     model_config = _examples(
         {"memories": [{"id": "m1", "vector": [1.0, 0.0, 0.0], "payload": {"tag": "x"}}]}
     )
 
     memories: Annotated[list[MemoryIn], SkipValidation, Field(json_schema_extra=memories_schema())]
+    if_novel: NoveltyGate | None = Field(
+        default=None,
+        description="store only the memories whose energy E(ξ) is above τ (API.md, "
+        "Novelty-gated store); null or absent: store every memory",
+    )
+
+
+class SkippedOut(_Response):
+    index: int = Field(description="the memory's position in the request")
+    id: str = Field(description="the id it would have had (its content address if none given)")
+    energy: float = Field(description="E(ξ) when it was judged (≤ τ), without constants")
+    nearest: str = Field(description="id of the memory with the largest weight at ξ then")
 
 
 class StoreOut(_Response):
     ids: list[str]
     count: int
+    skipped: list[SkippedOut] = Field(
+        default_factory=list,
+        description="only with if_novel: the memories not stored, in request order",
+    )
 
 
 class MemoryOut(_Response):

@@ -59,6 +59,7 @@ async def store(bank: BankPath, request: Request, rt: RtDep) -> Response:
 def _store_sync(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) -> UpsertResult:
     ids: list[str | None] | None = None
     payloads: list[dict[str, Any] | None] | None = None
+    if_novel = None  # an .npy body has no room for it: JSON bodies only
     if kind == NPY:
         vectors = parse_npy(raw, "vectors")
         _check_batch(vectors.shape[0], limit)
@@ -67,8 +68,31 @@ def _store_sync(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) ->
         memories = data.get("memories")
         if isinstance(memories, list):
             _check_batch(len(memories), limit)
+        if_novel = novelty_tau(data.pop("if_novel", None))
         vectors, ids, payloads = split_memories(data, raw)
-    return engine.upsert(bank, vectors, ids, payloads)
+    return engine.upsert(bank, vectors, ids, payloads, if_novel=if_novel)
+
+
+def novelty_tau(gate: Any) -> Any:
+    """τ of {"if_novel": {"energy_above": τ}} (None: not gated); the engine checks it is
+    finite (JSON has no NaN or Infinity, but an integer may be beyond the float range)."""
+    if gate is None:
+        return None
+    problem: tuple[list[str], str] | None = None
+    if not isinstance(gate, dict):
+        problem = ([], 'Input should be an object {"energy_above": τ}')
+    elif set(gate) - {"energy_above"}:
+        problem = ([sorted(set(gate) - {"energy_above"})[0]], "Extra inputs are not permitted")
+    elif "energy_above" not in gate:
+        problem = (["energy_above"], "Field required")
+    elif isinstance(gate["energy_above"], bool) or not isinstance(
+        gate["energy_above"], (int, float)
+    ):
+        problem = (["energy_above"], "Input should be a finite number")
+    if problem is not None:
+        loc = ["body", "if_novel", *problem[0]]
+        raise validation_error([{"loc": loc, "msg": problem[1], "type": "invalid"}])
+    return gate["energy_above"]
 
 
 def _check_batch(n: int, limit: int) -> None:
