@@ -36,6 +36,7 @@ from .models import (
     QueryResponse,
     QueryResult,
     ScrollPage,
+    Skipped,
     StoreResult,
 )
 
@@ -61,6 +62,7 @@ __all__ = [
     "RateLimited",
     "ScrollPage",
     "ServerError",
+    "Skipped",
     "StoreResult",
     "TooLarge",
     "Unauthorized",

@@ -131,8 +131,11 @@ def store(
     vectors: Any,
     ids: Sequence[str | None] | None,
     payloads: Sequence[dict[str, Any] | None] | None,
+    if_novel: float | None = None,
 ) -> Op[StoreResult]:
-    """Upsert: a retry re-stores the same ids (or the same content addresses): idempotent."""
+    """Upsert: a retry re-stores the same ids (or the same content addresses): idempotent.
+    With `if_novel` a retry judges again against a bank that now holds the first try's
+    memories, so it stores nothing new and reports them as skipped."""
     xi = as_rows(vectors)  # (n, d)
     n = xi.shape[0]
     if ids is not None and len(ids) != n:
@@ -152,15 +155,12 @@ def store(
         "vectors": xi,
         "ids": None if ids is None else list(ids),
         "payloads": None if payloads is None else list(payloads),
+        "if_novel": if_novel,
     }
-    return Op(
-        "store",
-        "POST",
-        _bank_path(bank, "memories"),
-        StoreResult.from_dict,
-        args,
-        {"memories": memories},
-    )
+    body: dict[str, Any] = {"memories": memories}
+    if if_novel is not None:
+        body["if_novel"] = {"energy_above": if_novel}
+    return Op("store", "POST", _bank_path(bank, "memories"), StoreResult.from_dict, args, body)
 
 
 def get_memory(bank: str, memory_id: str) -> Op[Memory]:

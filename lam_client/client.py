@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import httpx
@@ -122,9 +123,13 @@ class Client:
         vectors: Any,
         ids: Sequence[str | None] | None = None,
         payloads: Sequence[dict[str, Any] | None] | None = None,
+        if_novel: float | None = None,
     ) -> StoreResult:
-        """Upsert one batch (N, d). Idempotent, so it is retried like a read."""
-        return self._run(_ops.store(bank, vectors, ids, payloads))
+        """Upsert one batch (N, d). Idempotent, so it is retried like a read.
+
+        `if_novel=τ` stores only the memories whose energy E(ξ) is above τ, judged in
+        order (API.md, "Novelty-gated store"); the others are in `result.skipped`."""
+        return self._run(_ops.store(bank, vectors, ids, payloads, if_novel))
 
     def upload(
         self,
@@ -134,20 +139,24 @@ class Client:
         payloads: Sequence[dict[str, Any] | None] | None = None,
         batch_size: int = 1000,
         progress: bool = True,
+        if_novel: float | None = None,
     ) -> StoreResult:
-        """Store many memories in batches of `batch_size`, with a progress bar on stderr."""
-        all_ids: list[str] = []
-        count = 0
+        """Store many memories in batches of `batch_size`, with a progress bar on stderr;
+        `skipped` indexes (with `if_novel`) count from the first memory of all batches."""
+        result = StoreResult(ids=[], count=0)
         chunks = list(batches(vectors, ids, payloads, batch_size))
         total = sum(c[0].shape[0] for c in chunks)
         with progress_bar(progress) as bar:
             task = bar.add_task(f"storing into {bank}", total=total)
+            offset = 0  # position of this batch's first memory in the whole upload
             for xi, bids, bpay in chunks:
-                result = self.store(bank, xi, bids, bpay)
-                all_ids.extend(result.ids)
-                count = result.count
+                part = self.store(bank, xi, bids, bpay, if_novel)
+                result.skipped += [replace(s, index=s.index + offset) for s in part.skipped]
+                result.ids += part.ids
+                result.count = part.count
+                offset += xi.shape[0]
                 bar.advance(task, xi.shape[0])
-        return StoreResult(ids=all_ids, count=count)
+        return result
 
     def get(self, bank: str, id: str) -> Memory:
         return self._run(_ops.get_memory(bank, id))

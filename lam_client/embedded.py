@@ -61,8 +61,8 @@ _DISPATCH: dict[str, Callable[..., Any]] = {
     "get_bank": lambda e, name: e.bank_info(name).to_dict(),
     "update_bank": _update_bank,
     "delete_bank": lambda e, name: e.delete_bank(name),
-    "store": lambda e, bank, vectors, ids, payloads: e.upsert(
-        bank, vectors, ids, payloads
+    "store": lambda e, bank, vectors, ids, payloads, if_novel=None: e.upsert(
+        bank, vectors, ids, payloads, if_novel=if_novel
     ).to_dict(),
     "get": lambda e, bank, id: e.get_memory(bank, id).to_dict(),
     "delete": lambda e, bank, id: e.delete_memory(bank, id),

@@ -60,13 +60,31 @@ class Bank:
 
 
 @dataclass
+class Skipped:
+    """A memory a store with `if_novel` did not store: its energy was not above τ."""
+
+    index: int  # position in the batch sent
+    id: str  # the id it would have had (its content address when none was given)
+    energy: float  # E(ξ) when it was judged (no constants)
+    nearest: str  # id of the memory with the largest weight at ξ then
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Skipped:
+        return cls(
+            index=int(d["index"]), id=d["id"], energy=float(d["energy"]), nearest=d["nearest"]
+        )
+
+
+@dataclass
 class StoreResult:
-    ids: list[str]
+    ids: list[str]  # what was stored
     count: int  # bank size after the batch
+    skipped: list[Skipped] = field(default_factory=list)  # only ever filled with if_novel
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StoreResult:
-        return cls(ids=list(d["ids"]), count=int(d["count"]))
+        skipped = [Skipped.from_dict(s) for s in d.get("skipped") or ()]
+        return cls(ids=list(d["ids"]), count=int(d["count"]), skipped=skipped)
 
 
 @dataclass
@@ -250,5 +268,6 @@ __all__ = [
     "QueryResponse",
     "QueryResult",
     "ScrollPage",
+    "Skipped",
     "StoreResult",
 ]

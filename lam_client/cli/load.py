@@ -42,12 +42,21 @@ def load(
     resume: Annotated[
         bool, typer.Option(help="Skip the batches a previous, interrupted load stored.")
     ] = False,
+    if_novel: Annotated[
+        float | None,
+        typer.Option(
+            "--if-novel",
+            metavar="TAU",
+            help="Store only memories whose energy E(ξ) is above TAU (novelty-gated store).",
+        ),
+    ] = None,
 ) -> None:
     """Store the vectors of FILE (.npy, .csv, .jsonl) into BANK in batches.
 
     Progress is recorded after each stored batch in FILE.lam-load.json (removed when done);
     `--resume` continues after the last recorded batch if FILE and --batch-size are unchanged.
-    Re-sending a batch is harmless anyway: store is an upsert.
+    Re-sending a batch is harmless anyway: store is an upsert (with --if-novel, a re-sent
+    batch finds its memories already there and skips them).
     """
     o = options(ctx)
     state_file = _state_path(file)
@@ -59,18 +68,23 @@ def load(
     except (_loaders.InputError, OSError) as exc:
         raise usage_error(f"invalid_input: {exc}", EXIT_INPUT) from None
     client = o.client()
-    stored = count = 0
+    stored = count = skipped = 0
     with progress_bar(not o.as_json, f"loading {file.name}") as bar:
         task = bar.add_task(f"loading {file.name}", total=total)
         try:
             for i, (xi, ids, payloads) in enumerate(chunks):
                 if i >= skip:
-                    count = run(client.store, bank, xi, ids, payloads).count
-                    stored += xi.shape[0]
+                    result = run(client.store, bank, xi, ids, payloads, if_novel)
+                    count, skipped = result.count, skipped + len(result.skipped)
+                    stored += xi.shape[0] - len(result.skipped)
                     state_file.write_text(json.dumps({**fp, "done": i + 1}))
                 bar.advance(task, xi.shape[0])
         except _loaders.InputError as exc:
             raise usage_error(f"invalid_input: {exc}", EXIT_INPUT) from None
     state_file.unlink(missing_ok=True)
     summary = {"bank": bank, "stored": stored, "skipped_batches": skip, "count": count}
-    emit(o, summary, f"stored {stored} memories into {bank} (bank size {count})")
+    text = f"stored {stored} memories into {bank} (bank size {count})"
+    if if_novel is not None:
+        summary["skipped"] = skipped
+        text += f"; {skipped} not novel (E ≤ {if_novel}) were skipped"
+    emit(o, summary, text)
