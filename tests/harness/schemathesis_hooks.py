@@ -27,8 +27,9 @@ BEYOND_SCHEMA: list[tuple[str, str, int, str, str]] = [
     ("POST", r"/v1/banks/\{bank\}/memories", 422, "duplicate_id", ""),
     # Which devices exist is the host's state, not the document's.
     ("POST", r"/v1/banks", 422, "device_unavailable", ""),
-    # Finite inputs whose product (beta * xi . v, |v|^2) leaves the float range.
-    ("POST", r"/v1/banks/\{bank\}/(query|energy|dynamics)", 422, "numeric_overflow", ""),
+    # Finite inputs whose product (beta * xi . v, |v|^2) leaves the float range (a store
+    # with if_novel computes the energy of its memories).
+    ("POST", r"/v1/banks/\{bank\}/(query|energy|dynamics|memories)", 422, "numeric_overflow", ""),
     # A bank's model is state: a prefilter applies to Model B banks only.
     ("PATCH", r"/v1/banks/\{bank\}", 422, "invalid_parameter", "Model B banks only"),
     # t_max/dt is a ratio of two fields.
