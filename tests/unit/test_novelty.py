@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from lam_engine import BankConfig, Engine
-from lam_engine.errors import InvalidParameterError
+from lam_engine.errors import InvalidParameterError, NumericOverflowError
 from lam_engine.math.novelty import BANK, Running, judge_in_order
 from lam_engine.results import UpsertResult
 from tests import reference as ref
@@ -236,3 +236,12 @@ def test_stored_set_equals_the_reference(
         # A decision within rounding of τ could go either way: not a case to judge on.
         assume(np.all(np.abs(energies - tau) > 1e-4 * (1 + np.abs(tau))))
         check_against_reference(engine, "h", x, [f"x{i}" for i in range(b)], tau)
+
+
+def test_an_overflowing_energy_is_refused_not_reported(engine: Engine) -> None:
+    engine.create_bank("o", BankConfig(dim=2, beta=100.0))
+    engine.upsert("o", [[1e19, 1e19]], ["a"])
+    # β·ξ·v leaves float32: the energy of a skipped memory would be NaN or −inf.
+    with pytest.raises(NumericOverflowError):
+        engine.upsert("o", [[1e19, 1.1e19]], ["b"], if_novel=0.0)
+    assert engine.bank_info("o").count == 1
