@@ -69,15 +69,22 @@ def gate(
     with slot.lock.read():
         accepted, energy, ref, top_rows = judge(slot.bank, x, tau, chunk_bytes)
         skipped = [
-            Skipped(
-                index=r,
-                id=batch.ids[r],
-                energy=float(energy[r]),
-                nearest=slot.bank.id_at(int(top_rows[r])) if ref[r] == BANK else batch.ids[ref[r]],
-            )
+            Skipped(r, batch.ids[r], float(energy[r]), _nearest(slot.bank, batch, r, ref, top_rows))
             for r in np.flatnonzero(~accepted).tolist()
         ]
     return (batch if accepted.all() else _subset(batch, x, payloads, accepted)), skipped
+
+
+def _nearest(
+    bank: MemoryBank, batch: PreparedBatch, r: int, ref: np.ndarray, top_rows: np.ndarray
+) -> str:
+    """Id of the largest weight at skipped row r: the bank's top row or an earlier row."""
+    if ref[r] == BANK:
+        return bank.id_at(int(top_rows[r]))
+    # A skipped row has a finite E, so some memory had a finite logit: ref is never NONE.
+    if ref[r] < 0:
+        raise RuntimeError(f"novelty: skipped row {r} has no nearest memory")
+    return batch.ids[int(ref[r])]
 
 
 def judge(
