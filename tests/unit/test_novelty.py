@@ -245,3 +245,36 @@ def test_an_overflowing_energy_is_refused_not_reported(engine: Engine) -> None:
     with pytest.raises(NumericOverflowError):
         engine.upsert("o", [[1e19, 1.1e19]], ["b"], if_novel=0.0)
     assert engine.bank_info("o").count == 1
+
+
+@given(
+    n=st.integers(1, 12),
+    b=st.integers(1, 8),
+    beta=st.sampled_from([2.0, 8.0, 32.0]),
+    tau=st.floats(-0.4, 0.4),
+    seed=st.integers(0, 2**31),
+)
+def test_tau_bounds_the_cosines(n: int, b: int, beta: float, tau: float, seed: int) -> None:
+    """docs/math.md: kept ⇒ cosine < ½ − τ to all before it; skipped ⇒ cosine to its
+    nearest ≥ ½ − τ − β⁻¹ log N' (N' memories in its support)."""
+    rng = np.random.default_rng(seed)
+    xi = unit(rng.normal(size=(n, 4)))
+    x = unit(xi[rng.integers(n, size=b)] + 0.3 * rng.normal(size=(b, 4)))  # near some
+    with Engine.open(None) as engine:
+        engine.create_bank("g", BankConfig(dim=4, beta=beta, normalize=True))
+        engine.upsert("g", xi, [f"m{i}" for i in range(n)])
+        res = engine.upsert("g", x, [f"x{i}" for i in range(b)], if_novel=tau)
+        vec = {i: engine.get_memory("g", i).vector for i in [f"m{i}" for i in range(n)]}
+        vec.update({f"x{i}": x[i] for i in range(b)})
+        kept = {int(i[1:]) for i in res.ids}
+        skipped = {s.index: s for s in res.skipped or []}
+        eps = 1e-4
+        for i in range(b):
+            support = [f"m{j}" for j in range(n)] + [f"x{j}" for j in sorted(kept) if j < i]
+            cos = {m: float(vec[m] @ x[i]) for m in support}
+            if i in kept:
+                assert max(cos.values()) < 0.5 - tau + eps
+            else:
+                near = cos[skipped[i].nearest]
+                assert near == pytest.approx(max(cos.values()), abs=eps)
+                assert near >= 0.5 - tau - math.log(len(support)) / beta - eps
