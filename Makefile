@@ -2,7 +2,7 @@ PY ?= python3
 PIP = $(PY) -m pip
 export LAM_DATA_DIR ?= ./data
 
-.PHONY: install install-dev run test test-tools lint bench bench-quick bench-tools
+.PHONY: install install-dev run test test-slow test-tools lint bench bench-quick bench-tools
 
 install:
 	$(PIP) install torch==2.13.0
@@ -22,6 +22,10 @@ test-tools:
 test: install-dev test-tools
 	$(MAKE) --no-print-directory lint PY=$(PY)
 	$(PY) -m pytest -q
+
+# The tests marked `slow` (left out of `make test`; each has a smaller case in it).
+test-slow: install-dev test-tools
+	PY=$(PY) bash scripts/test-slow.sh
 
 lint:
 	$(PY) -m ruff check .

@@ -109,7 +109,8 @@ def test_storage_releases_the_lock_it_was_given(tmp_path: Path) -> None:
     assert not lock.held
 
 
-@pytest.mark.slow
+# Stays in the default run (~8 s: two server starts): nothing else there checks the lock
+# between a live server and an embedded client or a second server.
 def test_a_served_data_dir_cannot_be_opened_by_a_client_or_another_server(tmp_path: Path) -> None:
     from lam_client import Client
     from lam_client.errors import Conflict
