@@ -19,6 +19,8 @@ from lam_engine.config import (
     DYNAMICS,
     MAX_DIM,
     QUERY,
+    REPLICAS_MAX,
+    SHARDS_MAX,
     BankConfig,
     PrefilterConfig,
 )
@@ -121,6 +123,8 @@ class BankCreate(_Request):
     prefilter: PrefilterSpec = Field(default_factory=PrefilterSpec)
     model_params: dict[str, Any] = Field(default_factory=dict)
     payload_index: PayloadIndex = Field(default_factory=dict)
+    shards: Int = Field(default=_BANK["shards"], ge=1, le=SHARDS_MAX)
+    replicas: Int = Field(default=_BANK["replicas"], ge=1, le=REPLICAS_MAX)
 
     @field_validator("model_params")
     @classmethod
@@ -152,6 +156,8 @@ class BankOut(_Response):
     device: str
     prefilter: PrefilterOut
     model_params: dict[str, Any]
+    shards: int
+    replicas: int
     count: int
     memory_bytes: int
     created_at: str
