@@ -168,6 +168,33 @@ class BankList(_Response):
     banks: list[BankOut]
 
 
+# ---- cluster (API.md "Sharded banks") ------------------------------------------------------
+class ClusterNode(_Response):
+    node_id: str
+    address: str
+    alive: bool
+
+
+class ReplicaOut(_Response):
+    node_id: str
+    state: Literal["active", "catching_up", "dead"]
+
+
+class ShardOut(_Response):
+    shard: int
+    replicas: list[ReplicaOut]
+
+
+class ClusterBank(_Response):
+    name: str
+    shards: list[ShardOut]
+
+
+class ClusterOut(_Response):
+    nodes: list[ClusterNode]
+    banks: list[ClusterBank]
+
+
 # ---- memories ------------------------------------------------------------------------------
 class MemoryIn(_Request):
     id: str | None = Field(default=None, min_length=1, max_length=ID_MAX)
