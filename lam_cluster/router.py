@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from lam_engine import BankConfig
+from lam_engine.config import QUERY
 from lam_engine.errors import EmptySelectionError
 from lam_engine.math.merge import Partials
 from lam_engine.retrieval import QueryParams, _descend
@@ -251,9 +252,9 @@ class ClusterBank:
         queries: np.ndarray,
         *,
         beta: float | None = None,
-        steps: int = 1,
-        tol: float = 1e-6,
-        top_k: int = 5,
+        steps: int = QUERY.steps,
+        tol: float = QUERY.tol,
+        top_k: int = QUERY.top_k,
         flt: Any = None,
     ) -> list[dict[str, Any]]:
         """Model B retrieval, dense: one merge round per step (API.md result shape)."""
