@@ -30,7 +30,7 @@ test-slow: install-dev test-tools
 lint:
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy lam_engine service lam_client
+	$(PY) -m mypy lam_engine service lam_client lam_cluster
 	$(PY) -m lam_client._codegen --check
 
 # wrk (Debian) is the HTTP load generator; without it bench_http falls back to httpx processes.

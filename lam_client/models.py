@@ -36,6 +36,8 @@ class Bank:
     model_params: dict[str, Any] = field(default_factory=dict)
     index: dict[str, Any] = field(default_factory=dict)
     payload_index: dict[str, str] = field(default_factory=dict)  # {key: kind}, API.md Filters
+    shards: int = 1  # API.md "Sharded banks"
+    replicas: int = 1
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -55,6 +57,8 @@ class Bank:
             model_params=dict(d.get("model_params") or {}),
             index=dict(d.get("index") or {}),
             payload_index=dict(d.get("payload_index") or {}),
+            shards=int(d.get("shards", 1)),
+            replicas=int(d.get("replicas", 1)),
             raw=d,
         )
 

@@ -18,6 +18,9 @@ PrefilterKind = Literal["none", "flat", "ivf", "hnsw"]
 BANK_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_DIM = 65536
 MODELS = ("A", "B", "C")
+# Sharded banks (API.md "Sharded banks"): shards K and replicas R per shard.
+SHARDS_MAX = 64
+REPLICAS_MAX = 5
 DTYPES = ("float32", "float16", "bfloat16")
 PREFILTER_KINDS = ("none", "flat", "ivf", "hnsw")
 # Per-unit hidden functions F of Models A and C (API.md): power xⁿ, rectified max(x,0)ⁿ, exp.
@@ -176,9 +179,14 @@ class BankConfig:
     model_params: dict[str, Any] = field(default_factory=dict)
     # Payload indexes {dotted key: kind} (API.md "Filters"); they only make filters faster.
     payload_index: dict[str, str] = field(default_factory=dict)
+    # Row blocks of Ξ by a stable hash of the id, and copies of each (cluster mode only).
+    shards: int = 1
+    replicas: int = 1
 
     def validate(self) -> BankConfig:
         _int_in("dim", self.dim, 1, MAX_DIM)
+        _int_in("shards", self.shards, 1, SHARDS_MAX)
+        _int_in("replicas", self.replicas, 1, REPLICAS_MAX)
         if self.model not in MODELS:
             raise InvalidParameterError(f"model must be one of {MODELS}", {"model": self.model})
         check_beta(self.beta)

@@ -361,11 +361,14 @@ class Engine(BankTable):
         *,
         replace: bool = False,
         max_bytes: int | None = None,
+        shards: int | None = None,
     ) -> BankInfo:
-        """Restore a snapshot into bank `name`; `max_bytes` bounds the unpacked archive."""
+        """Restore a snapshot into bank `name` (over `shards` shards: any count; None: the
+        snapshot's); `max_bytes` bounds the unpacked archive."""
         validate_bank_name(name)
         snap = snapshot_io.read_snapshot(fileobj, max_bytes=max_bytes)
         config = BankConfig.from_dict(snap.config)
+        config = config if shards is None else config.with_changes(shards=shards)
         with self._table:
             old = self._banks.get(name)
             if old is not None and not replace:

@@ -53,6 +53,12 @@ class DeviceUnavailableError(InvalidInputError):
     code = "device_unavailable"
 
 
+class ClusterRequiredError(InvalidInputError):
+    """A bank setting that only a cluster can honour (replicas > 1 outside cluster mode)."""
+
+    code = "cluster_required"
+
+
 class NotFoundError(LamError):
     code = "not_found"
     status = 404

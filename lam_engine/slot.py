@@ -10,9 +10,11 @@ import torch
 
 from .bank import MemoryBank, resolve_device
 from .config import BankConfig, PrefilterConfig
+from .errors import ClusterRequiredError
 from .index import Prefilter, make_prefilter
 from .locks import RWLock
 from .results import BankInfo
+from .shards import ShardedBank
 
 
 def now() -> str:
@@ -48,6 +50,8 @@ class BankSlot:
 
     def info(self) -> BankInfo:
         index = {"kind": "none"} if self.prefilter is None else self.prefilter.describe()
+        if isinstance(self.bank, ShardedBank):
+            index = self.bank.index_info()
         return BankInfo(
             name=self.name,
             config=self.config,
@@ -69,8 +73,11 @@ def fill_index(index: Prefilter, bank: MemoryBank) -> None:
 
 
 def empty_index(config: BankConfig, prefilter: PrefilterConfig) -> Prefilter | None:
-    """A new, empty index for a bank of `config` (Model B only; kind "none": None)."""
-    if prefilter.kind == "none" or config.model != "B":
+    """A new, empty index for a bank of `config` (Model B only; kind "none": None).
+
+    A sharded bank has none here: each of its shards keeps its own (shards/bank.py).
+    """
+    if prefilter.kind == "none" or config.model != "B" or config.shards > 1:
         return None
     return make_prefilter(prefilter, config.dim)
 
@@ -86,8 +93,16 @@ def device_for(config: BankConfig, default_device: str, *, on_load: bool) -> tor
 def new_slot(
     name: str, config: BankConfig, created_at: str, *, default_device: str, on_load: bool
 ) -> BankSlot:
-    """An empty bank on its device, with an empty index if its config asks for one."""
+    """An empty bank on its device, with an empty index if its config asks for one.
+
+    `shards` > 1 makes a ShardedBank (in-process shards); replicas need a cluster.
+    """
+    if config.replicas > 1:
+        raise ClusterRequiredError(
+            "replicas > 1 needs cluster mode (LAM_CLUSTER=ray)", {"replicas": config.replicas}
+        )
     device = device_for(config, default_device, on_load=on_load)
-    slot = BankSlot(name=name, bank=MemoryBank(config, device), created_at=created_at)
+    bank = ShardedBank(config, device) if config.shards > 1 else MemoryBank(config, device)
+    slot = BankSlot(name=name, bank=bank, created_at=created_at)
     slot.prefilter = empty_index(config, config.prefilter)
     return slot

@@ -28,6 +28,8 @@ from .results import (
     QueryBatchResult,
 )
 from .selection import SelectedBank, SelectedIndex, select
+from .shards import ShardedBank
+from .shards import ops as shard_ops
 from .slot import BankSlot
 from .store import snapshot as snapshot_io
 from .vectors import as_matrix
@@ -143,6 +145,8 @@ class BankTable:
             q = QueryInput.build(queries, dim=self._slot(name).config.dim, **params)
         with self._reading(name) as slot:
             q.check_dim(slot.config.dim)
+            if isinstance(slot.bank, ShardedBank):
+                return shard_ops.query(slot.bank, q, name=name, chunk_bytes=self.chunk_bytes)
             if q.filter is None:
                 return ops.query(slot.bank, slot.prefilter, q, chunk_bytes=self.chunk_bytes)
             bank = SelectedBank(slot.bank, select(slot.bank, q.filter), name)
@@ -166,6 +170,11 @@ class BankTable:
         flt = _filter(filter)
         with self._reading(name) as slot:
             bank = slot.bank
+            if isinstance(bank, ShardedBank):
+                return shard_ops.energy(
+                    bank, v, name=name, beta=beta, constants=constants, gradient=gradient,
+                    filter=flt, chunk_bytes=self.chunk_bytes,
+                )  # fmt: skip
             if flt is not None:
                 bank = SelectedBank(bank, select(bank, flt), name)
             return ops.energy(
@@ -185,7 +194,10 @@ class BankTable:
     def diagnostics(self, name: str, **params: Any) -> DiagnosticsResult:
         """Separation report at β (parameters: ops.diagnostics)."""
         with self._reading(name) as slot:
-            return ops.diagnostics(slot.bank, slot.prefilter, **params)
+            index = slot.prefilter
+            if isinstance(slot.bank, ShardedBank):
+                index = slot.bank.search_index()  # type: ignore[assignment]
+            return ops.diagnostics(slot.bank, index, **params)
 
     # ---- snapshots ------------------------------------------------------------------------
     def export_snapshot(self, name: str, fileobj: BinaryIO) -> None:

@@ -20,6 +20,8 @@ from lam_engine.config import (
     DYNAMICS,
     MAX_DIM,
     QUERY,
+    REPLICAS_MAX,
+    SHARDS_MAX,
     BankConfig,
     PrefilterConfig,
 )
@@ -122,6 +124,8 @@ class BankCreate(_Request):
     prefilter: PrefilterSpec = Field(default_factory=PrefilterSpec)
     model_params: dict[str, Any] = Field(default_factory=dict)
     payload_index: PayloadIndex = Field(default_factory=dict)
+    shards: Int = Field(default=_BANK["shards"], ge=1, le=SHARDS_MAX)
+    replicas: Int = Field(default=_BANK["replicas"], ge=1, le=REPLICAS_MAX)
 
     @field_validator("model_params")
     @classmethod
@@ -153,6 +157,8 @@ class BankOut(_Response):
     device: str
     prefilter: PrefilterOut
     model_params: dict[str, Any]
+    shards: int
+    replicas: int
     count: int
     memory_bytes: int
     created_at: str
@@ -161,6 +167,33 @@ class BankOut(_Response):
 
 class BankList(_Response):
     banks: list[BankOut]
+
+
+# ---- cluster (API.md "Sharded banks") ------------------------------------------------------
+class ClusterNode(_Response):
+    node_id: str
+    address: str
+    alive: bool
+
+
+class ReplicaOut(_Response):
+    node_id: str
+    state: Literal["active", "catching_up", "dead"]
+
+
+class ShardOut(_Response):
+    shard: int
+    replicas: list[ReplicaOut]
+
+
+class ClusterBank(_Response):
+    name: str
+    shards: list[ShardOut]
+
+
+class ClusterOut(_Response):
+    nodes: list[ClusterNode]
+    banks: list[ClusterBank]
 
 
 # ---- memories ------------------------------------------------------------------------------

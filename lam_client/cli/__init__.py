@@ -2,11 +2,11 @@
 
 One module per concern: `_app` (global options, output, exit codes), `banks`, `load`,
 `retrieval` (query, energy, diagnostics), `selection` (count, delete by filter),
-`snapshots`, `serve`. Importing them registers
+`snapshots`, `serve`, `cluster` (a local Ray cluster). Importing them registers
 their commands on `app`, in the order of `lam --help`.
 """
 
-from . import banks, load, retrieval, selection, serve, snapshots
+from . import banks, cluster, load, retrieval, selection, serve, snapshots
 from ._app import app
 
-__all__ = ["app", "banks", "load", "retrieval", "selection", "serve", "snapshots"]
+__all__ = ["app", "banks", "cluster", "load", "retrieval", "selection", "serve", "snapshots"]

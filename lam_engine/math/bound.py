@@ -44,3 +44,40 @@ def missed_mass_bound(cand_scores: np.ndarray, n_total: int, beta: float) -> np.
     out_term = np.exp(log_out - shift)  # (R,)
     eps[rows] = out_term / (in_sum + out_term)
     return eps
+
+
+def log_tail(cand_scores: np.ndarray, n_total: int, beta: float) -> np.ndarray:
+    """log of the left-out term (N−k)·e^{β s_k} of `missed_mass_bound`, per row (float64).
+
+    A part of Ξ (a shard) certifies its own left-out memories with it; the parts' terms add,
+    so the merged bound is `merged_bound`. −inf when k = N (nothing left out), +inf for a row
+    with no valid candidate of a non-empty part (nothing is known: ε = 1).
+    """
+    scores = np.asarray(cand_scores, dtype=np.float64)  # (B, k)
+    valid = np.isfinite(scores)
+    k_row = valid.sum(axis=1)  # (B,)
+    missing = np.maximum(int(n_total) - k_row, 0)  # (B,) N − k
+    out = np.full(scores.shape[0], -np.inf)
+    out[(k_row == 0) & (missing > 0)] = np.inf
+    rows = (k_row > 0) & (missing > 0)
+    if rows.any():
+        z_k = np.min(np.where(valid[rows], float(beta) * scores[rows], np.inf), axis=1)
+        out[rows] = np.log(missing[rows].astype(np.float64)) + z_k
+    return out
+
+
+def merged_bound(lse: np.ndarray, log_tails: np.ndarray) -> np.ndarray:
+    """ε of the union of parts: T / (e^{lse} + T), T = Σ_s e^{log_tail_s}.
+
+    lse (B,) is log Σ e^{β s} over every part's candidates (the merged log-sum-exp), and
+    log_tails (S, B) the parts' `log_tail`. Each part's left-out memories score at most its
+    own s_k, so T bounds the mass of all of them together: ε stays a true bound after the
+    merge, and for one part it is `missed_mass_bound`. Returns (B,) float64.
+    """
+    tails = np.asarray(log_tails, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        log_t = np.logaddexp.reduce(tails, axis=0) if tails.shape[0] else np.full(len(lse), -np.inf)
+        diff = np.asarray(lse, dtype=np.float64) - log_t  # (B,)
+        eps = 1.0 / (1.0 + np.exp(diff))
+    eps = np.where(np.isneginf(log_t), 0.0, eps)
+    return np.where(np.isposinf(log_t), 1.0, eps)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import banks, diagnostics, dynamics, energy, health, memories, query
+from . import banks, cluster, diagnostics, dynamics, energy, health, memories, query
 
 
 def v1_routers() -> list[APIRouter]:
-    return [m.router for m in (banks, memories, query, energy, dynamics, diagnostics)]
+    return [m.router for m in (banks, memories, query, energy, dynamics, diagnostics, cluster)]
 
 
 __all__ = ["health", "v1_routers"]

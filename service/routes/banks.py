@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
 from lam_engine import BankConfig, PrefilterConfig
+from lam_engine.config import SHARDS_MAX
 from lam_engine.errors import InvalidParameterError
 
 from ..bodies import json_model, require_media_type
@@ -174,6 +175,9 @@ async def import_snapshot(
     request: Request,
     rt: RtDep,
     replace: bool = Query(False, description="Replace an existing bank of that name"),
+    shards: int | None = Query(
+        None, ge=1, le=SHARDS_MAX, description="Split it over this many shards (default: as saved)"
+    ),
 ) -> Response:
     require_media_type(request, SNAPSHOT_TYPES)
     # Spool to disk past 32 MiB: snapshots can be far larger than ordinary bodies.
@@ -186,7 +190,7 @@ async def import_snapshot(
 
         def restore() -> Any:
             _check_bank_limit(rt, bank)
-            return engine.import_snapshot(bank, cast(BinaryIO, f), replace=replace)
+            return engine.import_snapshot(bank, cast(BinaryIO, f), replace=replace, shards=shards)
 
         async with rt.bank_lock:
             info = await rt.run(restore)

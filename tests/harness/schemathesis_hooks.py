@@ -27,6 +27,8 @@ BEYOND_SCHEMA: list[tuple[str, str, int, str, str]] = [
     ("POST", r"/v1/banks/\{bank\}/memories", 422, "duplicate_id", ""),
     # Which devices exist is the host's state, not the document's.
     ("POST", r"/v1/banks", 422, "device_unavailable", ""),
+    # Whether the server runs in cluster mode (replicas > 1 need it) is its state too.
+    ("POST", r"/v1/banks", 422, "cluster_required", ""),
     # Finite inputs whose product (beta * xi . v, |v|^2) leaves the float range (a store
     # with if_novel computes the energy of its memories).
     ("POST", r"/v1/banks/\{bank\}/(query|energy|dynamics|memories)", 422, "numeric_overflow", ""),

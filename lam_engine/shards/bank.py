@@ -1,0 +1,345 @@
+"""ShardedBank: a bank split into K row blocks by a stable hash of the id, in one process.
+
+Each shard is a real `MemoryBank` of its own (its tensor, ids, payloads, payload indexes)
+with its own prefilter index; queries and energies run one pass per shard and merge the
+log-sum-exp partials exactly (`ops.py`). The store keeps the bank as one bank (one
+transaction per batch, global `seq` keys), so durability, the write protocol and the
+insertion order are the one-shard bank's.
+
+To the engine a ShardedBank is a `MemoryBank`: writes (`prepare`, `apply`, `remove`, the
+bulk loader) are routed to the owning shards, and the read interface (rows, ids, payloads,
+keys, xi) is a *global view* in key order (insertion order, as one bank would keep it),
+built lazily after a write. Reads that need every memory at once (dynamics, diagnostics,
+Models A and C, scroll, filters over the whole bank) use that view and the one-bank code;
+its `xi` gathers the shards (a copy, made per call: exact, not distributed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..bank import MemoryBank, PreparedBatch
+from ..config import BankConfig
+from ..index import Prefilter, make_prefilter
+from ..payload_index import PayloadIndexes
+from ..selection import rebuild_indexes
+from .local import LocalShard
+from .placement import shard_of, split
+
+
+def shard_config(config: BankConfig) -> BankConfig:
+    """The config of one shard: the bank's, as a one-shard bank."""
+    return dataclasses.replace(config, shards=1, replicas=1)
+
+
+class _Order:
+    """The global view: alive memories of all shards in key order."""
+
+    def __init__(self, parts: list[MemoryBank]) -> None:
+        shard, rows, keys = [], [], []
+        for s, bank in enumerate(parts):
+            alive = bank.alive_rows()
+            rows.append(alive)
+            keys.append(bank.keys[alive])
+            shard.append(np.full(len(alive), s, dtype=np.int64))
+        all_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+        order = np.argsort(all_keys, kind="stable")
+        self.keys = all_keys[order]  # (N,) ascending
+        self.shard = np.concatenate(shard)[order] if shard else np.zeros(0, np.int64)
+        self.row = np.concatenate(rows)[order] if rows else np.zeros(0, np.int64)
+        self._parts = parts
+        self._ids: list[str] | None = None
+        self._payloads: list[dict[str, Any] | None] | None = None
+        self._row_of: dict[str, int] | None = None
+
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            self._ids = [
+                self._parts[s].id_at(int(r)) for s, r in zip(self.shard, self.row, strict=True)
+            ]
+        return self._ids
+
+    def payloads(self) -> list[dict[str, Any] | None]:
+        if self._payloads is None:
+            self._payloads = [
+                self._parts[s].payload_at(int(r)) for s, r in zip(self.shard, self.row, strict=True)
+            ]
+        return self._payloads
+
+    def row_of(self) -> dict[str, int]:
+        if self._row_of is None:
+            self._row_of = {mid: g for g, mid in enumerate(self.ids())}
+        return self._row_of
+
+
+class ShardedBank(MemoryBank):
+    """K shards of one bank (see the module docstring). Not thread-safe by itself: the
+    engine's locks apply as to any bank (the lazy view has its own small lock)."""
+
+    def __init__(self, config: BankConfig, device: torch.device) -> None:
+        # MemoryBank.__init__ is not called: the shards own the storage.
+        self._config = config
+        self.device = device
+        self.dtype = torch.float32
+        self.parts = [MemoryBank(shard_config(config), device) for _ in range(config.shards)]
+        self.dtype = self.parts[0].dtype
+        self.prefilters: list[Prefilter | None] = [self._new_index() for _ in self.parts]
+        self._order: _Order | None = None
+        self._order_lock = threading.Lock()
+
+    def _new_index(self) -> Prefilter | None:
+        cfg = self._config
+        if cfg.prefilter.kind == "none" or cfg.model != "B":
+            return None
+        return make_prefilter(cfg.prefilter, cfg.dim)
+
+    # ---- config (PATCH): the shards follow -----------------------------------------------
+    @property
+    def config(self) -> BankConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: BankConfig) -> None:
+        old, self._config = self._config, config
+        for bank in self.parts:
+            bank.config = shard_config(config)
+            if config.payload_index != old.payload_index:
+                rebuild_indexes(bank)
+        if config.prefilter != old.prefilter:
+            self.prefilters = [self._new_index() for _ in self.parts]
+            self.rebuild_indexes()
+        self._changed()
+
+    @property  # type: ignore[override]
+    def indexes(self) -> PayloadIndexes | None:
+        """The global view has no payload indexes (each shard has its own)."""
+        return None
+
+    @indexes.setter
+    def indexes(self, value: Any) -> None:
+        """`selection.rebuild_indexes` on the whole bank: the shards did it already."""
+
+    def rebuild_indexes(self) -> None:
+        """Fill every shard's prefilter from its memories."""
+        for bank, pf in zip(self.parts, self.prefilters, strict=True):
+            if pf is not None:
+                pf.rebuild(bank.keys[bank.alive_rows()], bank.alive_vectors())
+
+    def shards(self, chunk_bytes: int) -> list[LocalShard]:
+        """The `Shard`s of this bank (the caller holds the bank's read lock)."""
+        return [
+            LocalShard(bank, pf, chunk_bytes=chunk_bytes)
+            for bank, pf in zip(self.parts, self.prefilters, strict=True)
+        ]
+
+    def search_index(self) -> MergedIndex | None:
+        """The shards' prefilters searched as one (diagnostics' nearest other memory)."""
+        if any(pf is None for pf in self.prefilters):
+            return None
+        return MergedIndex([pf for pf in self.prefilters if pf is not None])
+
+    def index_info(self) -> dict[str, Any]:
+        """The description's "index": the shards' indexes side by side."""
+        per = [{"kind": "none"} if pf is None else pf.describe() for pf in self.prefilters]
+        return {
+            "kind": self._config.prefilter.kind if self.prefilters[0] is not None else "none",
+            "shards": per,
+        }
+
+    # ---- size ---------------------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return sum(bank.count for bank in self.parts)
+
+    @property
+    def memory_bytes(self) -> int:
+        return sum(bank.memory_bytes for bank in self.parts)
+
+    def shard_counts(self) -> list[int]:
+        return [bank.count for bank in self.parts]
+
+    def __contains__(self, memory_id: str) -> bool:
+        return memory_id in self.parts[shard_of(memory_id, len(self.parts))]
+
+    def holds_any(self, memory_ids: Sequence[str]) -> bool:
+        return any(bank.holds_any(memory_ids) for bank in self.parts)
+
+    # ---- writes, routed by id -------------------------------------------------------------
+    def _changed(self) -> None:
+        self._order = None
+
+    def apply(self, batch: PreparedBatch, keys: list[int] | np.ndarray) -> None:
+        keys = np.asarray(keys, dtype=np.int64)
+        for s, pos in enumerate(split(batch.unique_ids, len(self.parts))):
+            if not pos:
+                continue
+            bank, pf = self.parts[s], self.prefilters[s]
+            ids = [batch.unique_ids[p] for p in pos]
+            sub = PreparedBatch(ids, ids, batch.vectors[pos], [batch.payloads[p] for p in pos])
+            replaced = np.asarray([i in bank for i in ids], dtype=bool)
+            bank.apply(sub, keys[pos])
+            if pf is not None:
+                if replaced.any():
+                    pf.remove(keys[pos][replaced])
+                pf.add(keys[pos], sub.vectors)
+        self._changed()
+
+    def remove(self, ids: list[str]) -> list[int]:
+        removed: list[int] = []
+        for s, pos in enumerate(split(ids, len(self.parts))):
+            if pos:
+                keys = self.parts[s].remove([ids[p] for p in pos])
+                pf = self.prefilters[s]
+                if pf is not None and keys:
+                    pf.remove(np.asarray(keys, dtype=np.int64))
+                removed.extend(keys)
+        self._changed()
+        return sorted(removed)
+
+    def compact(self) -> None:
+        for bank in self.parts:
+            bank.compact()
+        self._changed()
+
+    def bulk_loader(self) -> Any:
+        if self.count:
+            raise RuntimeError("bulk_loader needs an empty bank")
+        return ShardedLoader(self)
+
+    # ---- the global view (key order) --------------------------------------------------------
+    def _view(self) -> _Order:
+        order = self._order
+        if order is None:
+            with self._order_lock:
+                order = self._order
+                if order is None:
+                    order = self._order = _Order(self.parts)
+        return order
+
+    @property
+    def _ids(self) -> list[str | None]:  # type: ignore[override]
+        return self._view().ids()  # type: ignore[return-value]
+
+    @property
+    def _payloads(self) -> list[dict[str, Any] | None]:  # type: ignore[override]
+        return self._view().payloads()
+
+    @property
+    def _row_of(self) -> dict[str, int]:  # type: ignore[override]
+        return self._view().row_of()
+
+    @property
+    def _n(self) -> int:  # type: ignore[override]
+        return len(self._view().keys)
+
+    _dead = 0
+    _max_norm = None
+
+    @property
+    def keys(self) -> np.ndarray:
+        return self._view().keys
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return None
+
+    @property
+    def xi(self) -> torch.Tensor:
+        return self.alive_xi()
+
+    def alive_rows(self) -> np.ndarray:
+        return np.arange(self.count, dtype=np.int64)
+
+    def alive_xi(self) -> torch.Tensor:
+        """All memories in key order: a gathered copy (see the module docstring)."""
+        view = self._view()
+        out = torch.empty(len(view.keys), self._config.dim, dtype=self.dtype, device=self.device)
+        for s, bank in enumerate(self.parts):
+            mine = np.flatnonzero(view.shard == s)
+            if len(mine):
+                src = torch.from_numpy(view.row[mine]).to(self.device)
+                out[torch.from_numpy(mine).to(self.device)] = bank.xi.index_select(0, src)
+        return out
+
+    def max_norm(self) -> float:
+        return max((b.max_norm() for b in self.parts if b.count), default=0.0)
+
+    def id_at(self, row: int) -> str:
+        return self._view().ids()[row]
+
+    def payload_at(self, row: int) -> dict[str, Any] | None:
+        view = self._view()
+        return self.parts[int(view.shard[row])].payload_at(int(view.row[row]))
+
+    def vector_at(self, row: int) -> np.ndarray:
+        view = self._view()
+        return self.parts[int(view.shard[row])].vector_at(int(view.row[row]))
+
+    def rows_for_keys(self, keys: np.ndarray) -> np.ndarray:
+        live = self.keys
+        keys = np.asarray(keys, dtype=np.int64)
+        pos = np.searchsorted(live, keys)
+        pos_c = np.clip(pos, 0, max(0, len(live) - 1))
+        ok = (keys >= 0) & (pos < len(live))
+        if len(live):
+            ok &= live[pos_c] == keys
+        return np.where(ok, pos_c, -1)
+
+    def get(self, memory_id: str) -> tuple[np.ndarray, dict[str, Any] | None]:
+        return self.parts[shard_of(memory_id, len(self.parts))].get(memory_id)
+
+
+class MergedIndex:
+    """Several shards' indexes as one `CandidateIndex`: the top-k of the union of their
+    top-k (keys are global, so the union needs no renumbering)."""
+
+    def __init__(self, parts: list[Prefilter]) -> None:
+        self._parts = parts
+
+    @property
+    def exact_topk(self) -> bool:
+        return all(p.exact_topk for p in self._parts)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        found = [p.search(queries, k) for p in self._parts]
+        scores = np.concatenate([f[0] for f in found], axis=1)  # (B, S·k)
+        keys = np.concatenate([f[1] for f in found], axis=1)
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, best, 1), np.take_along_axis(keys, best, 1)
+
+
+class ShardedLoader:
+    """`Storage.load`'s sink for a ShardedBank: rows are buffered, then routed by id."""
+
+    def __init__(self, bank: ShardedBank) -> None:
+        self.bank = bank
+        self._buf = np.zeros((0, bank.config.dim), dtype=np.float32)
+
+    def reserve(self, n: int, d: int) -> None:
+        if d != self.bank.config.dim:
+            # The one-bank loader's check and message (bank.BulkLoader.reserve).
+            self.bank.parts[0].bulk_loader().reserve(n, d)
+        self._buf = np.empty((n, d), dtype=np.float32)
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        self._buf[start : start + len(block)] = block
+
+    def finish(
+        self, ids: list[str], keys: np.ndarray, payloads: list[dict[str, Any] | None]
+    ) -> None:
+        bank = self.bank
+        keys = np.asarray(keys, dtype=np.int64)
+        for s, pos in enumerate(split(ids, len(bank.parts))):
+            if pos:
+                part_ids = [ids[p] for p in pos]
+                sub = PreparedBatch(part_ids, part_ids, self._buf[pos], [payloads[p] for p in pos])
+                bank.parts[s].apply(sub, keys[pos])
+        self._buf = np.zeros((0, bank.config.dim), dtype=np.float32)
+        bank.rebuild_indexes()
+        bank._changed()

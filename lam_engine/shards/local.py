@@ -1,0 +1,113 @@
+"""The in-process shard: one row block of a sharded bank, a `MemoryBank` and its prefilter.
+
+It implements the `Shard` protocol with the one-bank passes (`kernels.model_b_pass`, the
+candidate pass of retrieval), so a sharded bank in one process is the reference that a
+cluster's shard replicas must match.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..bank import MemoryBank
+from ..filters import Filter
+from ..index import Prefilter
+from ..kernels import DEFAULT_CHUNK_BYTES, candidate_pass, gather_rows, model_b_pass
+from ..math.bound import log_tail
+from ..math.merge import Partials
+from ..retrieval import CandidateIndex
+from ..selection import SelectedBank, SelectedIndex, select
+from .protocol import ShardPartials
+
+
+class LocalShard:
+    """A `Shard` over `bank` (a shard's memories, or a filtered view of them) and `index`."""
+
+    def __init__(
+        self,
+        bank: MemoryBank,
+        index: Prefilter | CandidateIndex | None,
+        *,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    ) -> None:
+        self.bank = bank
+        self.index = index
+        self.chunk_bytes = chunk_bytes
+
+    def restricted(self, flt: Filter | None) -> LocalShard | None:
+        if flt is None:
+            return self if self.bank.count else None
+        mask = select(self.bank, flt)
+        if not mask.any():
+            return None
+        view = SelectedBank(self.bank, mask)
+        index = self.index
+        if index is not None:
+            index = SelectedIndex(index, self.bank.count, view.count)
+        return LocalShard(view, index, chunk_bytes=self.chunk_bytes)
+
+    @property
+    def count(self) -> int:
+        return self.bank.count
+
+    @property
+    def has_index(self) -> bool:
+        return self.index is not None
+
+    def max_norm(self) -> float:
+        return self.bank.max_norm() if self.bank.count else 0.0
+
+    def _keys(self, rows: torch.Tensor) -> torch.Tensor:
+        """Global keys of view rows (B, k); −1 stays −1."""
+        r = rows.cpu().numpy()
+        keys = self.bank.keys[np.clip(r, 0, None)] if len(self.bank.keys) else np.zeros_like(r)
+        return torch.from_numpy(np.where(r >= 0, keys, -1).astype(np.int64))
+
+    def dense(
+        self, states: torch.Tensor, beta: float, *, top_k: int, need_out: bool
+    ) -> ShardPartials:
+        bank = self.bank
+        res = model_b_pass(
+            bank.xi,
+            states.to(bank.device),
+            beta,
+            bias=bank.bias,
+            top_k=min(top_k, bank.count),
+            chunk_bytes=self.chunk_bytes,
+            need_out=need_out,
+        )
+        return ShardPartials(_partials(res.out, res.lse, res.top_scores, self._keys(res.top_rows)))
+
+    def candidates(
+        self, states: torch.Tensor, beta: float, *, k_candidates: int, top_k: int
+    ) -> ShardPartials:
+        """As `retrieval.retrieve_b_prefiltered`'s pass, over this shard's candidates."""
+        bank, index = self.bank, self.index
+        assert index is not None
+        n = bank.count
+        k = min(k_candidates, n)
+        v = states.to(bank.device)
+        _, keys = index.search(np.ascontiguousarray(v.float().cpu().numpy()), k)
+        rows = torch.from_numpy(bank.rows_for_keys(keys)).to(bank.device)
+        valid = rows >= 0
+        xi_c = gather_rows(bank.xi, rows.clamp_min(0))  # (B, k, d)
+        out, lse, h = candidate_pass(xi_c, v, beta, valid)
+        tail = log_tail(h.cpu().numpy(), n, beta)
+        top_h, idx = torch.topk(h, min(top_k, k), dim=1)
+        top_rows = torch.gather(rows, 1, idx)
+        top_rows = torch.where(torch.isfinite(top_h), top_rows, torch.full_like(top_rows, -1))
+        return ShardPartials(_partials(out, lse, top_h, self._keys(top_rows)), log_tail=tail)
+
+
+def _partials(
+    out: torch.Tensor, lse: torch.Tensor, top_scores: torch.Tensor, top_keys: torch.Tensor
+) -> Partials:
+    """A finished pass (out = V/S, lse = m + log S) as partials: m = lse, S = 1 (0 if empty)."""
+    p = Partials.of_softmax(out.float().cpu(), lse.float().cpu())
+    p.top_scores, p.top_rows = top_scores.float().cpu(), top_keys
+    if p.top_scores.numel():
+        p.top_scores = torch.where(top_keys >= 0, p.top_scores, -math.inf)
+    return p
