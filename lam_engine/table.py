@@ -30,6 +30,7 @@ from .results import (
 from .selection import SelectedBank, SelectedIndex, select
 from .slot import BankSlot
 from .store import snapshot as snapshot_io
+from .texts import attach_texts
 from .vectors import as_matrix
 
 
@@ -71,7 +72,8 @@ class BankTable:
         slot = self._slot(name)
         with slot.lock.read():
             vector, payload = slot.bank.get(memory_id)
-        return MemoryRecord(id=memory_id, vector=vector, payload=payload)
+            text = slot.bank.texts.get(memory_id)
+        return MemoryRecord(id=memory_id, vector=vector, payload=payload, text=text)
 
     def count(self, name: str, filter: Any = None) -> int:
         """How many memories pass `filter` (all of them without one)."""
@@ -113,6 +115,7 @@ class BankTable:
                     id=bank.id_at(r),
                     vector=bank.vector_at(r) if with_vectors else None,
                     payload=bank.payload_at(r),
+                    text=bank.texts.get(bank.id_at(r)),
                 )
                 for r in rows
             ]
@@ -144,12 +147,13 @@ class BankTable:
         with self._reading(name) as slot:
             q.check_dim(slot.config.dim)
             if q.filter is None:
-                return ops.query(slot.bank, slot.prefilter, q, chunk_bytes=self.chunk_bytes)
+                result = ops.query(slot.bank, slot.prefilter, q, chunk_bytes=self.chunk_bytes)
+                return attach_texts(slot.bank, result)
             bank = SelectedBank(slot.bank, select(slot.bank, q.filter), name)
             index = slot.prefilter
             if index is not None:
                 index = SelectedIndex(index, slot.bank.count, bank.count)  # type: ignore[assignment]
-            return ops.query(bank, index, q, chunk_bytes=self.chunk_bytes)
+            return attach_texts(slot.bank, ops.query(bank, index, q, chunk_bytes=self.chunk_bytes))
 
     def energy(
         self,
@@ -192,6 +196,7 @@ class BankTable:
         slot = self._slot(name)
         with slot.lock.read():
             ids, vectors, payloads = slot.bank.snapshot_arrays()
+            texts = [slot.bank.texts.get(i) for i in ids] if slot.bank.texts else None
             config, created_at = slot.config.to_dict(), slot.created_at
         snapshot_io.write_snapshot(
             fileobj,
@@ -201,6 +206,7 @@ class BankTable:
             ids=ids,
             vectors=vectors,
             payloads=payloads,
+            texts=texts,
         )
 
 
