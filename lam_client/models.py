@@ -36,6 +36,7 @@ class Bank:
     model_params: dict[str, Any] = field(default_factory=dict)
     index: dict[str, Any] = field(default_factory=dict)
     payload_index: dict[str, str] = field(default_factory=dict)  # {key: kind}, API.md Filters
+    embedder: dict[str, Any] | None = None  # a text bank's {"model": ...}; None: vectors only
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -55,6 +56,7 @@ class Bank:
             model_params=dict(d.get("model_params") or {}),
             index=dict(d.get("index") or {}),
             payload_index=dict(d.get("payload_index") or {}),
+            embedder=d.get("embedder"),
             raw=d,
         )
 
@@ -74,10 +76,14 @@ class Memory:
     id: str
     vector: np.ndarray | None  # (d,)
     payload: dict[str, Any] | None
+    text: str | None = None  # a text bank's memory stored as text
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Memory:
-        return cls(id=d["id"], vector=_opt_vec(d.get("vector")), payload=d.get("payload"))
+        return cls(
+            id=d["id"], vector=_opt_vec(d.get("vector")), payload=d.get("payload"),
+            text=d.get("text"),
+        )  # fmt: skip
 
 
 @dataclass
@@ -97,6 +103,7 @@ class Match:
     score: float  # ξ_μ · v
     payload: dict[str, Any] | None = None
     vector: np.ndarray | None = None
+    text: str | None = None  # with the payload, for a memory stored as text
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Match:
@@ -106,6 +113,7 @@ class Match:
             score=float(d["score"]),
             payload=d.get("payload"),
             vector=_opt_vec(d.get("vector")),
+            text=d.get("text"),
         )
 
 
