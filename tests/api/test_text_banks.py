@@ -98,7 +98,9 @@ def test_texts_on_a_vector_bank_are_422(http: httpx.Client) -> None:
     r = http.post("/v1/banks/vec/memories", json={"memories": [{"text": "hello"}]})
     error(r, 422, "not_a_text_bank")
     error(http.post("/v1/banks/vec/memories", json={"memories": [{"id": "a"}]}), 422)
-    assert http.post("/v1/banks/vec/memories", json={"memories": [{"vector": [1, 0, 0]}]}).is_success
+    assert http.post(
+        "/v1/banks/vec/memories", json={"memories": [{"vector": [1, 0, 0]}]}
+    ).is_success
     error(http.post("/v1/banks/vec/query", json={"texts": ["hello"]}), 422, "not_a_text_bank")
     error(http.post("/v1/banks/vec/energy", json={"texts": ["hello"]}), 422, "not_a_text_bank")
     assert http.get("/v1/banks/vec").json()["count"] == 1
@@ -239,6 +241,7 @@ def test_sdk_sync_async_and_embedded(server: LamServer, tmp_path: Path) -> None:
         assert [m.text for m in e.scroll("t-emb").memories] == [s for s, _ in PAIRS[:3]]
 
 
+@pytest.mark.slow  # a second server start and model load (≈ 10-25 s); embedded reopen above
 @needs_model
 def test_texts_survive_a_restart(server: LamServer, notes: dict[str, str]) -> None:
     with httpx.Client(base_url=server.url, timeout=120.0) as c:
@@ -252,3 +255,49 @@ def test_texts_survive_a_restart(server: LamServer, notes: dict[str, str]) -> No
         # The model loads again on first use after the restart.
         r = c.post("/v1/banks/notes/query", json={"texts": [PAIRS[4][1]], "top_k": 1})
         assert r.json()["results"][0]["matches"][0]["id"] == "s4"
+
+
+@needs_model
+def test_cli_load_and_query_text(tmp_path: Path) -> None:
+    """`lam load` of a .txt and a .jsonl of texts, `lam query --text`, `lam mcp --help`."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lam_client.cli import app
+
+    runner = CliRunner()
+    data = str(tmp_path / "cli")
+
+    def lam(*args: str) -> dict:
+        r = runner.invoke(app, ["--path", data, "--json", *args], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)
+
+    assert (
+        lam("bank", "create", "notes", "--embedder", MINILM["model"], "--beta", "20")["dim"] == 384
+    )
+    txt = tmp_path / "notes.txt"
+    txt.write_text("\n".join(s for s, _ in PAIRS[:5]) + "\n\n")
+    assert lam("load", "notes", str(txt))["stored"] == 5
+    rows = tmp_path / "more.jsonl"
+    extra = [{"id": f"j{i}", "text": s, "payload": {"i": i}} for i, (s, _) in enumerate(PAIRS[5:])]
+    rows.write_text("\n".join(json.dumps(r) for r in extra))
+    assert lam("load", "notes", str(rows))["count"] == len(PAIRS)
+    out = lam(
+        "query",
+        "notes",
+        "--text",
+        PAIRS[6][1],
+        "--text",
+        PAIRS[0][1],
+        "--steps",
+        "0",
+        "--top-k",
+        "1",
+    )
+    first, second = (r["matches"][0] for r in out["results"])
+    assert (first["id"], first["text"], first["payload"]) == ("j1", PAIRS[6][0], {"i": 1})
+    assert second["text"] == PAIRS[0][0]
+    r = runner.invoke(app, ["mcp", "--help"], catch_exceptions=False)
+    assert r.exit_code == 0 and "--bank" in r.output, r.output
