@@ -28,16 +28,34 @@ MINILM = {"model": "all-MiniLM-L6-v2"}
 # Stored sentence → a paraphrase sharing few words with it.
 PAIRS = [
     ("The cat is sleeping on the warm windowsill.", "A kitten naps by the sunny window."),
-    ("Stock markets fell sharply after the announcement.", "Shares dropped hard once the news came out."),
+    (
+        "Stock markets fell sharply after the announcement.",
+        "Shares dropped hard once the news came out.",
+    ),
     ("She baked a chocolate cake for his birthday.", "A cocoa dessert was made for his party."),
-    ("The train to Berlin was delayed by two hours.", "Our rail trip to Germany's capital ran late."),
+    (
+        "The train to Berlin was delayed by two hours.",
+        "Our rail trip to Germany's capital ran late.",
+    ),
     ("He repaired the leaking pipe under the sink.", "The plumbing drip in the kitchen got fixed."),
     ("Heavy rain flooded the streets of the city.", "Downpours left the town's roads under water."),
-    ("The team won the championship final last night.", "Yesterday evening the squad took the title."),
-    ("I forgot my password and cannot log in.", "Locked out of my account, the login secret slipped my mind."),
-    ("The doctor prescribed antibiotics for the infection.", "A physician gave medicine against the bacteria."),
-    ("They planted tomatoes and basil in the garden.", "Vegetables and herbs were sown in the backyard."),
-]  # fmt: skip
+    (
+        "The team won the championship final last night.",
+        "Yesterday evening the squad took the title.",
+    ),
+    (
+        "I forgot my password and cannot log in.",
+        "Locked out of my account, the login secret slipped my mind.",
+    ),
+    (
+        "The doctor prescribed antibiotics for the infection.",
+        "A physician gave medicine against the bacteria.",
+    ),
+    (
+        "They planted tomatoes and basil in the garden.",
+        "Vegetables and herbs were sown in the backyard.",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
