@@ -138,7 +138,7 @@ class Engine(BankTable):
         loader = bank.bulk_loader()
         loaded = self.storage.load(name, sink=loader)
         loader.finish(loaded.ids, loaded.seqs, loaded.payloads)
-        bank.texts = self.storage.load_texts(name)
+        bank.texts = loaded.texts
         return loaded.generation
 
     def _load_index(self, slot: BankSlot) -> bool:
@@ -285,23 +285,21 @@ class Engine(BankTable):
         vectors: Any,
         ids: Sequence[str | None] | None = None,
         payloads: Sequence[dict[str, Any] | None] | None = None,
-        *,
-        texts: Sequence[str | None] | None = None,
+        texts: Sequence[str | None] | None = None,  # a text bank's, one per vector (texts.py)
     ) -> UpsertResult:
-        """`texts`: a text bank's texts, one per vector (None: that memory is a vector)."""
         slot = self._slot(name)
         batch = slot.bank.prepare(vectors, ids, payloads)
         with slot.writer:
             if self._banks.get(name) is not slot:
                 raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
-            kept = batch_texts(slot.bank, batch, texts)
             # The bank mirrors the store (same ids), so it tells which ids are replacements.
             ids = batch.unique_ids
             any_replaced = slot.bank.holds_any(ids)
             replaced = [i in slot.bank for i in ids] if any_replaced else [False] * len(ids)
             seqs = self.storage.upsert(
-                name, ids, batch.vectors, batch.payloads, all_new=not any_replaced, texts=kept
-            )
+                name, ids, batch.vectors, batch.payloads, all_new=not any_replaced,
+                memory_texts=(kept := batch_texts(slot.bank, batch, texts)),
+            )  # fmt: skip
             with slot.lock.write():
                 self._apply(slot, batch, seqs, replaced)
                 apply_texts(slot.bank, ids, kept)

@@ -152,7 +152,7 @@ class Storage:
             conn.execute(f"PRAGMA synchronous = {mode}")
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: bulk inserts touch many pages
             self.schema_version = self._init_schema(conn, writable=True, target=target)
-            text_rows.ensure_table(conn)  # additive, any version (texts.py)
+            text_rows.ensure_table(conn)  # additive, any schema version (texts.py)
             page = pragma(conn, "page_size")  # known only now (a migration may change it)
             conn.execute(f"PRAGMA wal_autocheckpoint = {max(1000, WAL_CHECKPOINT_BYTES // page)}")
             conn.execute(f"PRAGMA journal_size_limit = {2 * WAL_CHECKPOINT_BYTES}")
@@ -324,7 +324,7 @@ class Storage:
         payloads: list[dict[str, Any] | None],
         *,
         all_new: bool = False,
-        texts: list[str | None] | None = None,
+        memory_texts: list[str | None] | None = None,  # a text bank's (texts.py)
     ) -> list[int]:
         """Store a batch in one transaction; returns each id's seq (a replaced id keeps its own).
 
@@ -332,17 +332,16 @@ class Storage:
         every id in memory), so they are not looked up first. Should one be stored after
         all, its unique index refuses it and the whole batch is rolled back (StorageError).
         """
-        ids, blobs, payload_texts, d = prepare_batch(ids, vectors, payloads)
+        ids, blobs, texts, d = prepare_batch(ids, vectors, payloads)
         with self._write("upsert") as conn:
             config, next_seq = self._bank_row(conn, bank)
             if not ids:
                 return []
             check_dim(config, d)
+            text_rows.write(conn, bank, ids, memory_texts)
             seqs = insert_rows(
-                conn, self._id_keys, bank, next_seq, ids, blobs, payload_texts, all_new=all_new
+                conn, self._id_keys, bank, next_seq, ids, blobs, texts, all_new=all_new
             )
-            if texts is not None:  # a text bank's batch: its texts, in the same transaction
-                text_rows.write(conn, bank, ids, texts)
             self._bump_generation(conn, bank)
             return seqs
 
@@ -379,10 +378,10 @@ class Storage:
         ids: list[str],
         vectors: np.ndarray,
         payloads: list[dict[str, Any] | None],
-        texts: list[str | None] | None = None,
+        memory_texts: list[str | None] | None = None,
     ) -> list[int]:
         """Drop the bank if it exists, create it afresh and fill it: one transaction."""
-        ids, blobs, payload_texts, d = prepare_batch(ids, vectors, payloads)
+        ids, blobs, texts, d = prepare_batch(ids, vectors, payloads)
         text = dumps_text(config)
         if ids:
             check_dim(text, d)
@@ -392,15 +391,8 @@ class Storage:
             text_rows.drop_bank(conn, name)
             repair_spills(conn, self._id_keys)  # another bank's rows may take its slots
             self._insert_bank(conn, name, text, created_at)
-            seqs = insert_rows(conn, self._id_keys, name, 0, ids, blobs, payload_texts)
-            if texts is not None:
-                text_rows.write(conn, name, ids, texts)
-            return seqs
-
-    def load_texts(self, bank: str) -> dict[str, str]:
-        """id → text of the bank's memories stored as text (store/texts.py)."""
-        with self._read("load_texts") as conn:
-            return text_rows.read(conn, bank)
+            text_rows.write(conn, name, ids, memory_texts)
+            return insert_rows(conn, self._id_keys, name, 0, ids, blobs, texts)
 
     def close(self) -> None:
         with self._lock:

@@ -44,10 +44,12 @@ def _holds_texts(conn: sqlite3.Connection, bank: str) -> bool:
 
 
 def write(
-    conn: sqlite3.Connection, bank: str, ids: Sequence[str], texts: Sequence[str | None]
+    conn: sqlite3.Connection, bank: str, ids: Sequence[str], texts: Sequence[str | None] | None
 ) -> None:
-    """After an upsert of `ids`: their texts (None: stored as a vector, so no text, even
-    if an earlier version of that memory had one)."""
+    """With an upsert of `ids`: their texts (an entry None: stored as a vector, so no text,
+    even if an earlier version of that memory had one; `texts` None: no text changes)."""
+    if texts is None:
+        return
     rows = [(bank, i, t) for i, t in zip(ids, texts, strict=True) if t is not None]
     gone = [(bank, i) for i, t in zip(ids, texts, strict=True) if t is None]
     if gone and _holds_texts(conn, bank):
