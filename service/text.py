@@ -63,6 +63,11 @@ def store_text_memories(
 def one_form(req: Any, vectors_field: str) -> None:
     """Exactly one of `vectors_field` (queries, states) and `texts` (API.md: one form)."""
     given = [f for f in (vectors_field, "texts") if getattr(req, f) is not None]
+    if not given:
+        loc = ["body", vectors_field]
+        raise validation_error(
+            [{"loc": loc, "msg": "Field required (or texts)", "type": "missing"}]
+        )
     if len(given) != 1:
         raise ApiError(
             422, "invalid_parameter", f"give exactly one of {vectors_field} and texts",

@@ -15,7 +15,7 @@ from lam_engine.texts import text_bank_config
 
 from ..bodies import json_model, require_media_type
 from ..deps import READ, WRITE, RtDep, Runtime, engine_of
-from ..errors import ApiError
+from ..errors import ApiError, validation_error
 from ..responses import OrjsonResponse
 from ..schemas import (
     JSON_BODY,
@@ -46,6 +46,9 @@ _CHUNK = 1 << 20
 )
 async def create_bank(request: Request, rt: RtDep) -> Response:
     req = await json_model(request, BankCreate)
+    if req.dim is None and req.embedder is None:  # only a text bank takes its model's dim
+        detail = "Field required (it may be left out for a text bank only)"
+        raise validation_error([{"loc": ["body", "dim"], "msg": detail, "type": "missing"}])
     if req.dim is not None and req.dim > rt.settings.max_dim:
         raise InvalidParameterError(
             f"dim exceeds this server's limit of {rt.settings.max_dim}",

@@ -205,7 +205,7 @@ def test_text_refusals_change_nothing(http: httpx.Client, notes: dict[str, str])
     assert http.get("/v1/banks/notes").json()["count"] == before
     q = "/v1/banks/notes/query"
     error(http.post(q, json={"texts": ["a"], "queries": [[0.0] * 384]}), 422, "invalid_parameter")
-    error(http.post(q, json={"top_k": 2}), 422, "invalid_parameter")
+    error(http.post(q, json={"top_k": 2}), 422, "validation_error")
     error(http.post(q, json={"texts": ["a"], "mask": [True] * 384}), 422, "invalid_parameter")
     error(http.post(q, json={"texts": []}), 422)
     error(http.post(q, json={"texts": [""]}), 422)
