@@ -90,8 +90,9 @@ def _none(_: Any) -> None:
     return None
 
 
-def create_bank(name: str, dim: int, config: dict[str, Any]) -> Op[Bank]:
-    body = {"name": name, "dim": dim, **config}
+def create_bank(name: str, dim: int | None, config: dict[str, Any]) -> Op[Bank]:
+    # dim None: left out (a text bank takes its model's).
+    body = {"name": name, **({} if dim is None else {"dim": dim}), **config}
     return Op(
         "create_bank", "POST", "/v1/banks", Bank.from_dict, {"name": name, "config": body}, body
     )
@@ -163,6 +164,42 @@ def store(
     return Op("store", "POST", _bank_path(bank, "memories"), StoreResult.from_dict, args, body)
 
 
+def store_texts(
+    bank: str,
+    texts: Sequence[str],
+    ids: Sequence[str | None] | None,
+    payloads: Sequence[dict[str, Any] | None] | None,
+    if_novel: float | None = None,
+) -> Op[StoreResult]:
+    """Upsert texts into a text bank (the server embeds them): idempotent, as `store`
+    (`if_novel` as there, judged on the embedded texts)."""
+    if isinstance(texts, str):
+        raise ValueError("texts must be a list of strings, not one string")
+    texts = list(texts)
+    n = len(texts)
+    if ids is not None and len(ids) != n:
+        raise ValueError(f"{len(ids)} ids for {n} texts")
+    if payloads is not None and len(payloads) != n:
+        raise ValueError(f"{len(payloads)} payloads for {n} texts")
+    memories: list[dict[str, Any]] = []
+    for i, text in enumerate(texts):
+        m: dict[str, Any] = {"text": text}
+        if ids is not None and ids[i] is not None:
+            m["id"] = ids[i]
+        if payloads is not None and payloads[i] is not None:
+            m["payload"] = payloads[i]
+        memories.append(m)
+    args = {
+        "bank": bank, "texts": texts, "ids": None if ids is None else list(ids),
+        "payloads": None if payloads is None else list(payloads), "if_novel": if_novel,
+    }  # fmt: skip
+    body: dict[str, Any] = {"memories": memories}
+    if if_novel is not None:
+        body["if_novel"] = {"energy_above": if_novel}
+    path = _bank_path(bank, "memories")
+    return Op("store_texts", "POST", path, StoreResult.from_dict, args, body)
+
+
 def get_memory(bank: str, memory_id: str) -> Op[Memory]:
     path = _bank_path(bank, "memories", _seg(memory_id))
     return Op("get", "GET", path, Memory.from_dict, {"bank": bank, "id": memory_id})
@@ -225,6 +262,16 @@ def query(bank: str, queries: Any, **kw: Any) -> Op[QueryResponse]:
         {"bank": bank, "queries": q, **kw},
         body,
     )
+
+
+def query_texts(bank: str, texts: Sequence[str], **kw: Any) -> Op[QueryResponse]:
+    """A query whose cues are texts, embedded by the text bank's model."""
+    if isinstance(texts, str):
+        raise ValueError("texts must be a list of strings, not one string")
+    kw["filter"] = filter_json(kw.get("filter"))
+    body = {"texts": list(texts), **kw}
+    path = _bank_path(bank, "query")
+    return Op("query_texts", "POST", path, QueryResponse.from_dict, {"bank": bank, **body}, body)
 
 
 def energy(bank: str, states: Any, **kw: Any) -> Op[EnergyResult]:

@@ -90,9 +90,11 @@ class AsyncClient:
         """True once every bank is loaded (/readyz 200); False on 503, without retrying."""
         return await self._backend.ready()
 
-    async def create_bank(self, name: str, dim: int, **config: Any) -> Bank:
+    async def create_bank(self, name: str, dim: int | None = None, **config: Any) -> Bank:
         """Create (or, with the same config, get) a bank; config: model, beta, normalize,
-        dtype, device, prefilter (dict), model_params (dict). 409 Conflict on another config."""
+        dtype, device, prefilter (dict), model_params (dict), embedder (a text bank:
+        {"model": "all-MiniLM-L6-v2"}, then dim may be left out). 409 Conflict on another
+        config."""
         return await self._run(_ops.create_bank(name, dim, config))
 
     async def list_banks(self) -> list[Bank]:
@@ -155,6 +157,18 @@ class AsyncClient:
                 bar.advance(task, xi.shape[0])
         return result
 
+    async def store_texts(
+        self,
+        bank: str,
+        texts: Sequence[str],
+        ids: Sequence[str | None] | None = None,
+        payloads: Sequence[dict[str, Any] | None] | None = None,
+        if_novel: float | None = None,
+    ) -> StoreResult:
+        """Upsert texts into a text bank: the server embeds them (its `embedder`) and keeps
+        each text with its memory (`Memory.text`, `Match.text`); `if_novel` as in `store`."""
+        return await self._run(_ops.store_texts(bank, texts, ids, payloads, if_novel))
+
     async def get(self, bank: str, id: str) -> Memory:
         return await self._run(_ops.get_memory(bank, id))
 
@@ -212,6 +226,35 @@ class AsyncClient:
                 bank,
                 queries,
                 mask=mask,
+                beta=beta,
+                steps=steps,
+                tol=tol,
+                top_k=top_k,
+                with_payload=with_payload,
+                with_vectors=with_vectors,
+                exact=exact,
+                filter=filter,
+            )
+        )
+
+    async def query_texts(
+        self,
+        bank: str,
+        texts: Sequence[str],
+        beta: float | None = None,
+        steps: int = QUERY.steps,
+        tol: float = QUERY.tol,
+        top_k: int = QUERY.top_k,
+        with_payload: bool = QUERY.with_payload,
+        with_vectors: bool = QUERY.with_vectors,
+        exact: bool = QUERY.exact,
+        filter: FilterLike | None = None,
+    ) -> QueryResponse:
+        """Retrieve for texts (one result per text) in a text bank; parameters as `query`."""
+        return await self._run(
+            _ops.query_texts(
+                bank,
+                texts,
                 beta=beta,
                 steps=steps,
                 tol=tol,

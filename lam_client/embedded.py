@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from lam_engine import BankConfig, Engine, PrefilterConfig
+from lam_engine import Engine, PrefilterConfig
 from lam_engine.errors import LamError
+from lam_engine.texts import text_bank_config
 
 from ._ops import Op
 from .errors import LamClientError, error_for
@@ -37,7 +38,8 @@ def lam_errors() -> Iterator[None]:
 
 def _create_bank(e: Engine, name: str, config: dict[str, Any]) -> Any:
     cfg = {k: v for k, v in config.items() if k != "name"}
-    info, _created = e.create_bank(name, BankConfig.from_dict(cfg))
+    # As the service: a text bank may leave dim out, normalize defaults to true for it.
+    info, _created = e.create_bank(name, text_bank_config(cfg))
     return info.to_dict()
 
 
@@ -49,6 +51,12 @@ def _update_bank(e: Engine, name: str, beta: Any, prefilter: Any, payload_index:
 def _scroll(e: Engine, bank: str, limit: int, cursor: str | None, filter: Any = None) -> Any:
     records, next_cursor = e.scroll(bank, limit=limit, cursor=cursor, filter=filter)
     return {"memories": [r.to_dict() for r in records], "next_cursor": next_cursor}
+
+
+def _text_ops() -> Any:
+    from lam_engine import text_ops
+
+    return text_ops
 
 
 def _kw(args: dict[str, Any], *drop: str) -> dict[str, Any]:
@@ -64,6 +72,12 @@ _DISPATCH: dict[str, Callable[..., Any]] = {
     "store": lambda e, bank, vectors, ids, payloads, if_novel=None: e.upsert(
         bank, vectors, ids, payloads, if_novel=if_novel
     ).to_dict(),
+    "store_texts": lambda e, bank, texts, ids, payloads, if_novel=None: (
+        _text_ops().store_texts(e, bank, texts, ids, payloads, if_novel=if_novel).to_dict()
+    ),
+    "query_texts": lambda e, bank, texts, **kw: (
+        _text_ops().query_texts(e, bank, texts, **kw).to_dict()
+    ),
     "get": lambda e, bank, id: e.get_memory(bank, id).to_dict(),
     "delete": lambda e, bank, id: e.delete_memory(bank, id),
     "delete_many": lambda e, bank, ids=None, filter=None: {

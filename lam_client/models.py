@@ -38,6 +38,7 @@ class Bank:
     payload_index: dict[str, str] = field(default_factory=dict)  # {key: kind}, API.md Filters
     shards: int = 1  # API.md "Sharded banks"
     replicas: int = 1
+    embedder: dict[str, Any] | None = None  # a text bank's {"model": ...}; None: vectors only
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -59,6 +60,7 @@ class Bank:
             payload_index=dict(d.get("payload_index") or {}),
             shards=int(d.get("shards", 1)),
             replicas=int(d.get("replicas", 1)),
+            embedder=d.get("embedder"),
             raw=d,
         )
 
@@ -96,10 +98,14 @@ class Memory:
     id: str
     vector: np.ndarray | None  # (d,)
     payload: dict[str, Any] | None
+    text: str | None = None  # a text bank's memory stored as text
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Memory:
-        return cls(id=d["id"], vector=_opt_vec(d.get("vector")), payload=d.get("payload"))
+        return cls(
+            id=d["id"], vector=_opt_vec(d.get("vector")), payload=d.get("payload"),
+            text=d.get("text"),
+        )  # fmt: skip
 
 
 @dataclass
@@ -119,6 +125,7 @@ class Match:
     score: float  # ξ_μ · v
     payload: dict[str, Any] | None = None
     vector: np.ndarray | None = None
+    text: str | None = None  # with the payload, for a memory stored as text
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Match:
@@ -128,6 +135,7 @@ class Match:
             score=float(d["score"]),
             payload=d.get("payload"),
             vector=_opt_vec(d.get("vector")),
+            text=d.get("text"),
         )
 
 

@@ -80,6 +80,7 @@ class MemoryBank:
         self._max_norm: float | None = None
         # Payload indexes kept row for row with the bank (filters read them: selection.py).
         self.indexes = PayloadIndexes(config.payload_index)
+        self.texts: dict[str, str] = {}  # id → text, for memories stored as text (texts.py)
 
     # ---- size -------------------------------------------------------------------------
     @property
@@ -200,6 +201,7 @@ class MemoryBank:
         self._xi[rows] = 0
         for r in rows:
             del self._row_of[self._ids[r]]  # type: ignore[arg-type]
+            self.texts.pop(self._ids[r], None)  # type: ignore[arg-type]
             self._ids[r] = None
             self._payloads[r] = None
         self._dead += len(rows)

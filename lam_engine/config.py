@@ -182,6 +182,8 @@ class BankConfig:
     # Row blocks of Ξ by a stable hash of the id, and copies of each (cluster mode only).
     shards: int = 1
     replicas: int = 1
+    # Text banks (API.md "Text memories"): {"model": name or model directory}; None: vectors only.
+    embedder: dict[str, Any] | None = None
 
     def validate(self) -> BankConfig:
         _int_in("dim", self.dim, 1, MAX_DIM)
@@ -203,6 +205,7 @@ class BankConfig:
         self.prefilter.validate()
         validate_model_params(self.model, self.model_params)
         validate_index_spec(self.payload_index)
+        validate_embedder(self.embedder)
         return self
 
     def with_changes(self, **changes: Any) -> BankConfig:
@@ -213,6 +216,12 @@ class BankConfig:
         out["prefilter"] = self.prefilter.to_dict()
         out["model_params"] = dict(self.model_params)
         out["payload_index"] = dict(self.payload_index)
+        if self.embedder is None:
+            # Left out, not null: a store or snapshot of a vector bank stays readable by code
+            # that predates text banks (it refuses unknown config fields).
+            del out["embedder"]
+        else:
+            out["embedder"] = dict(self.embedder)
         return out
 
     @classmethod
@@ -228,6 +237,23 @@ class BankConfig:
         data["model_params"] = dict(data.get("model_params") or {})
         data["payload_index"] = validate_index_spec(data.get("payload_index"))
         return cls(**data).validate()
+
+
+EMBEDDER_MODEL_MAX = 4096  # characters of a model name or directory path
+
+
+def validate_embedder(spec: Any) -> None:
+    """A text bank's embedder: {"model": a non-empty string} (whether it loads is checked
+    where it is loaded: lam_engine.texts)."""
+    if spec is None:
+        return
+    if not isinstance(spec, dict) or set(spec) != {"model"}:
+        raise InvalidParameterError('embedder must be an object {"model": "<name or path>"}')
+    model = spec["model"]
+    if not isinstance(model, str) or not 0 < len(model) <= EMBEDDER_MODEL_MAX:
+        raise InvalidParameterError(
+            f"embedder.model must be a string of 1 to {EMBEDDER_MODEL_MAX} characters"
+        )
 
 
 def validate_model_params(model: str, params: dict[str, Any]) -> None:

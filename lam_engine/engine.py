@@ -42,6 +42,7 @@ from .slot import BankSlot, empty_index, fill_index, new_slot, now
 from .store import DataDirLock, Storage
 from .store import snapshot as snapshot_io
 from .table import BankTable
+from .texts import apply_texts, batch_texts, check_embedder
 
 STORE_FILE = "lam.sqlite3"
 INDEX_DIR = "index"  # saved prefilter indexes, beside the store
@@ -135,6 +136,7 @@ class Engine(BankTable):
         loader = bank.bulk_loader()
         loaded = self.storage.load(name, sink=loader)
         loader.finish(loaded.ids, loaded.seqs, loaded.payloads)
+        bank.texts = loaded.texts
         return loaded.generation
 
     def _load_index(self, slot: BankSlot) -> bool:
@@ -208,6 +210,7 @@ class Engine(BankTable):
     def create_bank(self, name: str, config: BankConfig) -> tuple[BankInfo, bool]:
         validate_bank_name(name)
         config = config.validate()
+        check_embedder(config)  # a text bank's model loads (seconds, once): outside the lock
         with self._table:
             existing = self._banks.get(name)
             if existing is not None:
@@ -281,6 +284,7 @@ class Engine(BankTable):
         ids: Sequence[str | None] | None = None,
         payloads: Sequence[dict[str, Any] | None] | None = None,
         if_novel: float | None = None,  # τ: store only memories with E(ξ) > τ (novelty.py)
+        texts: Sequence[str | None] | None = None,  # a text bank's, one per vector (texts.py)
     ) -> UpsertResult:
         slot = self._slot(name)
         batch = slot.bank.prepare(vectors, ids, payloads)
@@ -295,10 +299,12 @@ class Engine(BankTable):
             any_replaced = slot.bank.holds_any(ids)
             replaced = [i in slot.bank for i in ids] if any_replaced else [False] * len(ids)
             seqs = self.storage.upsert(
-                name, ids, batch.vectors, batch.payloads, all_new=not any_replaced
-            )
+                name, ids, batch.vectors, batch.payloads, all_new=not any_replaced,
+                memory_texts=(kept := batch_texts(slot.bank, batch, texts)),
+            )  # fmt: skip
             with slot.lock.write():
                 self._apply(slot, batch, seqs, replaced)
+                apply_texts(slot.bank, ids, kept)
                 count = slot.bank.count
             self._committed(slot)
         return UpsertResult(ids=batch.ids, count=count, skipped=skipped)
@@ -390,11 +396,13 @@ class Engine(BankTable):
                         batch.unique_ids,
                         batch.vectors,
                         batch.payloads,
+                        snap.texts,
                     )
                 if old is not None:
                     self._remove_index_files(name)  # the replaced bank's: stale from now on
                 if batch.unique_ids:
                     slot.bank.apply(batch, seqs)
+                    apply_texts(slot.bank, batch.unique_ids, snap.texts)
                 slot.rebuild_index()
                 self._committed(slot)
                 self._banks[name] = slot

@@ -34,6 +34,7 @@ class BankInfo:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, **self.config.to_dict()}
         out.update(
+            embedder=self.config.embedder,  # null for a vector bank (API.md "Banks")
             count=self.count,
             memory_bytes=self.memory_bytes,
             device=self.device,
@@ -75,11 +76,14 @@ class MemoryRecord:
     id: str
     vector: np.ndarray | None
     payload: dict[str, Any] | None
+    text: str | None = None  # a text bank's memory stored as text (API.md "Text memories")
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "payload": self.payload}
         if self.vector is not None:
             out["vector"] = _floats(self.vector)
+        if self.text is not None:
+            out["text"] = self.text
         return out
 
 
@@ -91,11 +95,14 @@ class Match:
     payload: dict[str, Any] | None = None
     vector: np.ndarray | None = None
     with_payload: bool = True
+    text: str | None = None  # set with the payload, for memories stored as text
 
     def to_dict(self, *, arrays: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "weight": self.weight, "score": self.score}
         if self.with_payload:
             out["payload"] = self.payload
+            if self.text is not None:
+                out["text"] = self.text
         if self.vector is not None:
             out["vector"] = _vector(self.vector, arrays)
         return out

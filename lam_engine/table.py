@@ -32,6 +32,7 @@ from .shards import ShardedBank
 from .shards import ops as shard_ops
 from .slot import BankSlot
 from .store import snapshot as snapshot_io
+from .texts import attach_texts
 from .vectors import as_matrix
 
 
@@ -73,7 +74,8 @@ class BankTable:
         slot = self._slot(name)
         with slot.lock.read():
             vector, payload = slot.bank.get(memory_id)
-        return MemoryRecord(id=memory_id, vector=vector, payload=payload)
+            text = slot.bank.texts.get(memory_id)
+        return MemoryRecord(id=memory_id, vector=vector, payload=payload, text=text)
 
     def count(self, name: str, filter: Any = None) -> int:
         """How many memories pass `filter` (all of them without one)."""
@@ -115,6 +117,7 @@ class BankTable:
                     id=bank.id_at(r),
                     vector=bank.vector_at(r) if with_vectors else None,
                     payload=bank.payload_at(r),
+                    text=bank.texts.get(bank.id_at(r)),
                 )
                 for r in rows
             ]
@@ -148,12 +151,13 @@ class BankTable:
             if isinstance(slot.bank, ShardedBank):
                 return shard_ops.query(slot.bank, q, name=name, chunk_bytes=self.chunk_bytes)
             if q.filter is None:
-                return ops.query(slot.bank, slot.prefilter, q, chunk_bytes=self.chunk_bytes)
+                result = ops.query(slot.bank, slot.prefilter, q, chunk_bytes=self.chunk_bytes)
+                return attach_texts(slot.bank, result)
             bank = SelectedBank(slot.bank, select(slot.bank, q.filter), name)
             index = slot.prefilter
             if index is not None:
                 index = SelectedIndex(index, slot.bank.count, bank.count)  # type: ignore[assignment]
-            return ops.query(bank, index, q, chunk_bytes=self.chunk_bytes)
+            return attach_texts(slot.bank, ops.query(bank, index, q, chunk_bytes=self.chunk_bytes))
 
     def energy(
         self,
@@ -204,6 +208,7 @@ class BankTable:
         slot = self._slot(name)
         with slot.lock.read():
             ids, vectors, payloads = slot.bank.snapshot_arrays()
+            texts = [slot.bank.texts.get(i) for i in ids] if slot.bank.texts else None
             config, created_at = slot.config.to_dict(), slot.created_at
         snapshot_io.write_snapshot(
             fileobj,
@@ -213,6 +218,7 @@ class BankTable:
             ids=ids,
             vectors=vectors,
             payloads=payloads,
+            texts=texts,
         )
 
 

@@ -18,6 +18,7 @@ from lam_engine.config import (
     BANK_NAME_RE,
     BETA_MAX,
     DYNAMICS,
+    EMBEDDER_MODEL_MAX,
     MAX_DIM,
     QUERY,
     REPLICAS_MAX,
@@ -35,6 +36,7 @@ from .openapi_shapes import (
     memories_schema,
     vector_schema,
 )
+from .text import TEXT_SCHEMA, TEXTS_SCHEMA
 
 # The element bounds and row lengths are in the schema (openapi_shapes); the values are
 # checked by one numpy conversion (service.bodies) instead of per-float pydantic validation.
@@ -43,6 +45,7 @@ Matrix = Annotated[list[list[float]], SkipValidation, Field(json_schema_extra=ma
 BoolMatrix = Annotated[
     list[list[bool]] | list[bool], SkipValidation, Field(json_schema_extra=bool_matrix_schema())
 ]
+Texts = Annotated[list[str], Field(json_schema_extra=TEXTS_SCHEMA)]
 BankName = Annotated[str, Field(pattern=BANK_NAME_RE.pattern)]
 Beta = Annotated[float, Field(gt=0, le=BETA_MAX)]
 # Examples point at a 3-dimensional bank "demo" (the docs' and the fuzz tests' sample bank).
@@ -82,6 +85,20 @@ def _examples(*examples: dict[str, Any]) -> ConfigDict:
     )
 
 
+def vector_or_text(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = [{"required": ["vector"]}, {"required": ["text"]}]
+
+
+def _one_of(vectors: str, *examples: dict[str, Any]) -> ConfigDict:
+    """A request with `vectors` (queries, states) or `texts`: exactly one of the two."""
+
+    def extra(schema: dict[str, Any]) -> None:
+        schema["oneOf"] = [{"required": [vectors]}, {"required": ["texts"]}]
+        schema["examples"] = list(examples)
+
+    return ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, json_schema_extra=extra)
+
+
 class _Request(BaseModel):
     # Strict: a JSON string is not a number nor a boolean, as the schema says.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
@@ -106,6 +123,13 @@ class PrefilterSpec(_Request):
     min_size: Int = Field(default=_PF.min_size, ge=0, le=1 << 40)
 
 
+class EmbedderSpec(_Request):
+    model: str = Field(
+        min_length=1, max_length=EMBEDDER_MODEL_MAX, examples=["all-MiniLM-L6-v2"],
+        description='"all-MiniLM-L6-v2" or a sentence-transformers model directory',
+    )  # fmt: skip
+
+
 class BankCreate(_Request):
     model_config = ConfigDict(
         extra="forbid",
@@ -115,10 +139,12 @@ class BankCreate(_Request):
     )
 
     name: BankName
-    dim: Int = Field(ge=1, le=MAX_DIM)
+    # Required but for a text bank (then the model's); normalize: null = true for a text
+    # bank, false otherwise (lam_engine.texts.text_bank_config).
+    dim: Int | None = Field(default=None, ge=1, le=MAX_DIM)
     model: Literal["A", "B", "C"] = _BANK["model"]
     beta: Beta = _BANK["beta"]
-    normalize: bool = _BANK["normalize"]
+    normalize: bool | None = None
     dtype: Literal["float32", "float16", "bfloat16"] = _BANK["dtype"]
     device: str = Field(default=_BANK["device"], pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     prefilter: PrefilterSpec = Field(default_factory=PrefilterSpec)
@@ -126,6 +152,7 @@ class BankCreate(_Request):
     payload_index: PayloadIndex = Field(default_factory=dict)
     shards: Int = Field(default=_BANK["shards"], ge=1, le=SHARDS_MAX)
     replicas: Int = Field(default=_BANK["replicas"], ge=1, le=REPLICAS_MAX)
+    embedder: EmbedderSpec | None = None
 
     @field_validator("model_params")
     @classmethod
@@ -159,6 +186,7 @@ class BankOut(_Response):
     model_params: dict[str, Any]
     shards: int
     replicas: int
+    embedder: dict[str, Any] | None = None
     count: int
     memory_bytes: int
     created_at: str
@@ -198,8 +226,14 @@ class ClusterOut(_Response):
 
 # ---- memories ------------------------------------------------------------------------------
 class MemoryIn(_Request):
+    # Exactly one of vector and text (text: a text bank's, API.md "Text memories").
+    model_config = ConfigDict(
+        extra="forbid", allow_inf_nan=False, strict=True, json_schema_extra=vector_or_text
+    )
+
     id: str | None = Field(default=None, min_length=1, max_length=ID_MAX)
-    vector: Vector
+    vector: Vector = None  # type: ignore[assignment]
+    text: Annotated[str, Field(json_schema_extra=TEXT_SCHEMA)] = None  # type: ignore[assignment]
     payload: dict[str, Any] | None = None
 
 
@@ -241,6 +275,7 @@ class MemoryOut(_Response):
     id: str
     vector: list[float] | None = None
     payload: dict[str, Any] | None = None
+    text: str | None = None
 
 
 class ScrollOut(_Response):
@@ -276,9 +311,11 @@ class QueryParams(_Request):
 
 
 class QueryRequest(QueryParams):
-    model_config = _examples({"queries": [[0.9, 0.1, 0.0]], "top_k": 2})
+    model_config = _one_of("queries", {"queries": [[0.9, 0.1, 0.0]], "top_k": 2})
 
-    queries: Matrix
+    # One of queries and texts (texts: a text bank's, embedded by its model).
+    queries: Matrix = None  # type: ignore[assignment]
+    texts: Texts = None  # type: ignore[assignment]
     mask: BoolMatrix | None = None
     filter: FilterField = None
 
@@ -289,6 +326,7 @@ class MatchOut(_Response):
     score: float
     payload: dict[str, Any] | None = None
     vector: list[float] | None = None
+    text: str | None = None
 
 
 class QueryResultOut(_Response):
@@ -308,9 +346,10 @@ class QueryOut(_Response):
 
 # ---- energy, dynamics, diagnostics ---------------------------------------------------------
 class EnergyRequest(_Request):
-    model_config = _examples({"states": [[0.9, 0.1, 0.0]], "gradient": True})
+    model_config = _one_of("states", {"states": [[0.9, 0.1, 0.0]], "gradient": True})
 
-    states: Matrix
+    states: Matrix = None  # type: ignore[assignment]
+    texts: Texts = None  # type: ignore[assignment]
     beta: Beta | None = None
     constants: bool = False
     gradient: bool = False

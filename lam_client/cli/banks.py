@@ -36,15 +36,23 @@ def bank_table(banks: list[Bank]) -> Table:
 def bank_create(
     ctx: typer.Context,
     name: str,
-    dim: Annotated[int, typer.Option(help="Vector dimension.")],
+    dim: Annotated[
+        int | None, typer.Option(help="Vector dimension (a text bank: the model's).")
+    ] = None,
     model: Annotated[str, typer.Option(help="A, B or C.")] = "B",
     beta: Annotated[float, typer.Option(help="Inverse temperature β > 0.")] = 1.0,
-    normalize: Annotated[bool, typer.Option(help="L2-normalize memories and queries.")] = False,
+    normalize: Annotated[
+        bool | None,
+        typer.Option(help="L2-normalize memories and queries (default: only text banks)."),
+    ] = None,
     dtype: str = "float32",
     device: str = "auto",
     prefilter: Annotated[str, typer.Option(help="none, flat, ivf or hnsw.")] = "none",
     model_params: Annotated[
         str | None, typer.Option(help="JSON object, e.g. '{\"power\": 3}'.")
+    ] = None,
+    embedder: Annotated[
+        str | None, typer.Option(help="A text bank's model, e.g. all-MiniLM-L6-v2.")
     ] = None,
 ) -> None:
     """Create a bank (idempotent for the same config)."""
@@ -61,6 +69,7 @@ def bank_create(
         device=device,
         prefilter={"kind": prefilter},
         model_params=params,
+        **({} if embedder is None else {"embedder": {"model": embedder}}),
     )
     emit(o, bank, bank_table([bank]))
 

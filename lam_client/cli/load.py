@@ -11,6 +11,7 @@ import typer
 from .. import _loaders
 from .._upload import progress_bar
 from ._app import EXIT_INPUT, app, emit, err, options, run, usage_error
+from .text import count_texts, is_text_file, text_batches
 
 
 def _state_path(file: Path) -> Path:
@@ -51,7 +52,9 @@ def load(
         ),
     ] = None,
 ) -> None:
-    """Store the vectors of FILE (.npy, .csv, .jsonl) into BANK in batches.
+    """Store the vectors of FILE (.npy, .csv, .jsonl) into BANK in batches; or its texts
+    (.txt: one per line; .jsonl rows with "text", "id", "payload") into a text bank, which
+    embeds them.
 
     Progress is recorded after each stored batch in FILE.lam-load.json (removed when done);
     `--resume` continues after the last recorded batch if FILE and --batch-size are unchanged.
@@ -62,23 +65,25 @@ def load(
     state_file = _state_path(file)
     fp = _fingerprint(file, bank, batch_size)
     skip = _batches_done(state_file, fp) if resume else 0
-    try:
-        total = _loaders.count_rows(file)
-        chunks = _loaders.read_batches(file, batch_size)
-    except (_loaders.InputError, OSError) as exc:
-        raise usage_error(f"invalid_input: {exc}", EXIT_INPUT) from None
     client = o.client()
+    try:
+        texts = is_text_file(file)
+        total = count_texts(file) if texts else _loaders.count_rows(file)
+        chunks: Any = (text_batches if texts else _loaders.read_batches)(file, batch_size)
+    except (_loaders.InputError, OSError, UnicodeDecodeError) as exc:
+        raise usage_error(f"invalid_input: {exc}", EXIT_INPUT) from None
+    store = client.store_texts if texts else client.store
     stored = count = skipped = 0
     with progress_bar(not o.as_json, f"loading {file.name}") as bar:
         task = bar.add_task(f"loading {file.name}", total=total)
         try:
             for i, (xi, ids, payloads) in enumerate(chunks):
                 if i >= skip:
-                    result = run(client.store, bank, xi, ids, payloads, if_novel)
+                    result = run(store, bank, xi, ids, payloads, if_novel)
                     count, skipped = result.count, skipped + len(result.skipped)
-                    stored += xi.shape[0] - len(result.skipped)
+                    stored += len(xi) - len(result.skipped)
                     state_file.write_text(json.dumps({**fp, "done": i + 1}))
-                bar.advance(task, xi.shape[0])
+                bar.advance(task, len(xi))
         except _loaders.InputError as exc:
             raise usage_error(f"invalid_input: {exc}", EXIT_INPUT) from None
     state_file.unlink(missing_ok=True)

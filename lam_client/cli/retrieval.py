@@ -56,6 +56,9 @@ def query(
     bank: str,
     vector: VectorOpt = None,
     file: FileOpt = None,
+    text: Annotated[
+        list[str] | None, typer.Option("--text", "-t", help="A text cue (text banks; repeatable).")
+    ] = None,
     mask: Annotated[str | None, typer.Option(help="JSON booleans, true = known feature.")] = None,
     beta: Annotated[float | None, typer.Option(help="β (default: the bank's).")] = None,
     steps: Annotated[int, typer.Option(help="Update steps (0: score at the cue).")] = QUERY.steps,
@@ -68,13 +71,15 @@ def query(
 ) -> None:
     """Retrieve: the completed state and the top matches of each cue."""
     o = options(ctx)
-    cues = _vectors(vector, file)
-    m = None if mask is None else json.loads(mask)
+    if text and (vector is not None or file is not None or mask is not None):
+        raise usage_error("--text takes no --vector, --file or --mask")
+    cues: Any = list(text) if text else _vectors(vector, file)
+    kw: dict[str, Any] = {} if text else {"mask": None if mask is None else json.loads(mask)}
     res = run(
-        o.client().query,
+        o.client().query_texts if text else o.client().query,
         bank,
         cues,
-        mask=m,
+        **kw,
         beta=beta,
         steps=steps,
         tol=tol,

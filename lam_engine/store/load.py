@@ -13,13 +13,14 @@ import gc
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import StorageError
 from .codec import decode_payloads, loads
+from .texts import read as read_texts
 
 LOAD_CHUNK_BYTES = 8 << 20  # vector bytes per fetch (reused heap, not fresh mmaps)
 _LOAD_CHUNK_ROWS = (1024, 65536)
@@ -34,6 +35,7 @@ class LoadedBank:
     vectors: np.ndarray | None  # (N, d) float32; None when they went to a VectorSink
     payloads: list[dict[str, Any] | None]
     generation: int | None = None  # the bank's write generation at this read (storage.py)
+    texts: dict[str, str] = field(default_factory=dict)  # id → text (a text bank's: texts.py)
 
 
 class VectorSink(Protocol):
@@ -124,4 +126,5 @@ def read_bank(
         vectors=target.array if isinstance(target, _ArraySink) else None,
         payloads=payloads,
         generation=generation,
+        texts=read_texts(conn, bank),  # in the same read transaction as the rows
     )

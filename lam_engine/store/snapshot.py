@@ -41,6 +41,7 @@ class Snapshot:
     ids: list[str]
     vectors: np.ndarray  # (N, d) float32
     payloads: list[dict[str, Any] | None]
+    texts: list[str | None] | None = None  # a text bank's: one per memory (None: a vector)
 
     @property
     def count(self) -> int:
@@ -67,6 +68,7 @@ def write_snapshot(
     ids: list[str],
     vectors: np.ndarray,
     payloads: list[dict[str, Any] | None],
+    texts: list[str | None] | None = None,
 ) -> None:
     """Write one snapshot to a binary file object (seekable or a plain stream)."""
     xi = np.ascontiguousarray(vectors, dtype=_F32)  # (N, d)
@@ -86,6 +88,9 @@ def write_snapshot(
         "ids": list(ids),
         "payloads": list(payloads),
     }
+    if texts is not None and any(t is not None for t in texts):
+        # Optional, so version 1 still: a reader that predates text banks ignores it.
+        manifest["texts"] = list(texts)
     body = _manifest_bytes(manifest)
     with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr(MANIFEST, body)
@@ -148,6 +153,7 @@ def _read(fileobj: BinaryIO, max_bytes: int | None) -> Snapshot:
         ids=meta["ids"],
         vectors=xi,
         payloads=meta["payloads"],
+        texts=meta.get("texts"),
     )
 
 
@@ -185,6 +191,13 @@ def _manifest(raw: bytes) -> dict[str, Any]:
         raise _bad("ids must be unique")
     if not all(p is None or isinstance(p, dict) for p in payloads):
         raise _bad("each payload must be an object or null")
+    texts = meta.get("texts")
+    if texts is not None and (
+        not isinstance(texts, list)
+        or len(texts) != count
+        or not all(t is None or isinstance(t, str) for t in texts)
+    ):
+        raise _bad("texts, when given, must have count entries, each a string or null")
     return meta
 
 

@@ -56,6 +56,7 @@ from ..errors import (
     InvalidParameterError,
     StorageError,
 )
+from . import texts as text_rows
 from .codec import dumps_text, loads
 from .keys import IdKeys, read_secret
 from .load import LoadedBank, VectorSink, gc_paused, read_bank
@@ -151,6 +152,7 @@ class Storage:
             conn.execute(f"PRAGMA synchronous = {mode}")
             conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: bulk inserts touch many pages
             self.schema_version = self._init_schema(conn, writable=True, target=target)
+            text_rows.ensure_table(conn)  # additive, any schema version (texts.py)
             page = pragma(conn, "page_size")  # known only now (a migration may change it)
             conn.execute(f"PRAGMA wal_autocheckpoint = {max(1000, WAL_CHECKPOINT_BYTES // page)}")
             conn.execute(f"PRAGMA journal_size_limit = {2 * WAL_CHECKPOINT_BYTES}")
@@ -309,6 +311,7 @@ class Storage:
             self._bank_row(conn, name)
             conn.execute("DELETE FROM memories WHERE bank = ?", (name,))
             conn.execute("DELETE FROM banks WHERE name = ?", (name,))
+            text_rows.drop_bank(conn, name)
             repair_spills(conn, self._id_keys)  # another bank's rows may take its slots
 
     # -- memories ---------------------------------------------------------------------
@@ -321,6 +324,7 @@ class Storage:
         payloads: list[dict[str, Any] | None],
         *,
         all_new: bool = False,
+        memory_texts: list[str | None] | None = None,  # a text bank's (texts.py)
     ) -> list[int]:
         """Store a batch in one transaction; returns each id's seq (a replaced id keeps its own).
 
@@ -334,6 +338,7 @@ class Storage:
             if not ids:
                 return []
             check_dim(config, d)
+            text_rows.write(conn, bank, ids, memory_texts)
             seqs = insert_rows(
                 conn, self._id_keys, bank, next_seq, ids, blobs, texts, all_new=all_new
             )
@@ -345,6 +350,7 @@ class Storage:
         with self._write("delete") as conn:
             self._bank_row(conn, bank)
             deleted = delete_rows(conn, self._id_keys, bank, ids)
+            text_rows.delete(conn, bank, ids)
             if deleted:
                 self._bump_generation(conn, bank)
             return deleted
@@ -372,6 +378,7 @@ class Storage:
         ids: list[str],
         vectors: np.ndarray,
         payloads: list[dict[str, Any] | None],
+        memory_texts: list[str | None] | None = None,
     ) -> list[int]:
         """Drop the bank if it exists, create it afresh and fill it: one transaction."""
         ids, blobs, texts, d = prepare_batch(ids, vectors, payloads)
@@ -381,8 +388,10 @@ class Storage:
         with self._write("replace_bank") as conn:
             conn.execute("DELETE FROM memories WHERE bank = ?", (name,))
             conn.execute("DELETE FROM banks WHERE name = ?", (name,))
+            text_rows.drop_bank(conn, name)
             repair_spills(conn, self._id_keys)  # another bank's rows may take its slots
             self._insert_bank(conn, name, text, created_at)
+            text_rows.write(conn, name, ids, memory_texts)
             return insert_rows(conn, self._id_keys, name, 0, ids, blobs, texts)
 
     def close(self) -> None:

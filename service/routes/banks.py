@@ -9,13 +9,14 @@ from typing import IO, Any, BinaryIO, cast
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from lam_engine import BankConfig, PrefilterConfig
+from lam_engine import PrefilterConfig
 from lam_engine.config import SHARDS_MAX
 from lam_engine.errors import InvalidParameterError
+from lam_engine.texts import text_bank_config
 
 from ..bodies import json_model, require_media_type
 from ..deps import READ, WRITE, RtDep, Runtime, engine_of
-from ..errors import ApiError
+from ..errors import ApiError, validation_error
 from ..responses import OrjsonResponse
 from ..schemas import (
     JSON_BODY,
@@ -46,15 +47,19 @@ _CHUNK = 1 << 20
 )
 async def create_bank(request: Request, rt: RtDep) -> Response:
     req = await json_model(request, BankCreate)
-    if req.dim > rt.settings.max_dim:
+    if req.dim is None and req.embedder is None:  # only a text bank takes its model's dim
+        detail = "Field required (it may be left out for a text bank only)"
+        raise validation_error([{"loc": ["body", "dim"], "msg": detail, "type": "missing"}])
+    if req.dim is not None and req.dim > rt.settings.max_dim:
         raise InvalidParameterError(
             f"dim exceeds this server's limit of {rt.settings.max_dim}",
             {"dim": req.dim, "max_dim": rt.settings.max_dim},
         )
-    config = BankConfig.from_dict(req.model_dump(exclude={"name"}))
     engine = engine_of(rt)
 
     def create() -> Any:
+        # A text bank's model may load here (seconds, once per process): in the worker.
+        config = text_bank_config(req.model_dump(exclude={"name"}))
         _check_bank_limit(rt, req.name)
         return engine.create_bank(req.name, config)
 

@@ -7,11 +7,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from lam_engine.text_ops import embed_queries
+
 from ..bodies import json_model, number_array
 from ..deps import READ, RtDep, engine_of
 from ..errors import ApiError
 from ..responses import OrjsonResponse
 from ..schemas import JSON_BODY, BankPath, EnergyOut, EnergyRequest, error_responses
+from ..text import one_form
 from ._openapi import body
 
 router = APIRouter(prefix="/v1", tags=["retrieval"])
@@ -26,18 +29,23 @@ router = APIRouter(prefix="/v1", tags=["retrieval"])
 )
 async def energy(bank: BankPath, request: Request, rt: RtDep) -> Response:
     req = await json_model(request, EnergyRequest)
-    states = number_array(req.states, "states")
+    one_form(req, "states")
+    texts = req.texts
+    states = None if texts is not None else number_array(req.states, "states")
+    n = len(texts) if texts is not None else states.shape[0] if states.ndim == 2 else 1
     limit = rt.settings.max_query_batch
-    if states.ndim == 2 and states.shape[0] > limit:
+    if n > limit:
         raise ApiError(
-            413, "batch_too_large", f"at most {limit} states per request (got {states.shape[0]})",
-            {"limit": limit, "got": int(states.shape[0])},
+            413, "batch_too_large", f"at most {limit} states per request (got {n})",
+            {"limit": limit, "got": n},
         )  # fmt: skip
     engine = engine_of(rt)
 
     def compute() -> dict[str, Any]:
+        # Texts are embedded here, in the worker thread, by the bank's model.
+        v = states if texts is None else embed_queries(engine, bank, texts)
         return engine.energy(
-            bank, states, beta=req.beta, constants=req.constants, gradient=req.gradient,
+            bank, v, beta=req.beta, constants=req.constants, gradient=req.gradient,
             filter=req.filter,
         ).to_dict()  # fmt: skip
 

@@ -31,10 +31,11 @@ from ..schemas import (
     StoreRequest,
     error_responses,
 )
+from ..text import has_text, store_text_memories
 from ._openapi import body
 
 router = APIRouter(prefix="/v1", tags=["memories"])
-_MEMORY_KEYS = frozenset(("id", "vector", "payload"))
+_MEMORY_KEYS = frozenset(("id", "vector", "payload", "text"))
 
 
 @router.post(
@@ -69,6 +70,8 @@ def _store_sync(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) ->
         if isinstance(memories, list):
             _check_batch(len(memories), limit)
         if_novel = novelty_tau(data.pop("if_novel", None))
+        if set(data) == {"memories"} and isinstance(memories, list) and has_text(memories):
+            return store_text_memories(engine, bank, memories, _memory_problem, if_novel)
         vectors, ids, payloads = split_memories(data, raw)
     return engine.upsert(bank, vectors, ids, payloads, if_novel=if_novel)
 
@@ -152,9 +155,9 @@ def _memory_problem(m: Any) -> tuple[str, str] | None:
         return "", "a memory must be an object"
     if not _MEMORY_KEYS.issuperset(m):
         return sorted(set(m) - _MEMORY_KEYS)[0], "Extra inputs are not permitted"
-    if "vector" not in m:
+    if "vector" not in m and "text" not in m:  # a text bank's memory may give text instead
         return "vector", "Field required"
-    if not isinstance(m["vector"], list):
+    if "vector" in m and not isinstance(m["vector"], list):
         return "vector", "Input should be a valid list of numbers"
     i = m.get("id")
     if i is not None and not (isinstance(i, str) and 0 < len(i) <= 512):

@@ -22,10 +22,11 @@ from ..bodies import (
     require_media_type,
     validate,
 )
-from ..deps import READ, RtDep
+from ..deps import READ, RtDep, engine_of
 from ..errors import ApiError
 from ..responses import OrjsonResponse
 from ..schemas import JSON_BODY, BankPath, QueryOut, QueryParams, QueryRequest, error_responses
+from ..text import TextQuery, one_form
 from ._openapi import body, query_params_of
 
 router = APIRouter(prefix="/v1", tags=["retrieval"])
@@ -58,13 +59,15 @@ async def query(bank: BankPath, request: Request, rt: RtDep) -> Response:
     args = (kind, raw, query_params(request, _PARAM_NAMES), rt.settings.max_query_batch,
             rt.settings.max_query_steps)  # fmt: skip
     q = parse_query(*args) if len(raw) <= INLINE_PARSE_BYTES else await rt.run(parse_query, *args)
+    if isinstance(q, TextQuery):  # texts: embedded by the bank's model, in a worker thread
+        q = await rt.run(q.embedded, engine_of(rt), bank)
     assert rt.batcher is not None
     return OrjsonResponse(await rt.batcher.query(bank, q))
 
 
 def parse_query(
     kind: str, raw: bytes, qs: dict[str, str], limit: int, max_steps: int
-) -> QueryInput:
+) -> QueryInput | TextQuery:
     """The request as a validated QueryInput (typed errors: 400, 413, 422)."""
     # Checked for both body kinds: the OpenAPI document declares them on the operation, and
     # a parameter that is out of range must not pass silently.
@@ -75,21 +78,34 @@ def parse_query(
         mask = None
     else:
         req = validate(QueryRequest, parse_object(raw))
+        one_form(req, "queries")
+        if req.texts is not None:
+            return _text_query(req, limit, max_steps)
         queries = number_array(req.queries, "queries", raw)
         mask = None if req.mask is None else bool_array(req.mask, "mask")
         params, flt = req, req.filter
-    if queries.ndim == 2 and queries.shape[0] > limit:
-        raise ApiError(
-            413, "batch_too_large", f"at most {limit} queries per request (got {queries.shape[0]})",
-            {"limit": limit, "got": int(queries.shape[0])},
-        )  # fmt: skip
-    if params.steps > max_steps:
-        raise ApiError(
-            422, "invalid_parameter", f"steps must be at most {max_steps}",
-            {"steps": params.steps, "max_steps": max_steps},
-        )  # fmt: skip
+    _check_limits(queries.shape[0] if queries.ndim == 2 else 1, params.steps, limit, max_steps)
     return QueryInput.build(
         queries, mask=mask, beta=params.beta, steps=params.steps, tol=params.tol,
         top_k=params.top_k, with_payload=params.with_payload,
         with_vectors=params.with_vectors, exact=params.exact, filter=flt,
     )  # fmt: skip
+
+
+def _check_limits(batch: int, steps: int, limit: int, max_steps: int) -> None:
+    if batch > limit:
+        raise ApiError(
+            413, "batch_too_large", f"at most {limit} queries per request (got {batch})",
+            {"limit": limit, "got": batch},
+        )  # fmt: skip
+    if steps > max_steps:
+        raise ApiError(
+            422, "invalid_parameter", f"steps must be at most {max_steps}",
+            {"steps": steps, "max_steps": max_steps},
+        )  # fmt: skip
+
+
+def _text_query(req: QueryRequest, limit: int, max_steps: int) -> TextQuery:
+    _check_limits(len(req.texts), req.steps, limit, max_steps)
+    params = {name: getattr(req, name) for name in _PARAM_NAMES}
+    return TextQuery(list(req.texts), {**params, "filter": req.filter})
