@@ -85,7 +85,13 @@ def free_port() -> int:
 class Server:
     """`python -m service` in a subprocess, stopped with SIGTERM."""
 
-    def __init__(self, data_dir: Path, window_ms: float, synchronous: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        window_ms: float,
+        synchronous: str = "NORMAL",
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -99,6 +105,7 @@ class Server:
             "LAM_MAX_BODY_BYTES": str(256 << 20),
             # The IVF bank is stored in one request (trained once, at N).
             "LAM_MAX_STORE_BATCH": "1000000",
+            **(extra_env or {}),
         }
         env.pop("LAM_API_KEYS", None)
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the server)

@@ -650,10 +650,14 @@ def probe(http: httpx.Client, t: Target, q: np.ndarray) -> None:
 
 
 @contextmanager
-def servers(tmp: Path, venv: Path) -> Iterator[tuple[ChromaServer, Server]]:
+def servers(
+    tmp: Path, venv: Path, lam_env: dict[str, str] | None = None
+) -> Iterator[tuple[ChromaServer, Server]]:
     chroma = ChromaServer(tmp / "chroma", venv)
     try:
-        lam = Server(tmp / "lam", 2.0)  # the service's default micro-batching window
+        # The service's default micro-batching window; `lam_env` (e.g. LAM_TORCH_THREADS)
+        # on top of the benchmark's settings.
+        lam = Server(tmp / "lam", 2.0, extra_env=lam_env)
         try:
             yield chroma, lam
         finally:
@@ -703,11 +707,13 @@ def measure_levels(
     return rows
 
 
-def run_workload(w: Workload, sizes: Sizes, venv: Path, tmp: Path) -> dict[str, Any]:
+def run_workload(
+    w: Workload, sizes: Sizes, venv: Path, tmp: Path, lam_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     print(f"== {w.name}: N={len(w.xi)} d={w.xi.shape[1]} cues={len(w.queries)} β={w.beta}",
           flush=True)  # fmt: skip
     out: dict[str, Any] = {"meta": w.meta, "beta": w.beta, "n": len(w.xi)}
-    with servers(tmp / w.name, venv) as (chroma, lam), httpx.Client(timeout=600) as http:
+    with servers(tmp / w.name, venv, lam_env) as (chroma, lam), httpx.Client(timeout=600) as http:
         t0 = time.perf_counter()
         cid = chroma.create("bench")
         chroma.fill(cid, w.xi)
@@ -929,7 +935,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--venv", type=Path, default=VENV)
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--lam-threads",
+        type=int,
+        default=None,
+        help="LAM_TORCH_THREADS for LAM's server (default: the service's)",
+    )
     args = parser.parse_args(argv)
+    lam_env = None if args.lam_threads is None else {"LAM_TORCH_THREADS": str(args.lam_threads)}
     if shutil.which("wrk") is None:
         print("wrk not found: `apt-get install -y wrk` (make bench-tools)", file=sys.stderr)
         return 2
@@ -939,7 +952,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = ensure_venv(args.venv)
     res: dict[str, Any] = {
         "machine": machine_info(), "versions": versions, "sizes": sizes.__dict__,
-        "top_k": TOP_K, "tree": tree_state(), "workloads": {},
+        "top_k": TOP_K, "tree": tree_state(), "workloads": {}, "lam_env": lam_env or {},
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="lam-bench-peer-") as tmp:
         for wl in args.workloads:
@@ -949,7 +962,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 w = text_workload(sizes, venv_python(args.venv), args.seed)
             build_s = time.perf_counter() - t0
-            res["workloads"][wl] = {**run_workload(w, sizes, args.venv, Path(tmp)),
+            res["workloads"][wl] = {**run_workload(w, sizes, args.venv, Path(tmp), lam_env),
                                     "build_s": build_s}  # fmt: skip
             if wl != args.workloads[-1]:  # a run cut short still leaves what it measured
                 write_json(name, {**res, "partial": True}, args.out_dir)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .bank import MemoryBank
+from .certificate_rate import rate_of
 from .config import DIAGNOSTICS, DYNAMICS, check_beta
 from .errors import DimensionMismatchError, InvalidParameterError, NonconvexLagrangianError
 from .inputs import QueryInput
@@ -86,10 +87,19 @@ def _retrieve_b(
     cfg = bank.config.prefilter
     if index is None or exact or bank.count < cfg.min_size or cfg.k > bank.count:
         return retrieve_b_dense(bank, cue, known, params, chunk_bytes)
+    rate = rate_of(index)
+    if rate is not None and not rate.should_try():
+        # The certificate has been failing on this bank: answer as its fallback would.
+        raw = retrieve_b_dense(bank, cue, known, params, chunk_bytes)
+        raw.missed = np.zeros(cue.shape[0])
+        raw.prefiltered = np.zeros(cue.shape[0], dtype=bool)
+        return raw
     raw = retrieve_b_prefiltered(bank, cue, known, params, index, cfg.k)
     assert raw.missed is not None
     # The certificate failed (or the index is approximate and unsure): answer exactly.
     fallback = np.nonzero(raw.missed > cfg.tolerance)[0]
+    if rate is not None:
+        rate.observe(cue.shape[0], len(fallback))
     if len(fallback):
         sub = known[fallback] if known is not None else None
         exact_raw = retrieve_b_dense(bank, cue[fallback], sub, params, chunk_bytes)
