@@ -106,6 +106,11 @@ class DiagnosticsDefaults:
     exact_max: int = 20_000
 
 
+# The reaper of expired memories (reaper.py) looks at least this often, and at most this
+# often (a lifetime ends for reads at its instant; the reaper only reclaims the space).
+REAP_MAX_WAIT_S = 1.0
+REAP_MIN_WAIT_S = 0.01
+
 QUERY = QueryDefaults()
 DYNAMICS = DynamicsDefaults()
 DIAGNOSTICS = DiagnosticsDefaults()
@@ -176,6 +181,9 @@ class BankConfig:
     model_params: dict[str, Any] = field(default_factory=dict)
     # Payload indexes {dotted key: kind} (API.md "Filters"); they only make filters faster.
     payload_index: dict[str, str] = field(default_factory=dict)
+    # Forgetting (API.md): lifetime of memories stored without one; strengths' half-life.
+    default_ttl_s: float | None = None
+    half_life_s: float | None = None
 
     def validate(self) -> BankConfig:
         _int_in("dim", self.dim, 1, MAX_DIM)
@@ -195,6 +203,10 @@ class BankConfig:
         self.prefilter.validate()
         validate_model_params(self.model, self.model_params)
         validate_index_spec(self.payload_index)
+        for name in ("default_ttl_s", "half_life_s"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _positive_finite(name, value))
         return self
 
     def with_changes(self, **changes: Any) -> BankConfig:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
@@ -25,8 +26,11 @@ from .errors import (
     InvalidParameterError,
     MemoryNotFoundError,
 )
+from .fading import reinforce, set_half_life, snapshot_times
+from .forgetting import check_strength, resolve_batch
 from .payload_index import validate_index_spec
 from .persist import INDEX_DIR, STORE_FILE, StoredTable
+from .reaper import Reaper
 from .results import (
     BankInfo,
     UpsertResult,
@@ -34,8 +38,10 @@ from .results import (
 from .selection import delete_filter, passing_ids, rebuild_indexes
 from .slot import BankSlot, empty_index, fill_index, now
 from .store import snapshot as snapshot_io
+from .store.rows import row_times
 
-__all__ = ["INDEX_DIR", "STORE_FILE", "Engine"]
+__all__ = ["INDEX_DIR", "STORE_FILE", "UNSET", "Engine"]
+UNSET: Any = object()  # update_bank: a field not given (None clears it)
 
 log = logging.getLogger("lam.engine")
 
@@ -46,6 +52,13 @@ class Engine(StoredTable):
     Reads come from `BankTable`, the store and the lifecycle from `StoredTable`; this class
     owns the writes.
     """
+
+    _reaper: Reaper | None = None
+
+    def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.stop()
+        super().close()
 
     # ---- banks ----------------------------------------------------------------------------
     def create_bank(self, name: str, config: BankConfig) -> tuple[BankInfo, bool]:
@@ -81,7 +94,11 @@ class Engine(StoredTable):
         beta: float | None = None,
         prefilter: PrefilterConfig | None = None,
         payload_index: dict[str, str] | None = None,
+        default_ttl_s: Any = UNSET,
+        half_life_s: Any = UNSET,
     ) -> BankInfo:
+        """Change a bank's config; `default_ttl_s` / `half_life_s` left UNSET are kept, None
+        clears them. A new half-life applies to every memory from its t_μ (fading.py)."""
         slot = self._slot(name)
         with slot.writer:
             if self._banks.get(name) is not slot:  # deleted or replaced meanwhile
@@ -95,6 +112,9 @@ class Engine(StoredTable):
                 changes["prefilter"] = prefilter.validate()
             if payload_index is not None:
                 changes["payload_index"] = validate_index_spec(payload_index)
+            for key, value in (("default_ttl_s", default_ttl_s), ("half_life_s", half_life_s)):
+                if value is not UNSET:
+                    changes[key] = value
             config = slot.config.with_changes(**changes)
             if config == slot.config:
                 return self.bank_info(name)
@@ -106,10 +126,13 @@ class Engine(StoredTable):
                     fill_index(index, slot.bank)
             with slot.lock.write():
                 reindex = config.payload_index != slot.bank.config.payload_index
+                new_half_life = config.half_life_s != slot.bank.config.half_life_s
                 slot.bank.config = config
                 slot.prefilter = index
                 if reindex:
                     rebuild_indexes(slot.bank)
+                if new_half_life:
+                    set_half_life(slot.bank, config.half_life_s)
                 info = slot.info()
             self._committed(slot)
             if index is not slot_index_before:
@@ -123,9 +146,20 @@ class Engine(StoredTable):
         vectors: Any,
         ids: Sequence[str | None] | None = None,
         payloads: Sequence[dict[str, Any] | None] | None = None,
+        *,
+        strengths: Sequence[Any] | None = None,
+        ttl_s: Sequence[Any] | None = None,
+        expires_at: Sequence[Any] | None = None,
     ) -> UpsertResult:
+        """Store a batch; `strengths`, `ttl_s`, `expires_at`: one entry (or None) per vector
+        (API.md "Forgetting"; forgetting.py validates them)."""
         slot = self._slot(name)
-        batch = slot.bank.prepare(vectors, ids, payloads)
+        now = self.clock.now()
+        n = len(vectors) if ids is None else len(ids)
+        s, exp = resolve_batch(
+            n, strengths, ttl_s, expires_at, default_ttl_s=slot.config.default_ttl_s, now=now
+        )
+        batch = slot.bank.prepare(vectors, ids, payloads, strengths=s, expires=exp, stored_at=now)
         with slot.writer:
             if self._banks.get(name) is not slot:
                 raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
@@ -133,14 +167,62 @@ class Engine(StoredTable):
             ids = batch.unique_ids
             any_replaced = slot.bank.holds_any(ids)
             replaced = [i in slot.bank for i in ids] if any_replaced else [False] * len(ids)
+            times = row_times(len(ids), batch.strengths, now, None, batch.expires)
             seqs = self.storage.upsert(
-                name, ids, batch.vectors, batch.payloads, all_new=not any_replaced
+                name, ids, batch.vectors, batch.payloads, all_new=not any_replaced, times=times
             )
             with slot.lock.write():
                 self._apply(slot, batch, seqs, replaced)
                 count = slot.bank.count
             self._committed(slot)
+        if batch.expires is not None and self._reaper is not None:
+            self._reaper.wake()
         return UpsertResult(ids=batch.ids, count=count)
+
+    def reinforce(self, name: str, ids: list[str], strength: float | None = None) -> int:
+        """t_μ = now (and s_μ = strength when given) for the ids the bank holds and that have
+        not expired; returns how many (unknown ids are not counted, as in delete)."""
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise InvalidParameterError("ids must be a list of strings")
+        s = None if strength is None else check_strength(strength)
+        slot = self._slot(name)
+        with slot.writer:
+            if self._banks.get(name) is not slot:
+                raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
+            now, bank = self.clock.now(), slot.bank
+            present = [
+                i for i in dict.fromkeys(ids)
+                if i in bank and bank.priors.expires_at[bank._row_of[i]] > now
+            ]  # fmt: skip
+            if not present:
+                return 0
+            n = self.storage.reinforce(name, present, now, s)
+            with slot.lock.write():
+                rows = np.asarray([bank._row_of[i] for i in present], dtype=np.int64)
+                reinforce(bank, rows, now, s)
+            self._committed(slot)
+            return n
+
+    def reap(self) -> float:
+        """Delete every memory expired by now through the durable delete path; returns the
+        next expiry of any bank (unix s; inf: none). The reaper thread calls it."""
+        next_at = math.inf
+        for name in self.bank_names():
+            slot = self._banks.get(name)
+            if slot is None:
+                continue
+            bank = slot.bank
+            with slot.lock.read():
+                rows = bank.expired_rows(self.clock.now())
+                ids = [bank.id_at(int(r)) for r in rows]
+            if ids:
+                self.delete_memories(name, ids)
+            next_at = min(next_at, slot.bank.priors.next_expiry)
+        return next_at
+
+    def start_background(self) -> None:
+        if self._reaper is None and not self.storage.read_only:
+            self._reaper = Reaper(self.reap, self.clock.now)
 
     def _apply(
         self, slot: BankSlot, batch: PreparedBatch, seqs: list[int], replaced: list[bool]
@@ -215,6 +297,7 @@ class Engine(StoredTable):
                 if snap.ids
                 else PreparedBatch([], [], np.zeros((0, config.dim), np.float32), [])
             )
+            times = snapshot_times(snap.times, len(batch.unique_ids), self.clock.now())
             # Writers of a replaced bank wait until the new one is in place, then find their
             # slot stale: none of them can write to the new bank as if it were the old one.
             with old.writer if old is not None else contextlib.nullcontext():
@@ -226,11 +309,13 @@ class Engine(StoredTable):
                         batch.unique_ids,
                         batch.vectors,
                         batch.payloads,
+                        row_times(len(batch.unique_ids), *times),
                     )
                 if old is not None:
                     self._remove_index_files(name)  # the replaced bank's: stale from now on
                 if batch.unique_ids:
                     slot.bank.apply(batch, seqs)
+                    slot.bank._set_priors(np.arange(len(seqs)), *times)
                 slot.rebuild_index()
                 self._committed(slot)
                 self._banks[name] = slot

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Self
 
 from .bank import MemoryBank
+from .bulk import bulk_loader
+from .clock import SYSTEM_CLOCK, Clock
 from .config import BankConfig
 from .errors import LamError
 from .index import IndexCatalog
@@ -43,9 +45,12 @@ class StoredTable(BankTable):
         default_device: str = "auto",
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         index_dir: Path | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(chunk_bytes=chunk_bytes)
         self.storage = storage
+        # "Now" for lifetimes and fading strengths (clock.py: tests inject a ManualClock).
+        self.clock = clock
         self.default_device = default_device
         # Where prefilter indexes are saved; None: never (in-memory engines).
         self.index_dir = index_dir
@@ -60,6 +65,7 @@ class StoredTable(BankTable):
         synchronous: str = "FULL",
         default_device: str = "auto",
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        clock: Clock | None = None,
     ) -> Self:
         """Open (or create) the store under directory `path` and load every bank onto its device.
 
@@ -78,10 +84,15 @@ class StoredTable(BankTable):
             index_dir = directory / INDEX_DIR
         setup()  # process-wide settings the engine relies on (runtime.py), never at import
         engine = cls(
-            storage, default_device=default_device, chunk_bytes=chunk_bytes, index_dir=index_dir
+            storage,
+            default_device=default_device,
+            chunk_bytes=chunk_bytes,
+            index_dir=index_dir,
+            clock=clock or SYSTEM_CLOCK,
         )
         try:
             engine._load_all()
+            engine.start_background()
         except BaseException:
             storage.close()
             raise
@@ -113,9 +124,14 @@ class StoredTable(BankTable):
         The store streams the vectors chunk by chunk into the bank's tensor (in its dtype):
         the peak is the bank itself plus ids and payloads, not a float32 copy of it.
         """
-        loader = bank.bulk_loader()
-        loaded = self.storage.load(name, sink=loader)
-        loader.finish(loaded.ids, loaded.seqs, loaded.payloads)
+        now = self.clock.now()
+        if not self.storage.read_only:
+            # Memories whose lifetime ended while the service was down are deleted for good
+            # (a restart never resurrects one); a read-only store's are skipped by `load`.
+            self.storage.delete_expired(name, now)
+        loader = bulk_loader(bank)
+        loaded = self.storage.load(name, sink=loader, now=now)
+        loader.finish(loaded.ids, loaded.seqs, loaded.payloads, loaded.times)
         return loaded.generation
 
     def _load_index(self, slot: BankSlot) -> bool:
@@ -172,6 +188,9 @@ class StoredTable(BankTable):
                     self._save_index(slot)
             self.storage.close()
 
+    def start_background(self) -> None:
+        """Start the engine's background work once the banks are loaded (Engine: the reaper)."""
+
     def __enter__(self) -> Self:
         return self
 
@@ -183,5 +202,10 @@ class StoredTable(BankTable):
         self, name: str, config: BankConfig, created_at: str, *, on_load: bool
     ) -> BankSlot:
         return new_slot(
-            name, config, created_at, default_device=self.default_device, on_load=on_load
+            name,
+            config,
+            created_at,
+            default_device=self.default_device,
+            on_load=on_load,
+            clock=self.clock,
         )

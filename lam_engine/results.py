@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .clock import rfc3339
 from .config import BankConfig
 
 
@@ -58,11 +59,18 @@ class MemoryRecord:
     id: str
     vector: np.ndarray | None
     payload: dict[str, Any] | None
+    # strength, strength_now and the times in unix seconds (fading.forgetting_at)
+    forgetting: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "payload": self.payload}
         if self.vector is not None:
             out["vector"] = _floats(self.vector)
+        if self.forgetting is not None:
+            f = self.forgetting
+            out.update(strength=f["strength"], strength_now=f["strength_now"])
+            for key in ("stored_at", "reinforced_at", "expires_at"):
+                out[key] = rfc3339(f[key])  # API.md: RFC 3339 text, null when none
         return out
 
 

@@ -41,6 +41,9 @@ class Snapshot:
     ids: list[str]
     vectors: np.ndarray  # (N, d) float32
     payloads: list[dict[str, Any] | None]
+    # Optional (snapshots before forgetting have none): {"strengths", "stored_at",
+    # "reinforced_at", "expires_at"}, count entries each (unix s; null = never).
+    times: dict[str, list[Any]] | None = None
 
     @property
     def count(self) -> int:
@@ -67,6 +70,7 @@ def write_snapshot(
     ids: list[str],
     vectors: np.ndarray,
     payloads: list[dict[str, Any] | None],
+    times: dict[str, list[Any]] | None = None,
 ) -> None:
     """Write one snapshot to a binary file object (seekable or a plain stream)."""
     xi = np.ascontiguousarray(vectors, dtype=_F32)  # (N, d)
@@ -86,6 +90,8 @@ def write_snapshot(
         "ids": list(ids),
         "payloads": list(payloads),
     }
+    if times is not None:
+        manifest["forgetting"] = times
     body = _manifest_bytes(manifest)
     with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr(MANIFEST, body)
@@ -148,6 +154,7 @@ def _read(fileobj: BinaryIO, max_bytes: int | None) -> Snapshot:
         ids=meta["ids"],
         vectors=xi,
         payloads=meta["payloads"],
+        times=meta.get("forgetting"),
     )
 
 
@@ -185,7 +192,29 @@ def _manifest(raw: bytes) -> dict[str, Any]:
         raise _bad("ids must be unique")
     if not all(p is None or isinstance(p, dict) for p in payloads):
         raise _bad("each payload must be an object or null")
+    _check_times(meta.get("forgetting"), count)
     return meta
+
+
+def _check_times(times: Any, count: int) -> None:
+    """The optional forgetting columns: numbers (or null where a time is none), count each."""
+    if times is None:
+        return
+    columns = ("strengths", "stored_at", "reinforced_at", "expires_at")
+    if not isinstance(times, dict) or set(times) != set(columns):
+        raise _bad(f"forgetting must be an object with {list(columns)}")
+    for key in columns:
+        col = times[key]
+        nullable = key in ("reinforced_at", "expires_at")
+        if not isinstance(col, list) or len(col) != count:
+            raise _bad(f"forgetting.{key} must have count entries")
+        for x in col:
+            if x is None and nullable:
+                continue
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x:
+                raise _bad(f"forgetting.{key} must hold numbers")
+            if key == "strengths" and not 0 < x < float("inf"):
+                raise _bad("forgetting.strengths must be finite and > 0")
 
 
 def _vectors(zf: zipfile.ZipFile, info: zipfile.ZipInfo, count: int, dim: int) -> np.ndarray:

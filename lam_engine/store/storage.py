@@ -49,7 +49,14 @@ from ..errors import BankExistsError, BankNotFoundError
 from .codec import dumps_text, loads
 from .connection import SYNCHRONOUS_MODES, WAL_CHECKPOINT_BYTES, StoreConnection
 from .load import LoadedBank, VectorSink, gc_paused, read_bank
-from .rows import check_dim, delete_rows, insert_rows, prepare_batch, repair_spills
+from .rows import (
+    check_dim,
+    delete_rows,
+    insert_rows,
+    prepare_batch,
+    reinforce_rows,
+    repair_spills,
+)
 
 __all__ = ["SYNCHRONOUS_MODES", "WAL_CHECKPOINT_BYTES", "BankRecord", "Storage"]
 
@@ -144,8 +151,11 @@ class Storage(StoreConnection):
         payloads: list[dict[str, Any] | None],
         *,
         all_new: bool = False,
+        times: list[tuple[float | None, ...]] | None = None,
     ) -> list[int]:
         """Store a batch in one transaction; returns each id's seq (a replaced id keeps its own).
+
+        `times`: per row (strength, stored_at, reinforced_at, expires_at), rows.row_times.
 
         `all_new`: the caller knows that the bank holds none of the ids (the engine keeps
         every id in memory), so they are not looked up first. Should one be stored after
@@ -158,8 +168,9 @@ class Storage(StoreConnection):
                 return []
             check_dim(config, d)
             seqs = insert_rows(
-                conn, self._id_keys, bank, next_seq, ids, blobs, texts, all_new=all_new
-            )
+                conn, self._id_keys, bank, next_seq, ids, blobs, texts, all_new=all_new,
+                times=times,
+            )  # fmt: skip
             self._bump_generation(conn, bank)
             return seqs
 
@@ -172,8 +183,33 @@ class Storage(StoreConnection):
                 self._bump_generation(conn, bank)
             return deleted
 
-    def load(self, bank: str, sink: VectorSink | None = None) -> LoadedBank:
-        """Every memory of a bank in seq order (load.py).
+    def reinforce(self, bank: str, ids: list[str], t: float, strength: float | None) -> int:
+        """reinforced_at = t (and the strength, when given) for the ids the bank holds."""
+        with self._write("reinforce") as conn:
+            self._bank_row(conn, bank)
+            n = reinforce_rows(conn, self._id_keys, bank, ids, t, strength)
+            if n:
+                self._bump_generation(conn, bank)
+            return n
+
+    def delete_expired(self, bank: str, now: float) -> int:
+        """Delete the bank's memories whose expires_at ≤ now; returns how many."""
+        with self._write("delete_expired") as conn:
+            self._bank_row(conn, bank)
+            cur = conn.execute(
+                "DELETE FROM memories WHERE bank = ? AND expires_at IS NOT NULL"
+                " AND expires_at <= ?",
+                (bank, now),
+            )
+            if cur.rowcount:
+                repair_spills(conn, self._id_keys)
+                self._bump_generation(conn, bank)
+            return int(cur.rowcount)
+
+    def load(
+        self, bank: str, sink: VectorSink | None = None, *, now: float | None = None
+    ) -> LoadedBank:
+        """Every memory of a bank in seq order (load.py); with `now`, those not expired.
 
         Without `sink` the vectors come back as one float32 array; with one, they are
         written to it and `LoadedBank.vectors` is None.
@@ -183,7 +219,10 @@ class Storage(StoreConnection):
             try:
                 config, _ = self._bank_row(conn, bank)
                 generation = self._read_generation(conn, bank)
-                return read_bank(conn, bank, config, generation, sink)
+                return read_bank(
+                    conn, bank, config, generation, sink, now=now,
+                    times=self.schema_version >= 5,
+                )  # fmt: skip
             finally:
                 self._rollback()  # a read transaction: nothing to keep
 
@@ -195,6 +234,7 @@ class Storage(StoreConnection):
         ids: list[str],
         vectors: np.ndarray,
         payloads: list[dict[str, Any] | None],
+        times: list[tuple[float | None, ...]] | None = None,
     ) -> list[int]:
         """Drop the bank if it exists, create it afresh and fill it: one transaction."""
         ids, blobs, texts, d = prepare_batch(ids, vectors, payloads)
@@ -206,4 +246,4 @@ class Storage(StoreConnection):
             conn.execute("DELETE FROM banks WHERE name = ?", (name,))
             repair_spills(conn, self._id_keys)  # another bank's rows may take its slots
             self._insert_bank(conn, name, text, created_at)
-            return insert_rows(conn, self._id_keys, name, 0, ids, blobs, texts)
+            return insert_rows(conn, self._id_keys, name, 0, ids, blobs, texts, times=times)
