@@ -36,6 +36,8 @@ class Bank:
     model_params: dict[str, Any] = field(default_factory=dict)
     index: dict[str, Any] = field(default_factory=dict)
     payload_index: dict[str, str] = field(default_factory=dict)  # {key: kind}, API.md Filters
+    default_ttl_s: float | None = None  # API.md "Forgetting"
+    half_life_s: float | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -55,6 +57,8 @@ class Bank:
             model_params=dict(d.get("model_params") or {}),
             index=dict(d.get("index") or {}),
             payload_index=dict(d.get("payload_index") or {}),
+            default_ttl_s=d.get("default_ttl_s"),
+            half_life_s=d.get("half_life_s"),
             raw=d,
         )
 
@@ -74,10 +78,25 @@ class Memory:
     id: str
     vector: np.ndarray | None  # (d,)
     payload: dict[str, Any] | None
+    # API.md "Forgetting": the strength, the one in force now, and RFC 3339 times (or None)
+    strength: float = 1.0
+    strength_now: float = 1.0
+    stored_at: str | None = None
+    reinforced_at: str | None = None
+    expires_at: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Memory:
-        return cls(id=d["id"], vector=_opt_vec(d.get("vector")), payload=d.get("payload"))
+        return cls(
+            id=d["id"],
+            vector=_opt_vec(d.get("vector")),
+            payload=d.get("payload"),
+            strength=float(d.get("strength", 1.0)),
+            strength_now=float(d.get("strength_now", 1.0)),
+            stored_at=d.get("stored_at"),
+            reinforced_at=d.get("reinforced_at"),
+            expires_at=d.get("expires_at"),
+        )
 
 
 @dataclass

@@ -79,6 +79,10 @@ def _examples(*examples: dict[str, Any]) -> ConfigDict:
     )
 
 
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Strength = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
 class _Request(BaseModel):
     # Strict: a JSON string is not a number nor a boolean, as the schema says.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
@@ -121,6 +125,8 @@ class BankCreate(_Request):
     prefilter: PrefilterSpec = Field(default_factory=PrefilterSpec)
     model_params: dict[str, Any] = Field(default_factory=dict)
     payload_index: PayloadIndex = Field(default_factory=dict)
+    default_ttl_s: Seconds | None = None  # API.md "Forgetting": lifetime of memories without one
+    half_life_s: Seconds | None = None  # strengths fade with this half-life
 
     @field_validator("model_params")
     @classmethod
@@ -135,6 +141,10 @@ class BankPatch(_Request):
     beta: Beta | None = None
     prefilter: PrefilterSpec | None = None
     payload_index: PayloadIndex | None = None
+    # Left out: unchanged; null: cleared. A new half-life applies to every memory from its
+    # t_μ (as if it had always been in force; docs/forgetting.md).
+    default_ttl_s: Seconds | None = None
+    half_life_s: Seconds | None = None
 
 
 class PrefilterOut(_Response):
@@ -152,6 +162,8 @@ class BankOut(_Response):
     device: str
     prefilter: PrefilterOut
     model_params: dict[str, Any]
+    default_ttl_s: float | None = None
+    half_life_s: float | None = None
     count: int
     memory_bytes: int
     created_at: str
@@ -167,6 +179,10 @@ class MemoryIn(_Request):
     id: str | None = Field(default=None, min_length=1, max_length=ID_MAX)
     vector: Vector
     payload: dict[str, Any] | None = None
+    # API.md "Forgetting": a lifetime (ttl_s or expires_at, not both) and a strength.
+    ttl_s: Seconds | None = None
+    expires_at: str | None = Field(default=None, description="RFC 3339, in the future")
+    strength: Strength | None = None
 
 
 class StoreRequest(_Request):
@@ -186,6 +202,22 @@ class MemoryOut(_Response):
     id: str
     vector: list[float] | None = None
     payload: dict[str, Any] | None = None
+    strength: float = 1.0
+    strength_now: float = 1.0
+    stored_at: str | None = None
+    reinforced_at: str | None = None
+    expires_at: str | None = None
+
+
+class ReinforceRequest(_Request):
+    model_config = _examples({"ids": ["m1"], "strength": None})
+
+    ids: list[Annotated[str, Field(min_length=1, max_length=ID_MAX)]]
+    strength: Strength | None = None
+
+
+class ReinforcedOut(_Response):
+    reinforced: int
 
 
 class ScrollOut(_Response):

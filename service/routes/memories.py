@@ -26,6 +26,8 @@ from ..schemas import (
     DeleteRequest,
     MemoryIdPath,
     MemoryOut,
+    ReinforcedOut,
+    ReinforceRequest,
     ScrollOut,
     StoreOut,
     StoreRequest,
@@ -34,7 +36,8 @@ from ..schemas import (
 from ._openapi import body
 
 router = APIRouter(prefix="/v1", tags=["memories"])
-_MEMORY_KEYS = frozenset(("id", "vector", "payload"))
+_MEMORY_KEYS = frozenset(("id", "vector", "payload", "ttl_s", "expires_at", "strength"))
+_FORGETTING = ("strength", "ttl_s", "expires_at")  # API.md "Forgetting": engine-validated
 
 
 @router.post(
@@ -59,6 +62,7 @@ async def store(bank: BankPath, request: Request, rt: RtDep) -> Response:
 def _store_sync(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) -> UpsertResult:
     ids: list[str | None] | None = None
     payloads: list[dict[str, Any] | None] | None = None
+    extras: dict[str, list[Any]] = {}
     if kind == NPY:
         vectors = parse_npy(raw, "vectors")
         _check_batch(vectors.shape[0], limit)
@@ -68,7 +72,13 @@ def _store_sync(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) ->
         if isinstance(memories, list):
             _check_batch(len(memories), limit)
         vectors, ids, payloads = split_memories(data, raw)
-    return engine.upsert(bank, vectors, ids, payloads)
+        assert isinstance(memories, list)  # split_memories refused anything else
+        extras = {
+            ("strengths" if key == "strength" else key): [m.get(key) for m in memories]
+            for key in _FORGETTING
+            if any(key in m for m in memories)
+        }
+    return engine.upsert(bank, vectors, ids, payloads, **extras)
 
 
 def _check_batch(n: int, limit: int) -> None:
@@ -139,6 +149,21 @@ def _memory_problem(m: Any) -> tuple[str, str] | None:
     if p is not None and not isinstance(p, dict):
         return "payload", "payload must be a JSON object or null"
     return None
+
+
+@router.post(
+    "/banks/{bank}/memories/reinforce",
+    response_model=ReinforcedOut,
+    dependencies=WRITE,
+    openapi_extra=body(ReinforceRequest),
+    responses=error_responses(*JSON_BODY, 404, 507),
+)
+async def reinforce(bank: BankPath, request: Request, rt: RtDep) -> Response:
+    """t_μ = now (and the strength, when given) for the ids; unknown ids are not counted."""
+    req = await json_model(request, ReinforceRequest)
+    _check_batch(len(req.ids), rt.settings.max_store_batch)
+    n = await rt.run(engine_of(rt).reinforce, bank, req.ids, req.strength)
+    return OrjsonResponse({"reinforced": n})
 
 
 @router.get(
