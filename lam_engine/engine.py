@@ -155,10 +155,15 @@ class Engine(StoredTable):
         (API.md "Forgetting"; forgetting.py validates them)."""
         slot = self._slot(name)
         now = self.clock.now()
-        n = len(vectors) if ids is None else len(ids)
-        s, exp = resolve_batch(
-            n, strengths, ttl_s, expires_at, default_ttl_s=slot.config.default_ttl_s, now=now
-        )
+        s = exp = None
+        if not (strengths is None and ttl_s is None and expires_at is None) or (
+            slot.config.default_ttl_s is not None
+        ):
+            # Rows as given (prepare refuses a malformed batch right after, typed).
+            n = len(ids) if ids is not None else len(vectors) if hasattr(vectors, "__len__") else 0
+            s, exp = resolve_batch(
+                n, strengths, ttl_s, expires_at, default_ttl_s=slot.config.default_ttl_s, now=now
+            )
         batch = slot.bank.prepare(vectors, ids, payloads, strengths=s, expires=exp, stored_at=now)
         with slot.writer:
             if self._banks.get(name) is not slot:
