@@ -181,7 +181,11 @@ class MemoryIn(_Request):
     payload: dict[str, Any] | None = None
     # API.md "Forgetting": a lifetime (ttl_s or expires_at, not both) and a strength.
     ttl_s: Seconds | None = None
-    expires_at: str | None = Field(default=None, description="RFC 3339, in the future")
+    expires_at: str | None = Field(
+        default=None,
+        description="RFC 3339 with a zone, in the future",
+        json_schema_extra={"format": "date-time"},
+    )
     strength: Strength | None = None
 
 
