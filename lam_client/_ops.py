@@ -106,20 +106,26 @@ def get_bank(name: str) -> Op[Bank]:
     return Op("get_bank", "GET", _bank_path(name), Bank.from_dict, {"name": name})
 
 
+UNSET: Any = object()  # update_bank: leave the field as it is (None clears it)
+
+
 def update_bank(
     name: str,
     beta: float | None,
     prefilter: dict[str, Any] | None,
     payload_index: dict[str, str] | None = None,
+    forgetting: dict[str, Any] | None = None,
 ) -> Op[Bank]:
-    body: dict[str, Any] = {}
+    """`forgetting`: {"default_ttl_s": …, "half_life_s": …}, only the fields to change."""
+    body: dict[str, Any] = dict(forgetting or {})
     if beta is not None:
         body["beta"] = beta
     if prefilter is not None:
         body["prefilter"] = prefilter
     if payload_index is not None:
         body["payload_index"] = payload_index
-    args = {"name": name, "beta": beta, "prefilter": prefilter, "payload_index": payload_index}
+    args = {"name": name, "beta": beta, "prefilter": prefilter, "payload_index": payload_index,
+            "forgetting": dict(forgetting or {})}  # fmt: skip
     return Op("update_bank", "PATCH", _bank_path(name), Bank.from_dict, args, body)
 
 
@@ -133,10 +139,15 @@ def store(
     ids: Sequence[str | None] | None,
     payloads: Sequence[dict[str, Any] | None] | None,
     if_novel: float | None = None,
+    forgetting: dict[str, Sequence[Any] | None] | None = None,
 ) -> Op[StoreResult]:
     """Upsert: a retry re-stores the same ids (or the same content addresses): idempotent.
     With `if_novel` a retry judges again against a bank that now holds the first try's
-    memories, so it stores nothing new and reports them as skipped."""
+    memories, so it stores nothing new and reports them as skipped.
+
+    `forgetting`: {"strength" | "ttl_s" | "expires_at": one value (or None) per vector}.
+    """
+    extras = {k: v for k, v in (forgetting or {}).items() if v is not None}
     xi = as_rows(vectors)  # (n, d)
     n = xi.shape[0]
     if ids is not None and len(ids) != n:
@@ -150,6 +161,11 @@ def store(
             m["id"] = ids[i]
         if payloads is not None and payloads[i] is not None:
             m["payload"] = payloads[i]
+        for key, col in extras.items():
+            if len(col) != n:
+                raise ValueError(f"{key}: one entry per vector")
+            if col[i] is not None:
+                m[key] = col[i]
         memories.append(m)
     args = {
         "bank": bank,
@@ -157,6 +173,7 @@ def store(
         "ids": None if ids is None else list(ids),
         "payloads": None if payloads is None else list(payloads),
         "if_novel": if_novel,
+        "forgetting": {k: list(v) for k, v in extras.items()},
     }
     body: dict[str, Any] = {"memories": memories}
     if if_novel is not None:
@@ -219,6 +236,19 @@ def delete_many(bank: str, ids: Sequence[str] | None, flt: FilterLike | None = N
         "POST",
         _bank_path(bank, "memories", "delete"),
         lambda d: int(d["deleted"]),
+        {"bank": bank, **body},
+        body,
+    )
+
+
+def reinforce(bank: str, ids: Sequence[str], strength: float | None = None) -> Op[int]:
+    """t_μ = now (and the strength, when given): repeating it only moves t_μ again."""
+    body: dict[str, Any] = {"ids": list(ids), "strength": strength}
+    return Op(
+        "reinforce",
+        "POST",
+        _bank_path(bank, "memories", "reinforce"),
+        lambda d: int(d["reinforced"]),
         {"bank": bank, **body},
         body,
     )

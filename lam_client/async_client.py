@@ -110,8 +110,16 @@ class AsyncClient:
         beta: float | None = None,
         prefilter: dict[str, Any] | None = None,
         payload_index: dict[str, str] | None = None,
+        default_ttl_s: Any = _ops.UNSET,
+        half_life_s: Any = _ops.UNSET,
     ) -> Bank:
-        return await self._run(_ops.update_bank(name, beta, prefilter, payload_index))
+        """Change a bank; `default_ttl_s` / `half_life_s` left out are kept, None clears."""
+        forgetting = {
+            k: v
+            for k, v in (("default_ttl_s", default_ttl_s), ("half_life_s", half_life_s))
+            if v is not _ops.UNSET
+        }
+        return await self._run(_ops.update_bank(name, beta, prefilter, payload_index, forgetting))
 
     async def delete_bank(self, name: str) -> None:
         await self._run(_ops.delete_bank(name))
@@ -123,12 +131,23 @@ class AsyncClient:
         ids: Sequence[str | None] | None = None,
         payloads: Sequence[dict[str, Any] | None] | None = None,
         if_novel: float | None = None,
+        *,
+        strengths: Sequence[float | None] | None = None,
+        ttl_s: Sequence[float | None] | None = None,
+        expires_at: Sequence[str | None] | None = None,
     ) -> StoreResult:
         """Upsert one batch (N, d). Idempotent, so it is retried like a read.
 
         `if_novel=τ` stores only the memories whose energy E(ξ) is above τ, judged in
-        order (API.md, "Novelty-gated store"); the others are in `result.skipped`."""
-        return await self._run(_ops.store(bank, vectors, ids, payloads, if_novel))
+        order (API.md, "Novelty-gated store"); the others are in `result.skipped`.
+        `strengths`, `ttl_s`, `expires_at`: one entry (or None) per vector (API.md
+        "Forgetting")."""
+        forgetting = {"strength": strengths, "ttl_s": ttl_s, "expires_at": expires_at}
+        return await self._run(_ops.store(bank, vectors, ids, payloads, if_novel, forgetting))
+
+    async def reinforce(self, bank: str, ids: Sequence[str], strength: float | None = None) -> int:
+        """t_μ = now for the ids (and their strength, when given); returns how many."""
+        return await self._run(_ops.reinforce(bank, ids, strength))
 
     async def upload(
         self,

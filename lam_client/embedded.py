@@ -43,9 +43,32 @@ def _create_bank(e: Engine, name: str, config: dict[str, Any]) -> Any:
     return info.to_dict()
 
 
-def _update_bank(e: Engine, name: str, beta: Any, prefilter: Any, payload_index: Any = None) -> Any:
+def _update_bank(
+    e: Engine,
+    name: str,
+    beta: Any,
+    prefilter: Any,
+    payload_index: Any = None,
+    forgetting: Any = None,
+) -> Any:
     pf = None if prefilter is None else PrefilterConfig.from_dict(prefilter)
-    return e.update_bank(name, beta=beta, prefilter=pf, payload_index=payload_index).to_dict()
+    info = e.update_bank(
+        name, beta=beta, prefilter=pf, payload_index=payload_index, **(forgetting or {})
+    )
+    return info.to_dict()
+
+
+def _store(
+    e: Engine,
+    bank: str,
+    vectors: Any,
+    ids: Any,
+    payloads: Any,
+    if_novel: float | None = None,
+    forgetting: Any = None,
+) -> Any:
+    extra = {("strengths" if k == "strength" else k): v for k, v in (forgetting or {}).items()}
+    return e.upsert(bank, vectors, ids, payloads, if_novel=if_novel, **extra).to_dict()
 
 
 def _scroll(e: Engine, bank: str, limit: int, cursor: str | None, filter: Any = None) -> Any:
@@ -69,9 +92,8 @@ _DISPATCH: dict[str, Callable[..., Any]] = {
     "get_bank": lambda e, name: e.bank_info(name).to_dict(),
     "update_bank": _update_bank,
     "delete_bank": lambda e, name: e.delete_bank(name),
-    "store": lambda e, bank, vectors, ids, payloads, if_novel=None: e.upsert(
-        bank, vectors, ids, payloads, if_novel=if_novel
-    ).to_dict(),
+    "store": _store,
+    "reinforce": lambda e, bank, ids, strength: {"reinforced": e.reinforce(bank, ids, strength)},
     "store_texts": lambda e, bank, texts, ids, payloads, if_novel=None: (
         _text_ops().store_texts(e, bank, texts, ids, payloads, if_novel=if_novel).to_dict()
     ),

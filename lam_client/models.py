@@ -39,6 +39,8 @@ class Bank:
     shards: int = 1  # API.md "Sharded banks"
     replicas: int = 1
     embedder: dict[str, Any] | None = None  # a text bank's {"model": ...}; None: vectors only
+    default_ttl_s: float | None = None  # API.md "Forgetting"
+    half_life_s: float | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -61,6 +63,8 @@ class Bank:
             shards=int(d.get("shards", 1)),
             replicas=int(d.get("replicas", 1)),
             embedder=d.get("embedder"),
+            default_ttl_s=d.get("default_ttl_s"),
+            half_life_s=d.get("half_life_s"),
             raw=d,
         )
 
@@ -99,13 +103,26 @@ class Memory:
     vector: np.ndarray | None  # (d,)
     payload: dict[str, Any] | None
     text: str | None = None  # a text bank's memory stored as text
+    # API.md "Forgetting": the strength, the one in force now, and RFC 3339 times (or None)
+    strength: float = 1.0
+    strength_now: float = 1.0
+    stored_at: str | None = None
+    reinforced_at: str | None = None
+    expires_at: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Memory:
         return cls(
-            id=d["id"], vector=_opt_vec(d.get("vector")), payload=d.get("payload"),
+            id=d["id"],
+            vector=_opt_vec(d.get("vector")),
+            payload=d.get("payload"),
             text=d.get("text"),
-        )  # fmt: skip
+            strength=float(d.get("strength", 1.0)),
+            strength_now=float(d.get("strength_now", 1.0)),
+            stored_at=d.get("stored_at"),
+            reinforced_at=d.get("reinforced_at"),
+            expires_at=d.get("expires_at"),
+        )
 
 
 @dataclass

@@ -4,8 +4,8 @@ Rows are kept in insertion order (the order of the store's `seq` keys). Appends 
 tensor geometrically (amortized O(1) per row, no full copy per insert). Deletes leave a
 tombstone (a -inf bias hides the row from every softmax) and the bank compacts itself, in
 order, once tombstones exceed a quarter of the rows: no full rebuild per delete.
-
-Not thread-safe by itself: the Engine holds a reader/writer lock around each bank.
+Strengths and lifetimes: priors.py (arrays), fading.py (reinforce, half-life). Not
+thread-safe by itself: the Engine holds a reader/writer lock around each bank.
 """
 
 from __future__ import annotations
@@ -18,14 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from .clock import SYSTEM_CLOCK, Clock
 from .config import BankConfig
 from .errors import (
-    DeviceUnavailableError,
     DuplicateIdError,
     InvalidInputError,
     MemoryNotFoundError,
 )
+from .math.strengths import log_mass
 from .payload_index import PayloadIndexes
+from .priors import RowPriors
 from .vectors import (
     TORCH_DTYPES,
     as_matrix,
@@ -47,26 +49,19 @@ class PreparedBatch:
     unique_ids: list[str]
     vectors: np.ndarray  # (n_unique, d) float32, as stored
     payloads: list[dict[str, Any] | None]  # per unique id
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceUnavailableError(f"device {name!r} requested but CUDA is not available")
-        dev = torch.device(name)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceUnavailableError(f"device {name!r} does not exist")
-        return dev
-    return torch.device("cpu")
+    strengths: np.ndarray | None = None  # (n_unique,) float64 s_μ; None: all 1
+    expires: np.ndarray | None = None  # (n_unique,) float64 unix s, inf = never; None: never
+    stored_at: float = 0.0  # unix s
 
 
 class MemoryBank:
     """Memories of one bank on a device (see module docstring)."""
 
-    def __init__(self, config: BankConfig, device: torch.device) -> None:
+    def __init__(
+        self, config: BankConfig, device: torch.device, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.config = config
+        self.clock = clock
         self.device = device
         self.dtype = TORCH_DTYPES[config.dtype]
         self._xi = torch.zeros(_MIN_CAPACITY, config.dim, dtype=self.dtype, device=device)
@@ -81,6 +76,8 @@ class MemoryBank:
         # Payload indexes kept row for row with the bank (filters read them: selection.py).
         self.indexes = PayloadIndexes(config.payload_index)
         self.texts: dict[str, str] = {}  # id → text, for memories stored as text (texts.py)
+        # Strengths and lifetimes row for row (priors.py); log-priors go into _bias.
+        self.priors = RowPriors(_MIN_CAPACITY, config.half_life_s)
 
     # ---- size -------------------------------------------------------------------------
     @property
@@ -107,10 +104,14 @@ class MemoryBank:
         payloads: Sequence[dict[str, Any] | None] | None = None,
         *,
         as_stored: bool = False,
+        strengths: np.ndarray | None = None,
+        expires: np.ndarray | None = None,
+        stored_at: float = 0.0,
     ) -> PreparedBatch:
         """Validate a batch and compute what will be stored; changes nothing.
 
         `as_stored` skips normalization (snapshot import: the vectors are already stored form).
+        `strengths` and `expires` (per input row, validated: forgetting.py) follow the rows.
         """
         x = as_matrix(vectors, self.config.dim)
         n = x.shape[0]
@@ -140,13 +141,19 @@ class MemoryBank:
         # The same vector twice without ids is one memory (content addressing); last wins.
         last_row = {mid: r for r, mid in enumerate(resolved)}
         if len(last_row) == n:  # no repeats (the usual case): no gather, no copy
-            return PreparedBatch(resolved, resolved, np.ascontiguousarray(x), payloads)
+            return PreparedBatch(
+                resolved, resolved, np.ascontiguousarray(x), payloads, strengths, expires,
+                stored_at,
+            )  # fmt: skip
         order = sorted(last_row.values())
         return PreparedBatch(
             ids=resolved,
             unique_ids=[resolved[r] for r in order],
             vectors=np.ascontiguousarray(x[order]),
             payloads=[payloads[r] for r in order],
+            strengths=None if strengths is None else strengths[order],
+            expires=None if expires is None else expires[order],
+            stored_at=stored_at,
         )
 
     def apply(self, batch: PreparedBatch, keys: list[int] | np.ndarray) -> None:
@@ -182,14 +189,39 @@ class MemoryBank:
             self.indexes.add(np.arange(start, stop), self._payloads[start:stop])
             self._n = stop
         self._max_norm = None
+        all_rows = np.asarray([row_of[mid] for mid in batch.unique_ids], dtype=np.int64)
+        m = len(all_rows)
+        self._set_priors(
+            all_rows,
+            np.ones(m) if batch.strengths is None else batch.strengths,
+            np.full(m, batch.stored_at),
+            np.full(m, np.nan),
+            np.full(m, np.inf) if batch.expires is None else batch.expires,
+        )
 
-    def bulk_loader(self) -> BulkLoader:
-        """Fill this (empty) bank from `Storage.load`: pass the loader as its sink, then
-        call `finish`. The vectors go straight into the device tensor, in the bank's dtype,
-        one chunk at a time: no full float32 copy of the bank on the way."""
-        if self._n:
-            raise RuntimeError("bulk_loader needs an empty bank")
-        return BulkLoader(self)
+    def _set_priors(
+        self,
+        rows: np.ndarray,
+        strength: np.ndarray,
+        stored_at: np.ndarray,
+        reinforced_at: np.ndarray,
+        expires: np.ndarray,
+    ) -> None:
+        """Record rows' strengths and times, and bring their log-prior bias up to date."""
+        pr = self.priors
+        full = pr.set_rows(rows, strength, stored_at, reinforced_at, expires)
+        if not pr.active:
+            return
+        n = self._n
+        if full:
+            pr.refresh(n)
+            lp = torch.from_numpy(pr.log_prior[:n]).to(device=self.device, dtype=torch.float32)
+            cur = self._bias[:n]
+            self._bias[:n] = torch.where(torch.isneginf(cur), cur, lp)
+        elif len(rows):
+            idx = torch.from_numpy(rows).to(self.device)
+            lp_rows = torch.from_numpy(pr.log_prior[rows]).to(self.device, torch.float32)
+            self._bias[idx] = lp_rows
 
     def remove(self, ids: list[str]) -> list[int]:
         """Tombstone the rows of `ids` that exist; returns their keys."""
@@ -206,6 +238,7 @@ class MemoryBank:
             self._payloads[r] = None
         self._dead += len(rows)
         self._max_norm = None
+        self.priors.clear(rows, self._n)
         self.indexes.remove(rows)
         if self._dead > _COMPACT_FRACTION * self._n:
             self.compact()
@@ -225,6 +258,9 @@ class MemoryBank:
         keys[:n] = self._keys[alive]
         self._xi, self._keys = xi, keys
         self._bias = torch.zeros(capacity, dtype=torch.float32, device=self.device)
+        self.priors.remap(np.asarray(alive, dtype=np.int64), capacity)
+        if self.priors.active:
+            self._bias[:n] = torch.from_numpy(self.priors.log_prior[:n]).to(self.device)
         self._ids = [self._ids[r] for r in alive]
         self._payloads = [self._payloads[r] for r in alive]
         self._row_of = {mid: r for r, mid in enumerate(self._ids)}  # type: ignore[misc]
@@ -244,6 +280,7 @@ class MemoryBank:
         keys = np.zeros(new_cap, dtype=np.int64)
         keys[: self._n] = self._keys[: self._n]
         self._xi, self._bias, self._keys = xi, bias, keys
+        self.priors.reserve(new_cap, self._n)
 
     # ---- reads ------------------------------------------------------------------------
     @property
@@ -253,8 +290,36 @@ class MemoryBank:
 
     @property
     def bias(self) -> torch.Tensor | None:
-        """(n_rows,) 0 / -inf for tombstones; None when there are none (fast path)."""
-        return self._bias[: self._n] if self._dead else None
+        """(n_rows,) float32 log-prior of each row (math/strengths.py), -inf for tombstones;
+        None when there are no tombstones and every strength is 1 without decay (fast path:
+        today's Model B, bit for bit)."""
+        return self._bias[: self._n] if self._dead or self.priors.active else None
+
+    @property
+    def has_prior(self) -> bool:  # strengths other than 1, or a half-life
+        return self.priors.active
+
+    def bias_offset(self) -> float:  # the log-priors' common part now: in E, not in p
+        return self.priors.offset(self.clock.now())
+
+    def alive_bias(self) -> torch.Tensor | None:
+        """(count,) float64 log s_μ(now) of the alive memories in order (None: all s = 1)."""
+        if not self.priors.active:
+            return None
+        lp = self.priors.log_prior[self.alive_rows()] + self.bias_offset()
+        return torch.from_numpy(lp).to(self.device)
+
+    def log_mass(self) -> float:
+        """log Σ_μ s_μ(now) over the memories (log N when all s_μ = 1): E's constant."""
+        if not self.priors.active:
+            return math.log(self.count)
+        return log_mass(self.priors.log_prior[self.alive_rows()], self.bias_offset())
+
+    def expired_rows(self, t: float) -> np.ndarray:
+        """Rows in use whose lifetime has ended at time t (none before `next_expiry`)."""
+        if t < self.priors.next_expiry:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.priors.expires_at[: self._n] <= t)
 
     @property
     def keys(self) -> np.ndarray:
@@ -332,42 +397,3 @@ class MemoryBank:
         rows = self.alive_rows()
         vectors = self.alive_vectors()
         return [self.id_at(int(r)) for r in rows], vectors, [self._payloads[int(r)] for r in rows]
-
-
-class BulkLoader:
-    """The `Storage.load` sink (storage.VectorSink) of `MemoryBank.bulk_loader`."""
-
-    def __init__(self, bank: MemoryBank) -> None:
-        self.bank = bank
-        self._rows = 0
-
-    def reserve(self, n: int, d: int) -> None:
-        bank = self.bank
-        if d != bank.config.dim:
-            raise InvalidInputError(
-                f"stored vectors have dimension {d}, the bank has {bank.config.dim}",
-                {"expected": bank.config.dim, "got": d},
-            )
-        # Exactly n rows: the first append after a start grows it geometrically, as usual.
-        bank._reserve(n, exact=True)
-        self._rows = n
-
-    def write(self, start: int, block: np.ndarray) -> None:
-        # copy_ converts to the bank's dtype and device chunk by chunk.
-        self.bank._xi[start : start + len(block)].copy_(torch.from_numpy(block))
-
-    def finish(
-        self, ids: list[str], keys: np.ndarray, payloads: list[dict[str, Any] | None]
-    ) -> None:
-        """Make the rows written so far the bank's memories (ids, store seqs, payloads)."""
-        bank, n = self.bank, len(ids)
-        if n != self._rows or len(keys) != n or len(payloads) != n:
-            raise InvalidInputError("bulk load: ids, keys and payloads must match the rows")
-        bank._bias[:n] = 0.0
-        bank._keys[:n] = keys
-        bank._ids = ids  # type: ignore[assignment]  # taken over, not copied
-        bank._payloads = payloads
-        bank._row_of = dict(zip(ids, range(n), strict=True))
-        bank._n, bank._dead = n, 0
-        bank._max_norm = None
-        bank.indexes.add(np.arange(n), payloads)

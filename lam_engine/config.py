@@ -109,6 +109,11 @@ class DiagnosticsDefaults:
     exact_max: int = 20_000
 
 
+# The reaper of expired memories (reaper.py) looks at least this often, and at most this
+# often (a lifetime ends for reads at its instant; the reaper only reclaims the space).
+REAP_MAX_WAIT_S = 1.0
+REAP_MIN_WAIT_S = 0.01
+
 QUERY = QueryDefaults()
 DYNAMICS = DynamicsDefaults()
 DIAGNOSTICS = DiagnosticsDefaults()
@@ -184,6 +189,9 @@ class BankConfig:
     replicas: int = 1
     # Text banks (API.md "Text memories"): {"model": name or model directory}; None: vectors only.
     embedder: dict[str, Any] | None = None
+    # Forgetting (API.md): lifetime of memories stored without one; strengths' half-life.
+    default_ttl_s: float | None = None
+    half_life_s: float | None = None
 
     def validate(self) -> BankConfig:
         _int_in("dim", self.dim, 1, MAX_DIM)
@@ -206,6 +214,15 @@ class BankConfig:
         validate_model_params(self.model, self.model_params)
         validate_index_spec(self.payload_index)
         validate_embedder(self.embedder)
+        for name in ("default_ttl_s", "half_life_s"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _positive_finite(name, value))
+                if self.shards > 1:
+                    raise InvalidParameterError(
+                        f"{name} is not supported on sharded banks yet (shards > 1)",
+                        {name: value, "shards": self.shards},
+                    )
         return self
 
     def with_changes(self, **changes: Any) -> BankConfig:

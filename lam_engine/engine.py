@@ -5,208 +5,62 @@ SQLite in one transaction → apply it to the in-memory bank and its index under
 write lock. A failed commit leaves both unchanged; readers (queries) hold the read lock,
 so they see the bank before or after a batch, never half of it.
 
-Saved prefilter indexes: `close` saves every bank's trained FAISS index (IVF, HNSW) under
-`<data dir>/index/`, tagged with the bank's store write generation, and `open` loads it
-instead of rebuilding it when that generation (and the prefilter config) still match the
-store; otherwise (a crash after writes, a damaged file) the index is rebuilt. Each slot
-tracks the generation its in-memory bank and index reflect (None once unknown).
+Lifecycle (open, load, saved prefilter indexes, close): persist.py (`StoredTable`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from .bank import MemoryBank, PreparedBatch
+from .bank import PreparedBatch
 from .config import BankConfig, PrefilterConfig, validate_bank_name
 from .errors import (
     BankExistsError,
     BankNotFoundError,
     InvalidParameterError,
-    LamError,
     MemoryNotFoundError,
 )
-from .index import IndexCatalog
-from .kernels import DEFAULT_CHUNK_BYTES
+from .fading import reinforce, set_half_life, snapshot_times
+from .forgetting import check_strength, resolve_batch
 from .novelty import gate
 from .payload_index import validate_index_spec
+from .persist import INDEX_DIR, STORE_FILE, StoredTable
+from .reaper import Reaper
 from .results import BankInfo, UpsertResult
-from .runtime import setup
 from .selection import delete_filter, passing_ids, rebuild_indexes
-from .slot import BankSlot, empty_index, fill_index, new_slot, now
-from .store import DataDirLock, Storage
+from .shards import ShardedBank
+from .slot import BankSlot, empty_index, fill_index, now
 from .store import snapshot as snapshot_io
-from .table import BankTable
+from .store.rows import row_times
 from .texts import apply_texts, batch_texts, check_embedder
 
-STORE_FILE = "lam.sqlite3"
-INDEX_DIR = "index"  # saved prefilter indexes, beside the store
+__all__ = ["INDEX_DIR", "STORE_FILE", "UNSET", "Engine"]
+UNSET: Any = object()  # update_bank: a field not given (None clears it)
 
 log = logging.getLogger("lam.engine")
 
 
-class Engine(BankTable):
+class Engine(StoredTable):
     """The one object the service holds: banks by name, durable and thread-safe.
 
-    Reads come from `BankTable`; this class owns the store, the lifecycle and the writes.
+    Reads come from `BankTable`, the store and the lifecycle from `StoredTable`; this class
+    owns the writes.
     """
 
-    def __init__(
-        self,
-        storage: Storage,
-        *,
-        default_device: str = "auto",
-        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-        index_dir: Path | None = None,
-    ) -> None:
-        super().__init__(chunk_bytes=chunk_bytes)
-        self.storage = storage
-        self.default_device = default_device
-        # Where prefilter indexes are saved; None: never (in-memory engines).
-        self.index_dir = index_dir
-        self._closed = False
-
-    # ---- lifecycle ------------------------------------------------------------------------
-    @classmethod
-    def open(
-        cls,
-        path: str | Path | None,
-        *,
-        synchronous: str = "FULL",
-        default_device: str = "auto",
-        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-    ) -> Engine:
-        """Open (or create) the store under directory `path` and load every bank onto its device.
-
-        `path=None` keeps everything in memory (tests, embedded scratch use).
-        """
-        index_dir = None
-        if path is None:
-            storage = Storage(":memory:", synchronous=synchronous)
-        else:
-            directory = Path(path)
-            directory.mkdir(parents=True, exist_ok=True)
-            # Taken before the store opens (which may migrate it): a held directory is left
-            # untouched. The store releases it when it closes.
-            lock = DataDirLock.acquire(directory)
-            storage = Storage(directory / STORE_FILE, synchronous=synchronous, lock=lock)
-            index_dir = directory / INDEX_DIR
-        setup()  # process-wide settings the engine relies on (runtime.py), never at import
-        engine = cls(
-            storage, default_device=default_device, chunk_bytes=chunk_bytes, index_dir=index_dir
-        )
-        try:
-            engine._load_all()
-        except BaseException:
-            storage.close()
-            raise
-        return engine
-
-    def _load_all(self) -> None:
-        for rec in self.storage.list_banks():
-            config = BankConfig.from_dict(rec.config)
-            slot = self._new_slot(rec.name, config, rec.created_at, on_load=True)
-            slot.generation = self._fill_from_store(slot.bank, rec.name)
-            if not self._load_index(slot):
-                slot.rebuild_index()
-                if slot.prefilter is not None:
-                    slot.index_origin = "built"
-                    # Save it now: a crash before the next clean shutdown costs no rebuild.
-                    self._save_index(slot)
-            self._banks[rec.name] = slot
-        if self.index_dir is not None and not self.storage.read_only:
-            keep = {
-                name
-                for name, slot in self._banks.items()
-                if slot.prefilter is not None and slot.prefilter.worth_saving
-            }
-            IndexCatalog(self.index_dir).prune(keep)
-
-    def _fill_from_store(self, bank: MemoryBank, name: str) -> int | None:
-        """Load the bank's memories into the empty `bank`; returns the store generation read.
-
-        The store streams the vectors chunk by chunk into the bank's tensor (in its dtype):
-        the peak is the bank itself plus ids and payloads, not a float32 copy of it.
-        """
-        loader = bank.bulk_loader()
-        loaded = self.storage.load(name, sink=loader)
-        loader.finish(loaded.ids, loaded.seqs, loaded.payloads)
-        bank.texts = loaded.texts
-        return loaded.generation
-
-    def _load_index(self, slot: BankSlot) -> bool:
-        """Use the saved index of this bank if it is current; False if it must be rebuilt."""
-        if slot.prefilter is None or self.index_dir is None or slot.generation is None:
-            return False
-        index = IndexCatalog(self.index_dir).load(
-            slot.config.prefilter, slot.config.dim, slot.name, slot.generation, slot.bank.count
-        )
-        if index is None:
-            return False
-        slot.prefilter = index
-        slot.index_origin = "loaded"
-        return True
-
-    def _save_index(self, slot: BankSlot) -> None:
-        """Save the bank's index if it reflects the store's current generation. Never raises.
-
-        The caller holds the bank's writer lock (or has the slot to itself).
-        """
-        pf = slot.prefilter
-        if pf is None or self.index_dir is None or self.storage.read_only:
-            return
-        if slot.generation is None:
-            self._remove_index_files(slot.name)
-            return
-        try:
-            current = self.storage.generation(slot.name)
-        except LamError:
-            return
-        IndexCatalog(self.index_dir).save(pf, slot.name, slot.generation, current)
-
-    def _remove_index_files(self, name: str) -> None:
-        if self.index_dir is None or self.storage.read_only:
-            return
-        IndexCatalog(self.index_dir).remove(name)
-
-    def _committed(self, slot: BankSlot) -> None:
-        """After a write to the bank was committed and applied: note the store generation."""
-        try:
-            slot.generation = self.storage.generation(slot.name)
-        except LamError:
-            slot.generation = None
+    _reaper: Reaper | None = None
 
     def close(self) -> None:
-        """Save the banks' prefilter indexes (see module doc), then close the store."""
-        with self._table:
-            if self._closed:
-                return
-            self._closed = True
-            # Take every bank's writer lock so no batch is half-committed at close.
-            for slot in list(self._banks.values()):
-                with slot.writer:
-                    self._save_index(slot)
-            self.storage.close()
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        if self._reaper is not None:
+            self._reaper.stop()
+        super().close()
 
     # ---- banks ----------------------------------------------------------------------------
-    def _new_slot(
-        self, name: str, config: BankConfig, created_at: str, *, on_load: bool
-    ) -> BankSlot:
-        return new_slot(
-            name, config, created_at, default_device=self.default_device, on_load=on_load
-        )
-
     def create_bank(self, name: str, config: BankConfig) -> tuple[BankInfo, bool]:
         validate_bank_name(name)
         config = config.validate()
@@ -241,7 +95,11 @@ class Engine(BankTable):
         beta: float | None = None,
         prefilter: PrefilterConfig | None = None,
         payload_index: dict[str, str] | None = None,
+        default_ttl_s: Any = UNSET,
+        half_life_s: Any = UNSET,
     ) -> BankInfo:
+        """Change a bank's config; `default_ttl_s` / `half_life_s` left UNSET are kept, None
+        clears them. A new half-life applies to every memory from its t_μ (fading.py)."""
         slot = self._slot(name)
         with slot.writer:
             if self._banks.get(name) is not slot:  # deleted or replaced meanwhile
@@ -255,6 +113,9 @@ class Engine(BankTable):
                 changes["prefilter"] = prefilter.validate()
             if payload_index is not None:
                 changes["payload_index"] = validate_index_spec(payload_index)
+            for key, value in (("default_ttl_s", default_ttl_s), ("half_life_s", half_life_s)):
+                if value is not UNSET:
+                    changes[key] = value
             config = slot.config.with_changes(**changes)
             if config == slot.config:
                 return self.bank_info(name)
@@ -266,10 +127,13 @@ class Engine(BankTable):
                     fill_index(index, slot.bank)
             with slot.lock.write():
                 reindex = config.payload_index != slot.bank.config.payload_index
+                new_half_life = config.half_life_s != slot.bank.config.half_life_s
                 slot.bank.config = config
                 slot.prefilter = index
                 if reindex:
                     rebuild_indexes(slot.bank)
+                if new_half_life:
+                    set_half_life(slot.bank, config.half_life_s)
                 info = slot.info()
             self._committed(slot)
             if index is not slot_index_before:
@@ -283,31 +147,110 @@ class Engine(BankTable):
         vectors: Any,
         ids: Sequence[str | None] | None = None,
         payloads: Sequence[dict[str, Any] | None] | None = None,
+        *,
+        strengths: Sequence[Any] | None = None,
+        ttl_s: Sequence[Any] | None = None,
+        expires_at: Sequence[Any] | None = None,
         if_novel: float | None = None,  # τ: store only memories with E(ξ) > τ (novelty.py)
         texts: Sequence[str | None] | None = None,  # a text bank's, one per vector (texts.py)
     ) -> UpsertResult:
+        """Store a batch; `strengths`, `ttl_s`, `expires_at`: one entry (or None) per vector
+        (API.md "Forgetting"; forgetting.py validates them)."""
         slot = self._slot(name)
-        batch = slot.bank.prepare(vectors, ids, payloads)
+        now = self.clock.now()
+        s = exp = None
+        if isinstance(slot.bank, ShardedBank) and not (strengths is ttl_s is expires_at is None):
+            raise InvalidParameterError(
+                "strength, ttl_s and expires_at are not supported on sharded banks yet",
+                {"shards": slot.config.shards},
+            )
+        if not (strengths is None and ttl_s is None and expires_at is None) or (
+            slot.config.default_ttl_s is not None
+        ):
+            # Rows as given (prepare refuses a malformed batch right after, typed).
+            n = len(ids) if ids is not None else len(vectors) if hasattr(vectors, "__len__") else 0
+            s, exp = resolve_batch(
+                n, strengths, ttl_s, expires_at, default_ttl_s=slot.config.default_ttl_s, now=now
+            )
+        batch = slot.bank.prepare(vectors, ids, payloads, strengths=s, expires=exp, stored_at=now)
         with slot.writer:
             if self._banks.get(name) is not slot:
                 raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
-            batch, skipped = gate(slot, batch, payloads, if_novel, self.chunk_bytes)
-            if not batch.ids:  # everything skipped: no write, the generation unchanged
+            kept = batch_texts(slot.bank, batch, texts)  # per unique id of the whole batch
+            gated, skipped = gate(slot, batch, payloads, if_novel, self.chunk_bytes)
+            if not gated.ids:  # everything skipped: no write, the generation unchanged
                 return UpsertResult(ids=[], count=slot.bank.count, skipped=skipped)
+            if kept is not None and gated is not batch:
+                by_id = dict(zip(batch.unique_ids, kept, strict=True))
+                kept = [by_id[i] for i in gated.unique_ids]
+            batch = gated
             # The bank mirrors the store (same ids), so it tells which ids are replacements.
             ids = batch.unique_ids
             any_replaced = slot.bank.holds_any(ids)
             replaced = [i in slot.bank for i in ids] if any_replaced else [False] * len(ids)
+            times = row_times(len(ids), batch.strengths, now, None, batch.expires)
             seqs = self.storage.upsert(
                 name, ids, batch.vectors, batch.payloads, all_new=not any_replaced,
-                memory_texts=(kept := batch_texts(slot.bank, batch, texts)),
+                times=times, memory_texts=kept,
             )  # fmt: skip
             with slot.lock.write():
                 self._apply(slot, batch, seqs, replaced)
                 apply_texts(slot.bank, ids, kept)
                 count = slot.bank.count
             self._committed(slot)
+        if batch.expires is not None and self._reaper is not None:
+            self._reaper.wake()
         return UpsertResult(ids=batch.ids, count=count, skipped=skipped)
+
+    def reinforce(self, name: str, ids: list[str], strength: float | None = None) -> int:
+        """t_μ = now (and s_μ = strength when given) for the ids the bank holds and that have
+        not expired; returns how many (unknown ids are not counted, as in delete)."""
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise InvalidParameterError("ids must be a list of strings")
+        s = None if strength is None else check_strength(strength)
+        slot = self._slot(name)
+        if isinstance(slot.bank, ShardedBank):
+            raise InvalidParameterError(
+                "reinforce is not supported on sharded banks yet", {"shards": slot.config.shards}
+            )
+        with slot.writer:
+            if self._banks.get(name) is not slot:
+                raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
+            now, bank = self.clock.now(), slot.bank
+            present = [
+                i for i in dict.fromkeys(ids)
+                if i in bank and bank.priors.expires_at[bank._row_of[i]] > now
+            ]  # fmt: skip
+            if not present:
+                return 0
+            n = self.storage.reinforce(name, present, now, s)
+            with slot.lock.write():
+                rows = np.asarray([bank._row_of[i] for i in present], dtype=np.int64)
+                reinforce(bank, rows, now, s)
+            self._committed(slot)
+            return n
+
+    def reap(self) -> float:
+        """Delete every memory expired by now through the durable delete path; returns the
+        next expiry of any bank (unix s; inf: none). The reaper thread calls it."""
+        next_at = math.inf
+        for name in self.bank_names():
+            slot = self._banks.get(name)
+            if slot is None:
+                continue
+            bank = slot.bank
+            with slot.lock.read():
+                rows = bank.expired_rows(self.clock.now())
+                ids = [bank.id_at(int(r)) for r in rows]
+            if ids:
+                self.delete_memories(name, ids)
+            if not isinstance(bank, ShardedBank):  # which keeps no lifetimes (config.py)
+                next_at = min(next_at, bank.priors.next_expiry)
+        return next_at
+
+    def start_background(self) -> None:
+        if self._reaper is None and not self.storage.read_only:
+            self._reaper = Reaper(self.reap, self.clock.now)
 
     def _apply(
         self, slot: BankSlot, batch: PreparedBatch, seqs: list[int], replaced: list[bool]
@@ -385,6 +328,7 @@ class Engine(BankTable):
                 if snap.ids
                 else PreparedBatch([], [], np.zeros((0, config.dim), np.float32), [])
             )
+            times = snapshot_times(snap.times, len(batch.unique_ids), self.clock.now())
             # Writers of a replaced bank wait until the new one is in place, then find their
             # slot stale: none of them can write to the new bank as if it were the old one.
             with old.writer if old is not None else contextlib.nullcontext():
@@ -396,12 +340,14 @@ class Engine(BankTable):
                         batch.unique_ids,
                         batch.vectors,
                         batch.payloads,
-                        snap.texts,
+                        row_times(len(batch.unique_ids), *times),
+                        memory_texts=snap.texts,
                     )
                 if old is not None:
                     self._remove_index_files(name)  # the replaced bank's: stale from now on
                 if batch.unique_ids:
                     slot.bank.apply(batch, seqs)
+                    slot.bank._set_priors(np.arange(len(seqs)), *times)
                     apply_texts(slot.bank, batch.unique_ids, snap.texts)
                 slot.rebuild_index()
                 self._committed(slot)

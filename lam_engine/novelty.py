@@ -155,9 +155,16 @@ def _subset(
     rows = np.flatnonzero(keep).tolist()
     last = {batch.ids[r]: r for r in rows}
     order = sorted(last.values())
+    unique_ids = [batch.ids[r] for r in order]
+    # Strengths and lifetimes are per unique id of the whole batch: pick the kept ones.
+    pos = {mid: j for j, mid in enumerate(batch.unique_ids)}
+    at = np.asarray([pos[mid] for mid in unique_ids], dtype=np.int64)
     return PreparedBatch(
         ids=[batch.ids[r] for r in rows],
-        unique_ids=[batch.ids[r] for r in order],
+        unique_ids=unique_ids,
         vectors=np.ascontiguousarray(x[order]),
         payloads=[None if payloads is None else payloads[r] for r in order],
+        strengths=None if batch.strengths is None else batch.strengths[at],
+        expires=None if batch.expires is None else batch.expires[at],
+        stored_at=batch.stored_at,
     )

@@ -179,13 +179,17 @@ def _energy_b(
     gradient: bool,
     chunk_bytes: int,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """E(v) = ½‖v‖² − β⁻¹ log Σ exp(β ξ·v) [+ β⁻¹ log N + ½M²], and ∇E = v − Ξᵀ softmax."""
+    """E(v) = ½‖v‖² − β⁻¹ log Σ s_μ exp(β ξ·v) [+ β⁻¹ log Σ s_μ + ½M²], ∇E = v − Ξᵀ p.
+
+    With every s_μ = 1, log Σ s_μ = log N (math/strengths.py, docs/math.md).
+    """
     res = model_b_pass(
         bank.xi, states, beta, bias=bank.bias, chunk_bytes=chunk_bytes, need_out=gradient
     )
-    e = 0.5 * (states.double() ** 2).sum(dim=1) - res.lse.double() / beta
+    lse = res.lse.double() + bank.bias_offset()  # the log-priors' common part (strengths.py)
+    e = 0.5 * (states.double() ** 2).sum(dim=1) - lse / beta
     if constants:
-        e = e + math.log(bank.count) / beta + 0.5 * bank.max_norm() ** 2
+        e = e + bank.log_mass() / beta + 0.5 * bank.max_norm() ** 2
     grad = (states.float() - res.out).cpu().numpy() if gradient else None
     return e.cpu().numpy(), grad
 
@@ -266,9 +270,11 @@ def dynamics(
     ):
         if isinstance(val, bool) or not isinstance(val, (int, float)) or not math.isfinite(val):
             raise InvalidParameterError(f"{name} must be a finite number", {name: val})
-    lag_v, lag_h = lagrangians_for(bank.config.model, b, dict(bank.config.model_params))
-    require_convex(bank.config.model, lag_v, lag_h)
     xi = bank.alive_xi().double()  # (N, d): hidden units follow the memory order
+    # Model B's hidden softmax carries the strengths: f = softmax(β h + log s) (strengths.py).
+    prior = bank.alive_bias() if bank.config.model == "B" else None
+    lag_v, lag_h = lagrangians_for(bank.config.model, b, dict(bank.config.model_params), prior)
+    require_convex(bank.config.model, lag_v, lag_h)
     n, d = xi.shape
     v0 = _vector(state, d, "state").to(xi.device)
     h0 = None if hidden is None else _vector(hidden, n, "hidden").to(xi.device)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .clock import rfc3339
 from .config import BankConfig
 
 
@@ -77,6 +78,8 @@ class MemoryRecord:
     vector: np.ndarray | None
     payload: dict[str, Any] | None
     text: str | None = None  # a text bank's memory stored as text (API.md "Text memories")
+    # strength, strength_now and the times in unix seconds (fading.forgetting_at)
+    forgetting: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "payload": self.payload}
@@ -84,6 +87,11 @@ class MemoryRecord:
             out["vector"] = _floats(self.vector)
         if self.text is not None:
             out["text"] = self.text
+        if self.forgetting is not None:
+            f = self.forgetting
+            out.update(strength=f["strength"], strength_now=f["strength_now"])
+            for key in ("stored_at", "reinforced_at", "expires_at"):
+                out[key] = rfc3339(f[key])  # API.md: RFC 3339 text, null when none
         return out
 
 

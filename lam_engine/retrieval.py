@@ -129,8 +129,13 @@ def retrieve_b_dense(
         )
 
     v, steps, converged, res = _descend(cue, known, params, one_pass)
-    energy = 0.5 * (v.double() ** 2).sum(dim=1) - res.lse.double() / beta
-    weights = torch.exp(beta * res.top_scores - res.lse[:, None])
+    # The log-priors' common part (math/strengths.py) cancels in p but not in E.
+    lse = res.lse.double() + bank.bias_offset()
+    energy = 0.5 * (v.double() ** 2).sum(dim=1) - lse / beta
+    logit = beta * res.top_scores
+    if bias is not None:  # weights of the matches: p_μ ∝ s_μ exp(β h_μ)
+        logit = logit + torch.where(res.top_rows >= 0, bias[res.top_rows.clamp_min(0)], 0)
+    weights = torch.exp(logit - res.lse[:, None])
     return Retrieval(
         states=v.float(),
         steps=steps,
@@ -148,6 +153,7 @@ class _CandPass:
     lse: torch.Tensor
     h: torch.Tensor  # (B, k)
     rows: torch.Tensor  # (B, k)
+    bias: torch.Tensor | None = None  # (B, k) the candidates' log-priors
 
 
 def retrieve_b_prefiltered(
@@ -159,10 +165,14 @@ def retrieve_b_prefiltered(
     k_candidates: int,
 ) -> Retrieval:
     """Model B over FAISS candidates; ε is the largest bound seen along the descent."""
-    xi, beta = bank.xi, params.beta
+    xi, beta, bias = bank.xi, params.beta, bank.bias
     n = bank.count
     k = min(k_candidates, n)
     eps = np.zeros(cue.shape[0])
+    # Σ_μ e^{b_μ} over the bank, in the units of `bias` (the bound's W, math/bound.py).
+    # Tombstones alone (bias 0 / -inf) keep the plain bound (W_out = N − k).
+    prior = bias is not None and bank.has_prior
+    total_prior = math.exp(bank.log_mass() - bank.bias_offset()) if prior else None
 
     def one_pass(v: torch.Tensor, want_top: bool) -> _CandPass:
         _, keys = index.search(np.ascontiguousarray(v.float().cpu().numpy()), k)
@@ -170,17 +180,22 @@ def retrieve_b_prefiltered(
         rows = torch.from_numpy(rows_np).to(xi.device)
         valid = rows >= 0
         xi_c = gather_rows(xi, rows.clamp_min(0))  # (B, k, d)
-        out, lse, h = candidate_pass(xi_c, v, beta, valid)
-        eps[:] = np.maximum(eps, missed_mass_bound(h.cpu().numpy(), n, beta))
-        return _CandPass(out=out, lse=lse, h=h, rows=rows)
+        bias_c = None if bias is None else bias[rows.clamp_min(0)]  # (B, k) log-priors
+        out, lse, h = candidate_pass(xi_c, v, beta, valid, bias_c)
+        b_np = None if bias_c is None or not prior else bias_c.cpu().numpy()
+        bound = missed_mass_bound(h.cpu().numpy(), n, beta, b_np, total_prior)
+        eps[:] = np.maximum(eps, bound)
+        return _CandPass(out=out, lse=lse, h=h, rows=rows, bias=bias_c)
 
     v, steps, converged, res = _descend(cue, known, params, one_pass)
-    energy = 0.5 * (v.double() ** 2).sum(dim=1) - res.lse.double() / beta
+    energy = 0.5 * (v.double() ** 2).sum(dim=1) - (res.lse.double() + bank.bias_offset()) / beta
     kk = min(params.top_k, k)
-    top_h, idx = torch.topk(res.h, kk, dim=1)
+    logit = beta * res.h if res.bias is None else beta * res.h + res.bias  # (B, k)
+    top_logit, idx = torch.topk(logit, kk, dim=1)  # by weight
+    top_h = torch.gather(res.h, 1, idx)
     top_rows = torch.gather(res.rows, 1, idx)
     top_rows = torch.where(torch.isfinite(top_h), top_rows, torch.full_like(top_rows, -1))
-    weights = torch.exp(beta * top_h - res.lse[:, None])
+    weights = torch.exp(top_logit - res.lse[:, None])
     return Retrieval(
         states=v.float(),
         steps=steps,

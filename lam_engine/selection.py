@@ -29,6 +29,7 @@ from .bank import MemoryBank
 from .errors import EmptySelectionError, InvalidParameterError
 from .filters import Filter, evaluate, parse_filter
 from .kernels.candidates import gather_rows
+from .math.strengths import log_mass
 from .payload_index import PayloadIndexes
 
 GATHER_FRACTION = 0.25
@@ -52,7 +53,7 @@ class BankView:
         n = len(self._bank._ids)
         if bias is None:  # no tombstones
             return np.ones(n, dtype=bool)
-        return np.asarray((bias == 0).cpu().numpy(), dtype=bool)
+        return np.asarray((~torch.isneginf(bias)).cpu().numpy(), dtype=bool)
 
     @property
     def indexes(self) -> PayloadIndexes | None:
@@ -70,9 +71,24 @@ def select(bank: MemoryBank, flt: Filter | None) -> np.ndarray:
     return evaluate(flt, BankView(bank))
 
 
+def visible(bank: MemoryBank, flt: Filter | None) -> np.ndarray | None:
+    """(n_rows,) bool: the rows a read sees now, alive, not expired (API.md "Forgetting":
+    gone from the instant they expire, before the reaper deletes them) and passing `flt`;
+    None when that is every memory of the bank (no filter, nothing expired: the fast path).
+    """
+    expired = bank.expired_rows(bank.clock.now())
+    if flt is None and not len(expired):
+        return None
+    mask = select(bank, flt)
+    mask[expired] = False
+    return mask
+
+
 def passing_ids(bank: MemoryBank, flt: Filter) -> list[str]:
-    """The ids of the memories passing `flt`, in store order."""
-    return [bank.id_at(int(r)) for r in np.flatnonzero(select(bank, flt))]
+    """The ids of the memories passing `flt` (and not expired), in store order."""
+    mask = visible(bank, flt)
+    assert mask is not None
+    return [bank.id_at(int(r)) for r in np.flatnonzero(mask)]
 
 
 def delete_filter(ids: Any, filter: Any) -> Filter | None:
@@ -115,7 +131,10 @@ class SelectedBank(MemoryBank):
             # ~5× slower for 10⁴ rows of a 10⁶ bank on the shared machine, measured).
             rows = torch.from_numpy(sel)[None].to(base.device)
             self._rows_xi = gather_rows(base.xi, rows).reshape(len(sel), base.xi.shape[1])
-            self._sel_bias: torch.Tensor | None = None
+            # The passing memories' log-priors (strengths) come along; none: all s = 1.
+            self._sel_bias: torch.Tensor | None = (
+                None if base.bias is None else base.bias[torch.from_numpy(sel).to(base.device)]
+            )
             self._sel_keys = base.keys[sel]
         else:
             self._gathered = False
@@ -123,6 +142,9 @@ class SelectedBank(MemoryBank):
             bias = torch.full((len(mask),), -math.inf, dtype=torch.float32)
             bias[torch.from_numpy(sel)] = 0.0
             self._sel_bias = bias.to(base.device)
+            if base.bias is not None:  # keep the passing rows' log-priors
+                idx = torch.from_numpy(sel).to(base.device)
+                self._sel_bias[idx] = base.bias[idx]
             self._sel_keys = base.keys
 
     def _base_row(self, row: int) -> int:
@@ -151,6 +173,26 @@ class SelectedBank(MemoryBank):
         if self._gathered:
             return self._rows_xi
         return self._rows_xi.index_select(0, torch.from_numpy(self._sel).to(self.device))
+
+    @property
+    def has_prior(self) -> bool:
+        return self._base.priors.active
+
+    def bias_offset(self) -> float:
+        return self._base.bias_offset()
+
+    def log_mass(self) -> float:
+        """log Σ s_μ(now) over the selected memories (log N selected when all s = 1)."""
+        pr = self._base.priors
+        if not pr.active:
+            return math.log(self._count)
+        return log_mass(pr.log_prior[self._sel], self.bias_offset())
+
+    def alive_bias(self) -> torch.Tensor | None:
+        pr = self._base.priors
+        if not pr.active:
+            return None
+        return torch.from_numpy(pr.log_prior[self._sel] + self.bias_offset()).to(self.device)
 
     def max_norm(self) -> float:
         """M over the selected memories (the energy's ½M² constant runs over the subset)."""

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .bank import MemoryBank, resolve_device
+from .bank import MemoryBank
+from .clock import SYSTEM_CLOCK, Clock
 from .config import BankConfig, PrefilterConfig
-from .errors import ClusterRequiredError
+from .errors import ClusterRequiredError, DeviceUnavailableError
 from .index import Prefilter, make_prefilter
 from .locks import RWLock
 from .results import BankInfo
@@ -22,6 +23,19 @@ def now() -> str:
     return (
         dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceUnavailableError(f"device {name!r} requested but CUDA is not available")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceUnavailableError(f"device {name!r} does not exist")
+        return dev
+    return torch.device("cpu")
 
 
 @dataclass
@@ -55,7 +69,7 @@ class BankSlot:
         return BankInfo(
             name=self.name,
             config=self.config,
-            count=self.bank.count,
+            count=self.bank.count - len(self.bank.expired_rows(self.bank.clock.now())),
             memory_bytes=self.bank.memory_bytes,
             device=str(self.bank.device),
             created_at=self.created_at,
@@ -91,7 +105,13 @@ def device_for(config: BankConfig, default_device: str, *, on_load: bool) -> tor
 
 
 def new_slot(
-    name: str, config: BankConfig, created_at: str, *, default_device: str, on_load: bool
+    name: str,
+    config: BankConfig,
+    created_at: str,
+    *,
+    default_device: str,
+    on_load: bool,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> BankSlot:
     """An empty bank on its device, with an empty index if its config asks for one.
 
@@ -102,7 +122,11 @@ def new_slot(
             "replicas > 1 needs cluster mode (LAM_CLUSTER=ray)", {"replicas": config.replicas}
         )
     device = device_for(config, default_device, on_load=on_load)
-    bank = ShardedBank(config, device) if config.shards > 1 else MemoryBank(config, device)
+    bank = (
+        ShardedBank(config, device, clock)
+        if config.shards > 1
+        else MemoryBank(config, device, clock)
+    )
     slot = BankSlot(name=name, bank=bank, created_at=created_at)
     slot.prefilter = empty_index(config, config.prefilter)
     return slot

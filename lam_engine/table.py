@@ -15,7 +15,13 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import ops
-from .errors import BankNotFoundError, EmptyBankError, InvalidParameterError
+from .errors import (
+    BankNotFoundError,
+    EmptyBankError,
+    InvalidParameterError,
+    MemoryNotFoundError,
+)
+from .fading import forgetting_at, snapshot_rows
 from .filters import Filter, parse_filter
 from .inputs import QueryInput
 from .kernels import DEFAULT_CHUNK_BYTES
@@ -27,7 +33,7 @@ from .results import (
     MemoryRecord,
     QueryBatchResult,
 )
-from .selection import SelectedBank, SelectedIndex, select
+from .selection import SelectedBank, SelectedIndex, visible
 from .shards import ShardedBank
 from .shards import ops as shard_ops
 from .slot import BankSlot
@@ -73,16 +79,27 @@ class BankTable:
     def get_memory(self, name: str, memory_id: str) -> MemoryRecord:
         slot = self._slot(name)
         with slot.lock.read():
-            vector, payload = slot.bank.get(memory_id)
-            text = slot.bank.texts.get(memory_id)
-        return MemoryRecord(id=memory_id, vector=vector, payload=payload, text=text)
+            bank = slot.bank
+            t = bank.clock.now()
+            vector, payload = bank.get(memory_id)
+            text = bank.texts.get(memory_id)
+            if isinstance(bank, ShardedBank):  # no forgetting on sharded banks (config.py)
+                return MemoryRecord(id=memory_id, vector=vector, payload=payload, text=text)
+            row = bank._row_of[memory_id]
+            if bank.priors.expires_at[row] <= t:  # expired, not yet reaped: gone already
+                raise MemoryNotFoundError(f"memory {memory_id!r} not found", {"id": memory_id})
+            forgetting = forgetting_at(bank, row, t)
+        return MemoryRecord(
+            id=memory_id, vector=vector, payload=payload, text=text, forgetting=forgetting
+        )
 
     def count(self, name: str, filter: Any = None) -> int:
         """How many memories pass `filter` (all of them without one)."""
         flt = _filter(filter)
         slot = self._slot(name)
         with slot.lock.read():
-            return slot.bank.count if flt is None else int(select(slot.bank, flt).sum())
+            mask = visible(slot.bank, flt)
+            return slot.bank.count if mask is None else int(mask.sum())
 
     def scroll(
         self,
@@ -106,11 +123,14 @@ class BankTable:
         slot = self._slot(name)
         with slot.lock.read():
             bank = slot.bank
-            if flt is None:
+            t = bank.clock.now()
+            sharded = isinstance(bank, ShardedBank)
+            mask = visible(bank, flt)
+            if mask is None:
                 rows, more = bank.scroll(limit, after)
             else:
                 start = 0 if after is None else int(np.searchsorted(bank.keys, after, "right"))
-                passing = np.flatnonzero(select(bank, flt)[start:]) + start
+                passing = np.flatnonzero(mask[start:]) + start
                 rows, more = passing[:limit].tolist(), len(passing) > limit
             records = [
                 MemoryRecord(
@@ -118,6 +138,7 @@ class BankTable:
                     vector=bank.vector_at(r) if with_vectors else None,
                     payload=bank.payload_at(r),
                     text=bank.texts.get(bank.id_at(r)),
+                    forgetting=None if sharded else forgetting_at(bank, r, t),
                 )
                 for r in rows
             ]
@@ -126,13 +147,17 @@ class BankTable:
 
     # ---- retrieval (ops.py does the work, under the bank's read lock) ----------------------
     @contextlib.contextmanager
-    def _reading(self, name: str) -> Iterator[BankSlot]:
-        """The bank's slot under its read lock; EmptyBankError if it has no memories."""
+    def _reading(self, name: str, flt: Filter | None = None) -> Iterator[tuple[BankSlot, Any]]:
+        """The bank's slot under its read lock, and the bank as the read sees it: the
+        memories alive now (not expired) that pass `flt`. EmptyBankError if it has no
+        memories, EmptySelectionError if a filter passes none."""
         slot = self._slot(name)
         with slot.lock.read():
-            if slot.bank.count == 0:
+            bank = slot.bank
+            mask = None if bank.count == 0 else visible(bank, flt)
+            if bank.count == 0 or (flt is None and mask is not None and not mask.any()):
                 raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
-            yield slot
+            yield slot, bank if mask is None else SelectedBank(bank, mask, name)
 
     def query(self, name: str, queries: QueryInput | Any, **params: Any) -> QueryBatchResult:
         """Retrieve for a batch: a validated `QueryInput`, or raw queries and keyword
@@ -146,14 +171,14 @@ class BankTable:
             q = queries
         else:
             q = QueryInput.build(queries, dim=self._slot(name).config.dim, **params)
-        with self._reading(name) as slot:
+        with self._reading(name, q.filter) as (slot, bank):
             q.check_dim(slot.config.dim)
             if isinstance(slot.bank, ShardedBank):
-                return shard_ops.query(slot.bank, q, name=name, chunk_bytes=self.chunk_bytes)
-            if q.filter is None:
+                result = shard_ops.query(slot.bank, q, name=name, chunk_bytes=self.chunk_bytes)
+                return attach_texts(slot.bank, result)
+            if bank is slot.bank:
                 result = ops.query(slot.bank, slot.prefilter, q, chunk_bytes=self.chunk_bytes)
                 return attach_texts(slot.bank, result)
-            bank = SelectedBank(slot.bank, select(slot.bank, q.filter), name)
             index = slot.prefilter
             if index is not None:
                 index = SelectedIndex(index, slot.bank.count, bank.count)  # type: ignore[assignment]
@@ -172,15 +197,12 @@ class BankTable:
         """E(v) of states under the bank (under the memories passing `filter`, if given)."""
         v = as_matrix(states, self._slot(name).config.dim, "states")
         flt = _filter(filter)
-        with self._reading(name) as slot:
-            bank = slot.bank
-            if isinstance(bank, ShardedBank):
+        with self._reading(name, flt) as (slot, bank):
+            if isinstance(slot.bank, ShardedBank):
                 return shard_ops.energy(
-                    bank, v, name=name, beta=beta, constants=constants, gradient=gradient,
+                    slot.bank, v, name=name, beta=beta, constants=constants, gradient=gradient,
                     filter=flt, chunk_bytes=self.chunk_bytes,
                 )  # fmt: skip
-            if flt is not None:
-                bank = SelectedBank(bank, select(bank, flt), name)
             return ops.energy(
                 bank,
                 v,
@@ -192,23 +214,30 @@ class BankTable:
 
     def dynamics(self, name: str, state: Any, **params: Any) -> DynamicsResult:
         """Integrate eqs. (1)-(2) from `state` (parameters: ops.dynamics)."""
-        with self._reading(name) as slot:
-            return ops.dynamics(slot.bank, state, **params)
+        with self._reading(name) as (_, bank):
+            return ops.dynamics(bank, state, **params)
 
     def diagnostics(self, name: str, **params: Any) -> DiagnosticsResult:
         """Separation report at β (parameters: ops.diagnostics)."""
-        with self._reading(name) as slot:
+        with self._reading(name) as (slot, bank):
             index = slot.prefilter
-            if isinstance(slot.bank, ShardedBank):
-                index = slot.bank.search_index()  # type: ignore[assignment]
-            return ops.diagnostics(slot.bank, index, **params)
+            if isinstance(bank, ShardedBank):
+                index = bank.search_index()  # type: ignore[assignment]
+            elif index is not None and bank is not slot.bank:
+                index = SelectedIndex(index, slot.bank.count, bank.count)  # type: ignore[assignment]
+            return ops.diagnostics(bank, index, **params)
 
     # ---- snapshots ------------------------------------------------------------------------
     def export_snapshot(self, name: str, fileobj: BinaryIO) -> None:
         slot = self._slot(name)
         with slot.lock.read():
-            ids, vectors, payloads = slot.bank.snapshot_arrays()
-            texts = [slot.bank.texts.get(i) for i in ids] if slot.bank.texts else None
+            bank = slot.bank
+            if isinstance(bank, ShardedBank):  # no forgetting fields on sharded banks
+                ids, vectors, payloads = bank.snapshot_arrays()
+                times = None
+            else:
+                ids, vectors, payloads, times = snapshot_rows(bank)
+            texts = [bank.texts.get(i) for i in ids] if bank.texts else None
             config, created_at = slot.config.to_dict(), slot.created_at
         snapshot_io.write_snapshot(
             fileobj,
@@ -218,6 +247,7 @@ class BankTable:
             ids=ids,
             vectors=vectors,
             payloads=payloads,
+            times=times,
             texts=texts,
         )
 

@@ -29,6 +29,7 @@ def store_texts(
     *,
     vectors: Sequence[Any] | None = None,
     if_novel: float | None = None,
+    forgetting: dict[str, Any] | None = None,
 ) -> UpsertResult:
     """Upsert memories given as texts; an entry None in `texts` is the vector `vectors[i]`
     instead (a batch may mix both forms)."""
@@ -37,7 +38,10 @@ def store_texts(
     given = [i for i, t in enumerate(rows) if t is not None]
     if len(given) == len(rows):
         vectors_of_texts = embed(config, rows, name)  # type: ignore[arg-type]
-        return engine.upsert(name, vectors_of_texts, ids, payloads, texts=rows, if_novel=if_novel)
+        return engine.upsert(
+            name, vectors_of_texts, ids, payloads, texts=rows, if_novel=if_novel,
+            **(forgetting or {}),
+        )  # fmt: skip
     if vectors is None or len(vectors) != len(rows):
         raise InvalidInputError("a memory without text needs its vector")
     embedder = embedder_of(config, name)
@@ -46,7 +50,9 @@ def store_texts(
     matrix[others] = _rows(vectors, others, embedder.dim)
     if given:
         matrix[given] = embed(config, [rows[i] for i in given], name)  # type: ignore[misc]
-    return engine.upsert(name, matrix, ids, payloads, texts=rows, if_novel=if_novel)
+    return engine.upsert(
+        name, matrix, ids, payloads, texts=rows, if_novel=if_novel, **(forgetting or {})
+    )
 
 
 def _rows(vectors: Sequence[Any], which: list[int], dim: int) -> np.ndarray:

@@ -99,6 +99,10 @@ def _one_of(vectors: str, *examples: dict[str, Any]) -> ConfigDict:
     return ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, json_schema_extra=extra)
 
 
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Strength = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
 class _Request(BaseModel):
     # Strict: a JSON string is not a number nor a boolean, as the schema says.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
@@ -153,6 +157,8 @@ class BankCreate(_Request):
     shards: Int = Field(default=_BANK["shards"], ge=1, le=SHARDS_MAX)
     replicas: Int = Field(default=_BANK["replicas"], ge=1, le=REPLICAS_MAX)
     embedder: EmbedderSpec | None = None
+    default_ttl_s: Seconds | None = None  # API.md "Forgetting": lifetime of memories without one
+    half_life_s: Seconds | None = None  # strengths fade with this half-life
 
     @field_validator("model_params")
     @classmethod
@@ -167,6 +173,10 @@ class BankPatch(_Request):
     beta: Beta | None = None
     prefilter: PrefilterSpec | None = None
     payload_index: PayloadIndex | None = None
+    # Left out: unchanged; null: cleared. A new half-life applies to every memory from its
+    # t_μ (as if it had always been in force; docs/forgetting.md).
+    default_ttl_s: Seconds | None = None
+    half_life_s: Seconds | None = None
 
 
 class PrefilterOut(_Response):
@@ -187,6 +197,8 @@ class BankOut(_Response):
     shards: int
     replicas: int
     embedder: dict[str, Any] | None = None
+    default_ttl_s: float | None = None
+    half_life_s: float | None = None
     count: int
     memory_bytes: int
     created_at: str
@@ -235,6 +247,14 @@ class MemoryIn(_Request):
     vector: Vector = None  # type: ignore[assignment]
     text: Annotated[str, Field(json_schema_extra=TEXT_SCHEMA)] = None  # type: ignore[assignment]
     payload: dict[str, Any] | None = None
+    # API.md "Forgetting": a lifetime (ttl_s or expires_at, not both) and a strength.
+    ttl_s: Seconds | None = None
+    expires_at: str | None = Field(
+        default=None,
+        description="RFC 3339 with a zone, in the future",
+        json_schema_extra={"format": "date-time"},
+    )
+    strength: Strength | None = None
 
 
 class NoveltyGate(_Request):
@@ -276,6 +296,22 @@ class MemoryOut(_Response):
     vector: list[float] | None = None
     payload: dict[str, Any] | None = None
     text: str | None = None
+    strength: float = 1.0
+    strength_now: float = 1.0
+    stored_at: str | None = None
+    reinforced_at: str | None = None
+    expires_at: str | None = None
+
+
+class ReinforceRequest(_Request):
+    model_config = _examples({"ids": ["m1"], "strength": None})
+
+    ids: list[Annotated[str, Field(min_length=1, max_length=ID_MAX)]]
+    strength: Strength | None = None
+
+
+class ReinforcedOut(_Response):
+    reinforced: int
 
 
 class ScrollOut(_Response):

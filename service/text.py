@@ -38,6 +38,7 @@ def store_text_memories(
     memories: list[dict[str, Any]],
     problem: Any,
     if_novel: float | None = None,
+    forgetting: dict[str, list[Any]] | None = None,
 ) -> UpsertResult:
     """A store batch with texts (worker thread); `problem(m)` is the route's check of a memory
     (ids, payloads, keys), applied to every memory as for a vector batch."""
@@ -62,6 +63,7 @@ def store_text_memories(
         payloads if any(p is not None for p in payloads) else None,
         vectors=vectors,
         if_novel=if_novel,
+        forgetting=forgetting,
     )  # fmt: skip
 
 

@@ -169,3 +169,13 @@ def novelty(
             energies[i] = np.inf
         stored[i] = energies[i] > tau
     return stored, energies, nearest
+
+
+def strength_now(
+    strength: np.ndarray, t_mu: np.ndarray, t: float, half_life_s: float | None
+) -> np.ndarray:
+    """API.md "Forgetting": s_μ · 2^(−(t − t_μ)/half_life_s) (s_μ without a half-life)."""
+    s = np.asarray(strength, dtype=np.float64)
+    if half_life_s is None:
+        return s
+    return s * 2.0 ** (-(t - np.asarray(t_mu, dtype=np.float64)) / half_life_s)  # type: ignore[no-any-return]

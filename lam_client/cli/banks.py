@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..models import Bank
-from ._app import app, emit, options, run
+from ._app import app, emit, options, run, usage_error
 
 bank_app = typer.Typer(help="Create, list, show and delete banks.", no_args_is_help=True)
 app.add_typer(bank_app, name="bank")
@@ -54,10 +54,15 @@ def bank_create(
     embedder: Annotated[
         str | None, typer.Option(help="A text bank's model, e.g. all-MiniLM-L6-v2.")
     ] = None,
+    default_ttl_s: Annotated[
+        float | None, typer.Option(help="Lifetime (s) of memories stored without one.")
+    ] = None,
+    half_life_s: Annotated[float | None, typer.Option(help="Strengths fade with it (s).")] = None,
 ) -> None:
     """Create a bank (idempotent for the same config)."""
     o = options(ctx)
     params = json.loads(model_params) if model_params else {}
+    forgetting = {"default_ttl_s": default_ttl_s, "half_life_s": half_life_s}
     bank = run(
         o.client().create_bank,
         name,
@@ -70,7 +75,31 @@ def bank_create(
         prefilter={"kind": prefilter},
         model_params=params,
         **({} if embedder is None else {"embedder": {"model": embedder}}),
+        **{k: v for k, v in forgetting.items() if v is not None},
     )
+    emit(o, bank, bank_table([bank]))
+
+
+@bank_app.command("update")
+def bank_update(
+    ctx: typer.Context,
+    name: str,
+    beta: Annotated[float | None, typer.Option(help="Inverse temperature β > 0.")] = None,
+    default_ttl_s: Annotated[
+        str | None, typer.Option(help="Seconds, or 'none' to clear (docs/forgetting.md).")
+    ] = None,
+    half_life_s: Annotated[str | None, typer.Option(help="Seconds, or 'none' to clear.")] = None,
+) -> None:
+    """Change a bank's β, default lifetime or half-life (options left out are kept)."""
+    o = options(ctx)
+    changes: dict[str, float | None] = {}
+    for key, text in (("default_ttl_s", default_ttl_s), ("half_life_s", half_life_s)):
+        if text is not None:
+            try:
+                changes[key] = None if text.lower() in ("none", "null") else float(text)
+            except ValueError:
+                raise usage_error(f"--{key.replace('_', '-')} takes seconds or 'none'") from None
+    bank = run(o.client().update_bank, name, beta=beta, **changes)
     emit(o, bank, bank_table([bank]))
 
 

@@ -48,3 +48,16 @@ def delete(ctx: typer.Context, bank: str, filter: FilterOpt = None) -> None:
         raise usage_error("lam delete needs --filter")
     n = run(o.client().delete_many, bank, filter=flt)
     emit(o, {"deleted": n}, f"deleted {n}")
+
+
+@app.command()
+def reinforce(
+    ctx: typer.Context,
+    bank: str,
+    ids: Annotated[list[str], typer.Argument(help="Memory ids.")],
+    strength: Annotated[float | None, typer.Option(help="New strength s > 0.")] = None,
+) -> None:
+    """Set t_μ = now (and the strength, if given) for ids; unknown ids are not counted."""
+    o = options(ctx)
+    n = run(o.client().reinforce, bank, ids, strength)
+    emit(o, {"reinforced": n}, f"reinforced {n}")

@@ -27,18 +27,24 @@ def gather_rows(xi: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 def candidate_pass(
-    xi_c: torch.Tensor, v: torch.Tensor, beta: float, valid: torch.Tensor
+    xi_c: torch.Tensor,
+    v: torch.Tensor,
+    beta: float,
+    valid: torch.Tensor,
+    bias_c: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Exact Model B softmax restricted to per-query candidates.
 
-    xi_c (B, k, d) are the gathered candidate memories, `valid` (B, k) marks real ones.
-    Returns (out (B, d), lse (B,), h (B, k)) with h = -inf at padding.
+    xi_c (B, k, d) are the gathered candidate memories, `valid` (B, k) marks real ones,
+    `bias_c` (B, k) their log-priors (log-strengths; None: 0). Returns (out (B, d),
+    lse (B,) of β h + bias, h (B, k)) with h = -inf at padding.
     """
     if xi_c.device.type == "cpu" and xi_c.dtype == torch.float32 and v.dtype == torch.float32:
-        return _candidate_pass_np(xi_c.numpy(), v.numpy(), beta, valid.numpy())
+        b_np = None if bias_c is None else bias_c.numpy()
+        return _candidate_pass_np(xi_c.numpy(), v.numpy(), beta, valid.numpy(), b_np)
     h = torch.einsum("bkd,bd->bk", xi_c, v.to(xi_c.dtype)).float()  # (B, k)
     h = torch.where(valid, h, torch.full_like(h, -math.inf))
-    logits = h * beta
+    logits = h * beta if bias_c is None else h * beta + torch.where(valid, bias_c, 0)
     lse = torch.logsumexp(logits, dim=1)  # (B,)
     p = torch.exp(logits - lse[:, None])  # (B, k)
     p = torch.where(valid, p, torch.zeros_like(p))
@@ -47,7 +53,11 @@ def candidate_pass(
 
 
 def _candidate_pass_np(
-    xi_c: np.ndarray, v: np.ndarray, beta: float, valid: np.ndarray
+    xi_c: np.ndarray,
+    v: np.ndarray,
+    beta: float,
+    valid: np.ndarray,
+    bias_c: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """candidate_pass for float32 on CPU, in numpy's single-threaded einsum loops.
 
@@ -59,6 +69,8 @@ def _candidate_pass_np(
     h = np.einsum("bkd,bd->bk", xi_c, v)  # (B, k) float32
     h = np.where(valid, h, np.float32(-np.inf))
     logits = h * np.float32(beta)
+    if bias_c is not None:
+        logits = logits + np.where(valid, bias_c, np.float32(0.0))
     m = logits.max(axis=1, keepdims=True)
     m = np.where(np.isfinite(m), m, np.float32(0.0))
     e = np.where(valid, np.exp(logits - m), np.float32(0.0))  # (B, k)

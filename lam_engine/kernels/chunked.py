@@ -87,6 +87,8 @@ def chunked_pass(
     half = half and xi.dtype != f32
     widen = not half and xi.dtype != f32
     v_st = v.to(xi.dtype)  # the state as the memories' dtype holds it
+    # The bias is a log-prior in nats (log-strengths, -inf for hidden rows): base 2 here.
+    bias2 = None if bias is None else bias * (1.0 / _LN2)
     if half:
         v_gemm = v_st.contiguous()
         # Candidates: a margin for the exact re-ranking, and (when the log-sum-exp is what
@@ -125,8 +127,8 @@ def chunked_pass(
             if widen:
                 xc = xc.to(f32)
             logits = cpu.mm_nt(v_gemm, xc)  # (B, c)
-        if bias is not None:
-            logits.add_(bias[start : start + rows])
+        if bias2 is not None:
+            logits.add_(bias2[start : start + rows])
         if kk > 0:
             cl, cr = chunk_topk(logits, min(kk, logits.shape[1]))
             c_max = cl[:, 0]  # the chunk's top-1 is its maximum: no extra reduction
@@ -160,9 +162,10 @@ def chunked_pass(
             # The candidates' terms of the sum, from the split logits, replaced by exact ones.
             ref = torch.where(torch.isfinite(acc.m), acc.m, 0)[:, None]
             found = torch.isfinite(top_l)
-            fix = torch.exp2(h_c * beta2 - ref) - torch.exp2(top_l - ref)
+            exact = h_c * beta2 if bias2 is None else h_c * beta2 + bias2[top_r.clamp_min(0)]
+            fix = torch.exp2(exact - ref) - torch.exp2(top_l - ref)
             acc.s = acc.s + torch.where(found, fix, 0).sum(dim=1)
-        top_s, top_r = _best(h_c, top_r, k)
+        top_s, top_r = _best(h_c, top_r, k, None if bias is None else bias / beta)
     out, lse = finish(acc, base2=True)
     return PassResult(out=out, lse=lse, top_scores=top_s, top_rows=top_r)
 
@@ -201,7 +204,12 @@ def _zero(dtype: torch.dtype) -> torch.Tensor:
 
 
 def topk_scan(
-    xi: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, k: int, chunk_bytes: int
+    xi: torch.Tensor,
+    v: torch.Tensor,
+    bias: torch.Tensor | None,
+    k: int,
+    chunk_bytes: int,
+    beta: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of h = Ξ v by a GEMM scan in the memories' dtype, made exact in float32.
 
@@ -217,16 +225,21 @@ def topk_scan(
     rows = chunk_rows_for(b, n, chunk_bytes, d * xi.element_size())
     for start in range(0, n, rows):
         h = (v_c @ xi[start : start + rows].T).float()  # (B, c)
-        if bias is not None:
-            h.add_(bias[start : start + rows])
+        if bias is not None:  # ranked by β h + bias, i.e. by h + bias/β
+            h.add_(bias[start : start + rows] / beta)
         ch, cr = torch.topk(h, min(kk, h.shape[1]), dim=1)
         top_h, idx = torch.topk(torch.cat([top_h, ch], dim=1), kk, dim=1)
         top_r = torch.gather(torch.cat([top_r, cr + start], dim=1), 1, idx)
-    return _exact_top(xi, v, top_h, top_r, k)
+    return _exact_top(xi, v, top_h, top_r, k, None if bias is None else bias / beta)
 
 
 def _exact_top(
-    xi: torch.Tensor, v: torch.Tensor, top_l: torch.Tensor, top_r: torch.Tensor, k: int
+    xi: torch.Tensor,
+    v: torch.Tensor,
+    top_l: torch.Tensor,
+    top_r: torch.Tensor,
+    k: int,
+    rank_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k best of the candidates by h = ξ·v in float32 (of the stored values), descending.
 
@@ -234,7 +247,7 @@ def _exact_top(
     """
     if top_r.shape[1] == 0:
         return top_l, top_r
-    return _best(_exact_scores(xi, v, top_l, top_r), top_r, k)
+    return _best(_exact_scores(xi, v, top_l, top_r), top_r, k, rank_bias)
 
 
 def _exact_scores(
@@ -249,8 +262,16 @@ def _exact_scores(
     return torch.where(found, h, -math.inf)
 
 
-def _best(h: torch.Tensor, cand_r: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k largest exact scores of the candidates, descending, and their rows (-1: none)."""
-    h, order = torch.topk(h, k, dim=1)
+def _best(
+    h: torch.Tensor, cand_r: torch.Tensor, k: int, rank_bias: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k best candidates by exact score h (+ `rank_bias` = bias/β: by weight), their
+    scores h descending by weight, and their rows (-1: none)."""
+    if rank_bias is None:
+        h, order = torch.topk(h, k, dim=1)
+    else:
+        key = h + rank_bias[cand_r.clamp_min(0)]
+        _, order = torch.topk(torch.where(torch.isfinite(h), key, -math.inf), k, dim=1)
+        h = torch.gather(h, 1, order)
     rows = torch.gather(cand_r, 1, order)
     return h, torch.where(torch.isfinite(h), rows, -1)

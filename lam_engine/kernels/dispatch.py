@@ -68,7 +68,9 @@ def model_b_pass(
 ) -> PassResult:
     """One pass of Model B over memories `xi` (N, d) for states `v` (B, d).
 
-    `bias` (N,) is 0 or -inf: -inf hides a row (a tombstone) from the softmax and the top-k.
+    `bias` (N,) is a log-prior per row in nats (log-strengths, math/strengths.py): the
+    logits are β ξ·v + bias, -inf hides a row (a tombstone) from the softmax and the top-k,
+    and the top-k is by weight (β h + bias), its scores being h.
     With `need_out=False` the result's `out` is an empty (B, 0) tensor and the second GEMM
     (Ξᵀ p) is skipped; lse and the top-k are those of `need_out=True` (up to rounding).
     """
@@ -79,13 +81,16 @@ def model_b_pass(
             return chunked.chunked_pass(
                 xi, v, beta, bias, k, chunk_bytes, need_out=need_out, half=True
             )
-        if need_out and fused.use_sdpa(xi, v) and fused.fused_wins(xi, v.shape[0]):
+        # The fused kernel takes the bias as a mask in the memories' dtype: exact for 0 / -inf
+        # and in float32, not for log-strengths in a half dtype (rounded to 3 digits).
+        mask_ok = bias is None or xi.dtype == torch.float32
+        if need_out and mask_ok and fused.use_sdpa(xi, v) and fused.fused_wins(xi, v.shape[0]):
             if k == 0:
                 return fused.sdpa_pass(xi, v, beta, bias)
             if xi.dtype != torch.float32:
                 # A half-precision GEMM rounds its output: the fused kernel keeps the scores
                 # in float32, the top-k comes from a separate scan refined in float32.
                 res = fused.sdpa_pass(xi, v, beta, bias)
-                res.top_scores, res.top_rows = chunked.topk_scan(xi, v, bias, k, chunk_bytes)
+                res.top_scores, res.top_rows = chunked.topk_scan(xi, v, bias, k, chunk_bytes, beta)
                 return res
         return chunked.chunked_pass(xi, v, beta, bias, k, chunk_bytes, need_out=need_out)

@@ -6,8 +6,17 @@ import numpy as np
 
 from ..errors import InvalidInputError, InvalidParameterError, NonFiniteError
 
+# Relative slack on W_out (see missed_mass_bound): ≫ float32's 6e-8, ≪ any tolerance.
+_W_SLACK = 2**-20
 
-def missed_mass_bound(cand_scores: np.ndarray, n_total: int, beta: float) -> np.ndarray:
+
+def missed_mass_bound(
+    cand_scores: np.ndarray,
+    n_total: int,
+    beta: float,
+    cand_bias: np.ndarray | None = None,
+    total_prior: float | None = None,
+) -> np.ndarray:
     """Upper bound ε on the softmax mass of the memories outside each row's candidates.
 
     cand_scores: (B, k) inner products ξ·v of the candidates, -inf where a row has fewer
@@ -17,6 +26,15 @@ def missed_mass_bound(cand_scores: np.ndarray, n_total: int, beta: float) -> np.
         ε = (N−k)·e^{β s_k} / (Σ_{i∈C} e^{β s_i} + (N−k)·e^{β s_k})
     (x / (A + x) grows with x). Computed in float64 log space: β·s can reach ~1e3.
     ε = 0 when k = N; a row with no valid candidate of a non-empty bank has ε = 1.
+
+    With strengths (log-priors b_μ, `cand_bias` (B, k) for the candidates and
+    `total_prior` = Σ_μ e^{b_μ} over all N memories): every left-out memory still scores at
+    most s_k, so the left-out mass Σ_{μ∉C} e^{b_μ + β h_μ} ≤ e^{β s_k} · W_out with
+    W_out = Σ_{μ∉C} e^{b_μ} = total_prior − Σ_{i∈C} e^{b_i}, and
+        ε = W_out e^{β s_k} / (Σ_{i∈C} e^{b_i + β s_i} + W_out e^{β s_k}),
+    which is the bound above when every b = 0 (W_out = N − k). W_out is formed in float64
+    and raised by _W_SLACK·total_prior, more than the float32 rounding of the candidates'
+    biases (≤ 2⁻²⁴ relative per term) plus a float64 sum's: the bound stays a true bound.
     Returns (B,) float64.
     """
     scores = np.asarray(cand_scores, dtype=np.float64)
@@ -38,7 +56,15 @@ def missed_mass_bound(cand_scores: np.ndarray, n_total: int, beta: float) -> np.
         return eps
     z = beta * scores[rows]  # (R, k), -inf on padding
     z_k = np.min(np.where(valid[rows], z, np.inf), axis=1)  # (R,) β s_k
-    log_out = np.log(missing[rows]) + z_k  # (R,) log of (N−k)·e^{β s_k}
+    if cand_bias is None or total_prior is None:
+        log_w = np.log(missing[rows])  # (R,) log (N − k)
+    else:
+        b = np.where(valid[rows], np.asarray(cand_bias, dtype=np.float64)[rows], -np.inf)
+        w_out = total_prior - np.exp(b).sum(axis=1) + _W_SLACK * total_prior  # (R,)
+        with np.errstate(divide="ignore"):
+            log_w = np.log(np.maximum(w_out, 0.0))
+        z = z + np.where(valid[rows], b, 0.0)  # the candidates' logits β s_i + b_i
+    log_out = log_w + z_k  # (R,) log of W_out·e^{β s_k}
     shift = np.maximum(np.max(z, axis=1), log_out)  # (R,)
     in_sum = np.exp(z - shift[:, None]).sum(axis=1)  # (R,) padding contributes e^{-inf} = 0
     out_term = np.exp(log_out - shift)  # (R,)

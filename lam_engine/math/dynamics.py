@@ -51,16 +51,17 @@ class Trajectory:
 
 
 def lagrangians_for(
-    model: str, beta: float, params: dict | None = None
+    model: str, beta: float, params: dict | None = None, prior: Tensor | None = None
 ) -> tuple[Lagrangian, Lagrangian]:
     """(L_v, L_h) of a model (K&H sec. 3).
 
     B: ½‖v‖² and β⁻¹ log Σ exp(β h); A: Σ|v_i| and Σ_μ F(h_μ); C: ‖v‖ and Σ_μ F(h_μ), with F
-    from `config.hidden_function(params)` (default rectified cubic). β is used by B only.
+    from `config.hidden_function(params)` (default rectified cubic). β is used by B only,
+    and so is `prior` (N,), the log-strengths: L_h = β⁻¹ log Σ exp(β h + log s).
     """
     params = dict(params or {})
     if model == "B":
-        return quadratic(), log_sum_exp(beta)
+        return quadratic(), log_sum_exp(beta, prior)
     if model not in ("A", "C"):
         raise InvalidParameterError("model must be one of ('A', 'B', 'C')", {"model": model})
     kind, power = config.hidden_function(params)

@@ -124,13 +124,28 @@ def exponential() -> Lagrangian:
     return elementwise(hidden_function("exp"))
 
 
-def log_sum_exp(beta: float) -> Lagrangian:
-    """L = β⁻¹ log Σ exp(β xᵢ), g = softmax(β x): the hidden Lagrangian of Model B."""
+def log_sum_exp(beta: float, prior: Tensor | None = None) -> Lagrangian:
+    """L = β⁻¹ log Σ exp(β xᵢ + bᵢ), g = softmax(β x + b): the hidden Lagrangian of Model B.
+
+    `prior` b (log-strengths, math/strengths.py) is a constant shift of the arguments: the
+    Hessian is still that of a log-sum-exp (PSD), so L stays convex.
+    """
     beta = check_beta(beta)
+    if prior is None:
+        return Lagrangian(
+            f"lse(beta={beta:g})",
+            lambda x: torch.logsumexp(beta * x, dim=-1) / beta,
+            lambda x: torch.softmax(beta * x, dim=-1),
+        )
+    b = prior
+
+    def shifted(x: Tensor) -> Tensor:
+        return beta * x + b.to(x.dtype)
+
     return Lagrangian(
-        f"lse(beta={beta:g})",
-        lambda x: torch.logsumexp(beta * x, dim=-1) / beta,
-        lambda x: torch.softmax(beta * x, dim=-1),
+        f"lse(beta={beta:g}, strengths)",
+        lambda x: torch.logsumexp(shifted(x), dim=-1) / beta,
+        lambda x: torch.softmax(shifted(x), dim=-1),
     )
 
 

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from ..bank import MemoryBank, PreparedBatch
+from ..bulk import bulk_loader
+from ..clock import SYSTEM_CLOCK, Clock
 from ..config import BankConfig
 from ..index import Prefilter, make_prefilter
 from ..payload_index import PayloadIndexes
@@ -82,12 +84,17 @@ class ShardedBank(MemoryBank):
     """K shards of one bank (see the module docstring). Not thread-safe by itself: the
     engine's locks apply as to any bank (the lazy view has its own small lock)."""
 
-    def __init__(self, config: BankConfig, device: torch.device) -> None:
+    def __init__(
+        self, config: BankConfig, device: torch.device, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         # MemoryBank.__init__ is not called: the shards own the storage.
         self._config = config
         self.device = device
+        self.clock = clock
         self.dtype = torch.float32
-        self.parts = [MemoryBank(shard_config(config), device) for _ in range(config.shards)]
+        # Texts are kept by id (texts.py), so one dict serves the whole bank.
+        self.texts: dict[str, str] = {}
+        self.parts = [MemoryBank(shard_config(config), device, clock) for _ in range(config.shards)]
         self.dtype = self.parts[0].dtype
         self.prefilters: list[Prefilter | None] = [self._new_index() for _ in self.parts]
         self._order: _Order | None = None
@@ -267,6 +274,10 @@ class ShardedBank(MemoryBank):
                 out[torch.from_numpy(mine).to(self.device)] = bank.xi.index_select(0, src)
         return out
 
+    def expired_rows(self, t: float) -> np.ndarray:
+        """None: a sharded bank keeps no lifetimes yet (config.py refuses them)."""
+        return np.zeros(0, dtype=np.int64)
+
     def max_norm(self) -> float:
         return max((b.max_norm() for b in self.parts if b.count), default=0.0)
 
@@ -324,14 +335,18 @@ class ShardedLoader:
     def reserve(self, n: int, d: int) -> None:
         if d != self.bank.config.dim:
             # The one-bank loader's check and message (bank.BulkLoader.reserve).
-            self.bank.parts[0].bulk_loader().reserve(n, d)
+            bulk_loader(self.bank.parts[0]).reserve(n, d)
         self._buf = np.empty((n, d), dtype=np.float32)
 
     def write(self, start: int, block: np.ndarray) -> None:
         self._buf[start : start + len(block)] = block
 
     def finish(
-        self, ids: list[str], keys: np.ndarray, payloads: list[dict[str, Any] | None]
+        self,
+        ids: list[str],
+        keys: np.ndarray,
+        payloads: list[dict[str, Any] | None],
+        times: Any = None,  # strengths and lifetimes: none on a sharded bank (config.py)
     ) -> None:
         bank = self.bank
         keys = np.asarray(keys, dtype=np.int64)

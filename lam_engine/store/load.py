@@ -36,6 +36,9 @@ class LoadedBank:
     payloads: list[dict[str, Any] | None]
     generation: int | None = None  # the bank's write generation at this read (storage.py)
     texts: dict[str, str] = field(default_factory=dict)  # id → text (a text bank's: texts.py)
+    # (strength, stored_at, reinforced_at, expires_at) float64 (N,) each: 1, NaN (never),
+    # inf (never) where NULL; None from a store older than version 5.
+    times: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 class VectorSink(Protocol):
@@ -79,26 +82,41 @@ def read_bank(
     config_text: str,
     generation: int | None,
     sink: VectorSink | None,
+    *,
+    now: float | None = None,
+    times: bool = True,
 ) -> LoadedBank:
-    """Every row of `bank` in seq order; the caller holds a read transaction."""
+    """Every row of `bank` in seq order (with `now`: not expired at `now`); the caller holds
+    a read transaction. `times`: the store has the forgetting columns (version 5)."""
     dim = loads(config_text).get("dim")
     d = dim if isinstance(dim, int) and dim > 0 else None
-    (n,) = conn.execute("SELECT COUNT(*) FROM memories WHERE bank = ?", (bank,)).fetchone()
+    alive = " AND (expires_at IS NULL OR expires_at > ?)" if times and now is not None else ""
+    args: tuple[Any, ...] = (bank, now) if alive else (bank,)
+    (n,) = conn.execute(f"SELECT COUNT(*) FROM memories WHERE bank = ?{alive}", args).fetchone()
+    legacy = 0.0
+    if times:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'legacy_stored_at'").fetchone()
+        legacy = float(row[0]) if row is not None else 0.0
+    cols = ", strength, stored_at, reinforced_at, expires_at" if times else ""
+    when: list[tuple[Any, ...]] = []
     target = _ArraySink() if sink is None else sink
     seqs = np.empty(n, dtype=np.int64)
     ids: list[str] = []
     payloads: list[dict[str, Any] | None] = []
     rows_per_fetch = int(np.clip(LOAD_CHUNK_BYTES // (4 * (d or 128)), *_LOAD_CHUNK_ROWS))
     cursor = conn.execute(
-        "SELECT seq, id, vector, COALESCE(payload, 'null') FROM memories"
-        " WHERE bank = ? ORDER BY seq",
-        (bank,),
+        f"SELECT seq, id, vector, COALESCE(payload, 'null'){cols} FROM memories"
+        f" WHERE bank = ?{alive} ORDER BY seq",
+        args,
     )
     start = 0
     while rows := cursor.fetchmany(rows_per_fetch):
         k = len(rows)
-        chunk_seqs, chunk_ids, blobs, texts = zip(*rows, strict=True)
+        columns = list(zip(*rows, strict=True))
         del rows
+        chunk_seqs, chunk_ids, blobs, texts = columns[:4]
+        if times:
+            when.extend(zip(*columns[4:], strict=True))
         if d is None:
             d = len(blobs[0]) // 4
         if start + k > n or set(map(len, blobs)) != {4 * d}:
@@ -121,6 +139,7 @@ def read_bank(
     if n == 0:
         target.reserve(0, d or 0)
     return LoadedBank(
+        times=_times(when, legacy) if times else None,
         ids=ids,
         seqs=seqs,
         vectors=target.array if isinstance(target, _ArraySink) else None,
@@ -128,3 +147,16 @@ def read_bank(
         generation=generation,
         texts=read_texts(conn, bank),  # in the same read transaction as the rows
     )
+
+
+def _times(
+    rows: list[tuple[Any, ...]], legacy: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The forgetting columns as float64 arrays, NULLs as their neutral values."""
+    a = np.array(rows, dtype=object).reshape(len(rows), 4)
+
+    def col(j: int, null: float) -> np.ndarray:
+        c = a[:, j]
+        return np.where(c == None, null, c).astype(np.float64)  # noqa: E711
+
+    return col(0, 1.0), col(1, legacy), col(2, np.nan), col(3, np.inf)

@@ -1,6 +1,6 @@
-"""Migration of an older store to schema version 4, and the VACUUM that compacts it.
+"""Migration of an older store to schema version 5, and the VACUUM that compacts it.
 
-An older store is migrated to version 4 when opened writable, in ONE transaction:
+An older store is migrated when opened writable, in ONE transaction (to 4, then 5):
 version 1 (before write generations) gets ``banks.generation`` (0 for every bank) and the
 counter; the memories of version 1, 2 or 3 are copied into the new table (``INSERT ...
 SELECT`` in (bank, seq) order, each row's id key computed by a SQL function, keys.py),
@@ -34,10 +34,13 @@ from .keys import IdKeys, new_secret, read_secret
 from .schema import (
     BUSY_TIMEOUT_MS,
     MEMORIES,
+    MEMORIES_EXPIRES_INDEX,
     MEMORIES_KEY_INDEX,
     MEMORIES_SEQ_INDEX,
     PAGE_SIZE,
     SCHEMA_VERSION,
+    TIME_COLUMNS,
+    TIMES,
     is_not_writable,
     pragma,
     schema_transaction,
@@ -70,12 +73,15 @@ def migrate(conn: sqlite3.Connection, target: str, version: str) -> dict[str, An
             with schema_transaction(conn):
                 # Re-read under the write lock: another process may have migrated meanwhile.
                 current = schema_version(conn)
-                done = current in ("1", "2", "3")
+                done = current in ("1", "2", "3", "4")
                 if current == "1":
                     _migrate_1_to_2(conn)
                     current = "2"
                 if current in ("2", "3"):
                     _migrate_to_4(conn)
+                    current = "4"
+                if current == "4":
+                    _migrate_4_to_5(conn)
         except sqlite3.Error as exc:
             if is_not_writable(exc):
                 raise  # a store we may not write: served read-only, unmigrated
@@ -119,7 +125,7 @@ def _migrate_to_4(conn: sqlite3.Connection) -> None:
     conn.create_function("lam_id_key", 2, keys.key, deterministic=True)
     try:
         conn.execute("DROP TABLE IF EXISTS memories_v4")
-        conn.execute(MEMORIES.format(table="memories_v4"))
+        conn.execute(MEMORIES.format(table="memories_v4", times=""))
         conn.execute(
             "INSERT INTO memories_v4 (bank, seq, id, key, vector, payload)"
             " SELECT bank, seq, id, lam_id_key(bank, id), vector, payload FROM memories"
@@ -145,6 +151,21 @@ def _migrate_to_4(conn: sqlite3.Connection) -> None:
         conn.execute(MEMORIES_KEY_INDEX)
     conn.execute("RELEASE lam_key_index")
     conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+
+
+def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
+    """Version 5: the forgetting columns (schema.TIMES), NULL for every row stored before.
+
+    ALTER TABLE ADD COLUMN changes the schema only (no row is rewritten): O(1) whatever the
+    store's size. Old rows read stored_at as meta.legacy_stored_at, the migration's time.
+    """
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(memories)")}
+    for column, decl in zip(TIME_COLUMNS, TIMES.split(",")[1:], strict=True):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE memories ADD COLUMN {decl.strip()}")
+    conn.execute(MEMORIES_EXPIRES_INDEX)
+    conn.execute("INSERT OR IGNORE INTO meta VALUES ('legacy_stored_at', ?)", (repr(time.time()),))
+    conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
 
 
 def _vacuum(conn: sqlite3.Connection, db: Path) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -102,6 +101,7 @@ def insert_rows(
     payloads: list[str | None],
     *,
     all_new: bool = False,
+    times: list[tuple[float | None, ...]] | None = None,
 ) -> list[int]:
     """Insert new ids, update replaced ones; returns each id's seq (a replaced id keeps its own).
 
@@ -112,11 +112,16 @@ def insert_rows(
     the batch is redone with the lookup, which spills the newcomer.
     """
     keys = id_keys.keys(bank, ids)
+    # (strength, stored_at, reinforced_at, expires_at) per row (schema.TIMES).
+    when = times if times is not None else [(None, None, None, None)] * len(ids)
     if all_new or not next_seq:
         conn.execute("SAVEPOINT lam_all_new")
         try:
             seqs = list(range(next_seq, next_seq + len(ids)))
-            rows = list(zip(repeat(bank), seqs, ids, keys, blobs, payloads))
+            rows = [
+                (bank, seq, i, k, b, p, *t)
+                for seq, i, k, b, p, t in zip(seqs, ids, keys, blobs, payloads, when, strict=True)
+            ]
             _insert(conn, bank, next_seq + len(ids), rows)
             conn.execute("RELEASE lam_all_new")
             return seqs
@@ -127,19 +132,24 @@ def insert_rows(
     if all_new and existing:
         raise sqlite3.IntegrityError("an id promised new is stored")
     seqs, inserts, updates = [], [], []
-    for id_, key, blob, payload in zip(ids, keys, blobs, payloads, strict=True):
+    for id_, key, blob, payload, t in zip(ids, keys, blobs, payloads, when, strict=True):
         hit = existing.get(id_)
         if hit is not None:
             seqs.append(hit[0])
-            updates.append((blob, payload, hit[1]))
+            updates.append((blob, payload, *t, hit[1]))
             continue
         seqs.append(next_seq)
         # A key taken by another id (here or earlier in the batch): this row is spilled.
-        inserts.append((bank, next_seq, id_, None if key in taken else key, blob, payload))
+        spilled = None if key in taken else key
+        inserts.append((bank, next_seq, id_, spilled, blob, payload, *t))
         taken.add(key)
         next_seq += 1
     if updates:
-        conn.executemany("UPDATE memories SET vector = ?, payload = ? WHERE rowid = ?", updates)
+        conn.executemany(
+            "UPDATE memories SET vector = ?, payload = ?, strength = ?, stored_at = ?,"
+            " reinforced_at = ?, expires_at = ? WHERE rowid = ?",
+            updates,
+        )
     if inserts:
         _insert(conn, bank, next_seq, inserts)
     return seqs
@@ -149,7 +159,8 @@ def _insert(
     conn: sqlite3.Connection, bank: str, next_seq: int, rows: list[tuple[Any, ...]]
 ) -> None:
     conn.executemany(
-        "INSERT INTO memories (bank, seq, id, key, vector, payload) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO memories (bank, seq, id, key, vector, payload, strength, stored_at,"
+        " reinforced_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     conn.execute("UPDATE banks SET next_seq = ? WHERE name = ?", (next_seq, bank))
@@ -164,6 +175,51 @@ def delete_rows(conn: sqlite3.Connection, id_keys: IdKeys, bank: str, ids: list[
     conn.executemany("DELETE FROM memories WHERE rowid = ?", [(r,) for _, r in existing.values()])
     repair_spills(conn, id_keys)
     return len(existing)
+
+
+def reinforce_rows(
+    conn: sqlite3.Connection,
+    id_keys: IdKeys,
+    bank: str,
+    ids: list[str],
+    t: float,
+    strength: float | None,
+) -> int:
+    """Set reinforced_at = t (and the strength, when given) of the ids the bank holds."""
+    ids = list(dict.fromkeys(ids))
+    existing, _ = _existing_rows(conn, bank, ids, id_keys.keys(bank, ids))
+    conn.executemany(
+        "UPDATE memories SET reinforced_at = ?, strength = COALESCE(?, strength) WHERE rowid = ?",
+        [(t, strength, r) for _, r in existing.values()],
+    )
+    return len(existing)
+
+
+def row_times(
+    n: int,
+    strengths: Any = None,
+    stored_at: Any = None,
+    reinforced_at: Any = None,
+    expires: Any = None,
+) -> list[tuple[float | None, ...]]:
+    """Per-row (strength, stored_at, reinforced_at, expires_at) for SQL, each argument an
+    array, a scalar (stored_at) or None; strength 1, NaN (never) and inf are NULL."""
+
+    def column(x: Any, neutral: float) -> list[float | None]:
+        if x is None:
+            return [None] * n
+        arr = np.broadcast_to(np.asarray(x, dtype=np.float64), (n,))
+        return [None if (v == neutral or not np.isfinite(v)) else float(v) for v in arr]
+
+    return list(
+        zip(
+            column(strengths, 1.0),
+            column(stored_at, np.nan),
+            column(reinforced_at, np.nan),
+            column(expires, np.inf),
+            strict=True,
+        )
+    )
 
 
 def repair_spills(conn: sqlite3.Connection, id_keys: IdKeys) -> None:

@@ -1,6 +1,6 @@
-"""The store's SQL schema (version 4), its pragmas, and SQLite errors as StorageError.
+"""The store's SQL schema (version 5), its pragmas, and SQLite errors as StorageError.
 
-Layout (schema version 4)
+Layout (schema version 5; version 4 plus the forgetting columns, see TIMES below)
     ``banks(name PK, config JSON, created_at, ord, next_seq, generation)``: ``ord`` keeps
     the creation order; ``next_seq`` is a per-bank counter, so a ``seq`` is never reused,
     even after deletes. ``memories(bank, seq, id, key, vector, payload)`` is an ordinary
@@ -48,29 +48,39 @@ from contextlib import contextmanager
 from ..errors import StorageError
 from .keys import new_secret
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Versions this code opens; older ones are migrated to SCHEMA_VERSION when writable.
-READABLE_VERSIONS = ("1", "2", "3", "4")
+READABLE_VERSIONS = ("1", "2", "3", "4", "5")
 PAGE_SIZE = 16384  # new files; a migrated store gets it from its VACUUM (migrate.py)
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock
 
 MEMORIES = (
     "CREATE TABLE IF NOT EXISTS {table} ("
     " bank TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, key INTEGER,"
-    " vector BLOB NOT NULL, payload TEXT)"
+    " vector BLOB NOT NULL, payload TEXT{times})"
+)
+# Version 5 (API.md "Forgetting"): strength (NULL = 1), unix seconds stored / last
+# reinforced (NULL: never) / expiring (NULL: never). Rows stored before version 5 have
+# stored_at NULL and read meta.legacy_stored_at (the migration's time) instead.
+TIMES = ", strength REAL, stored_at REAL, reinforced_at REAL, expires_at REAL"
+TIME_COLUMNS = ("strength", "stored_at", "reinforced_at", "expires_at")
+# Only rows with a lifetime are indexed: a restart deletes the expired ones by a range.
+MEMORIES_EXPIRES_INDEX = (
+    "CREATE INDEX IF NOT EXISTS memories_expires ON memories (bank, expires_at)"
+    " WHERE expires_at IS NOT NULL"
 )
 MEMORIES_SEQ_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS memories_bank_seq ON memories (bank, seq)"
 # keys.py: a hash of the id; NULL (spilled) where another id of the bank holds the key.
 # Over the key alone (it hashes the bank too): no bank name in every entry.
 MEMORIES_KEY_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS memories_key ON memories (key)"
-MEMORIES_INDEXES = (MEMORIES_SEQ_INDEX, MEMORIES_KEY_INDEX)
+MEMORIES_INDEXES = (MEMORIES_SEQ_INDEX, MEMORIES_KEY_INDEX, MEMORIES_EXPIRES_INDEX)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS banks ("
     " name TEXT PRIMARY KEY, config TEXT NOT NULL, created_at TEXT NOT NULL,"
     " ord INTEGER NOT NULL, next_seq INTEGER NOT NULL DEFAULT 0,"
     " generation INTEGER NOT NULL DEFAULT 0)",
-    MEMORIES.format(table="memories"),
+    MEMORIES.format(table="memories", times=TIMES),
     *MEMORIES_INDEXES,
 )
 

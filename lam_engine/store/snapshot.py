@@ -42,6 +42,9 @@ class Snapshot:
     vectors: np.ndarray  # (N, d) float32
     payloads: list[dict[str, Any] | None]
     texts: list[str | None] | None = None  # a text bank's: one per memory (None: a vector)
+    # Optional (snapshots before forgetting have none): {"strengths", "stored_at",
+    # "reinforced_at", "expires_at"}, count entries each (unix s; null = never).
+    times: dict[str, list[Any]] | None = None
 
     @property
     def count(self) -> int:
@@ -69,6 +72,7 @@ def write_snapshot(
     vectors: np.ndarray,
     payloads: list[dict[str, Any] | None],
     texts: list[str | None] | None = None,
+    times: dict[str, list[Any]] | None = None,
 ) -> None:
     """Write one snapshot to a binary file object (seekable or a plain stream)."""
     xi = np.ascontiguousarray(vectors, dtype=_F32)  # (N, d)
@@ -91,6 +95,8 @@ def write_snapshot(
     if texts is not None and any(t is not None for t in texts):
         # Optional, so version 1 still: a reader that predates text banks ignores it.
         manifest["texts"] = list(texts)
+    if times is not None:
+        manifest["forgetting"] = times
     body = _manifest_bytes(manifest)
     with zipfile.ZipFile(fileobj, "w", compression=zipfile.ZIP_STORED) as zf:
         zf.writestr(MANIFEST, body)
@@ -154,6 +160,7 @@ def _read(fileobj: BinaryIO, max_bytes: int | None) -> Snapshot:
         vectors=xi,
         payloads=meta["payloads"],
         texts=meta.get("texts"),
+        times=meta.get("forgetting"),
     )
 
 
@@ -198,7 +205,29 @@ def _manifest(raw: bytes) -> dict[str, Any]:
         or not all(t is None or isinstance(t, str) for t in texts)
     ):
         raise _bad("texts, when given, must have count entries, each a string or null")
+    _check_times(meta.get("forgetting"), count)
     return meta
+
+
+def _check_times(times: Any, count: int) -> None:
+    """The optional forgetting columns: numbers (or null where a time is none), count each."""
+    if times is None:
+        return
+    columns = ("strengths", "stored_at", "reinforced_at", "expires_at")
+    if not isinstance(times, dict) or set(times) != set(columns):
+        raise _bad(f"forgetting must be an object with {list(columns)}")
+    for key in columns:
+        col = times[key]
+        nullable = key in ("reinforced_at", "expires_at")
+        if not isinstance(col, list) or len(col) != count:
+            raise _bad(f"forgetting.{key} must have count entries")
+        for x in col:
+            if x is None and nullable:
+                continue
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x:
+                raise _bad(f"forgetting.{key} must hold numbers")
+            if key == "strengths" and not 0 < x < float("inf"):
+                raise _bad("forgetting.strengths must be finite and > 0")
 
 
 def _vectors(zf: zipfile.ZipFile, info: zipfile.ZipInfo, count: int, dim: int) -> np.ndarray:

@@ -39,49 +39,27 @@ in orjson, a non-finite float inside a payload is stored as null).
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import (
-    BankExistsError,
-    BankNotFoundError,
-    InvalidParameterError,
-    StorageError,
-)
+from ..errors import BankExistsError, BankNotFoundError
 from . import texts as text_rows
 from .codec import dumps_text, loads
-from .keys import IdKeys, read_secret
+from .connection import SYNCHRONOUS_MODES, WAL_CHECKPOINT_BYTES, StoreConnection
 from .load import LoadedBank, VectorSink, gc_paused, read_bank
-from .lock import DataDirLock
-from .migrate import migrate
-from .rows import check_dim, delete_rows, insert_rows, prepare_batch, repair_spills
-from .schema import (
-    BUSY_TIMEOUT_MS,
-    PAGE_SIZE,
-    READABLE_VERSIONS,
-    SCHEMA_VERSION,
-    create_if_fresh,
-    is_not_writable,
-    pragma,
-    schema_version,
-    storage_error,
-    unsupported,
+from .rows import (
+    check_dim,
+    delete_rows,
+    insert_rows,
+    prepare_batch,
+    reinforce_rows,
+    repair_spills,
 )
 
-SYNCHRONOUS_MODES = ("FULL", "NORMAL")
-# The WAL is checkpointed into the store once it holds about this much (SQLite's default,
-# 1000 pages, is 16 MiB in 16 KiB pages: a checkpoint, with its fsync, every other batch
-# of 5 000 × 384; at 64 MiB a batch commits in 27 ms instead of 34), and truncated back to
-# twice that after a bigger transaction.
-WAL_CHECKPOINT_BYTES = 64 << 20
+__all__ = ["SYNCHRONOUS_MODES", "WAL_CHECKPOINT_BYTES", "BankRecord", "Storage"]
 
 
 @dataclass(frozen=True)
@@ -91,160 +69,11 @@ class BankRecord:
     created_at: str
 
 
-class Storage:
+class Storage(StoreConnection):
     """SQLite store of banks and their memories; see the module docstring.
 
-    `lock`: the data directory's lock (lock.py), released by `close` (and here if the
-    open fails), so the store and the right to it end together.
+    The connection, its transactions and `close` are `StoreConnection`'s (connection.py).
     """
-
-    def __init__(
-        self, path: Path | str, synchronous: str = "FULL", *, lock: DataDirLock | None = None
-    ) -> None:
-        try:
-            self._open(path, synchronous)
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        self._dir_lock = lock
-
-    def _open(self, path: Path | str, synchronous: str) -> None:
-        mode = str(synchronous).upper()
-        if mode not in SYNCHRONOUS_MODES:
-            raise InvalidParameterError(
-                f"synchronous must be one of {SYNCHRONOUS_MODES}", {"synchronous": synchronous}
-            )
-        self.synchronous = mode
-        self._lock = threading.Lock()
-        self._closed = False
-        self.read_only = False
-        self.schema_version = SCHEMA_VERSION
-        self._id_keys = IdKeys(b"")  # the store's own, once its schema is read (keys.py)
-        # What opening did to an older store (migrate.py); None: nothing.
-        self.migration: dict[str, Any] | None = None
-        target = str(path)
-        if target != ":memory:":
-            try:
-                Path(target).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StorageError(
-                    f"storage open failed: {exc.strerror}", {"operation": "open"}
-                ) from exc
-        try:
-            self._conn = self._connect(target, mode)
-            # SQLite silently opens a file it may not write read-only; say so.
-            self.read_only = target != ":memory:" and not os.access(target, os.W_OK)
-        except sqlite3.Error as exc:
-            if not is_not_writable(exc):
-                raise storage_error("open", exc) from exc
-            self._conn = self._connect_read_only(target, exc)
-            self.read_only = True
-
-    def _connect(self, target: str, mode: str) -> sqlite3.Connection:
-        # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE … COMMIT).
-        conn = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            # Takes effect on a new file only, so it must come before WAL and the first table.
-            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {mode}")
-            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: bulk inserts touch many pages
-            self.schema_version = self._init_schema(conn, writable=True, target=target)
-            text_rows.ensure_table(conn)  # additive, any schema version (texts.py)
-            page = pragma(conn, "page_size")  # known only now (a migration may change it)
-            conn.execute(f"PRAGMA wal_autocheckpoint = {max(1000, WAL_CHECKPOINT_BYTES // page)}")
-            conn.execute(f"PRAGMA journal_size_limit = {2 * WAL_CHECKPOINT_BYTES}")
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _connect_read_only(self, target: str, cause: sqlite3.Error) -> sqlite3.Connection:
-        """Open an existing store in a read-only place: reads work, writes raise StorageError.
-
-        A WAL database needs its -shm file; in a read-only directory it cannot be created,
-        and SQLite then reads only an immutable file. That is safe only when no WAL content
-        is waiting for a checkpoint (it would be ignored), so then the open fails instead.
-        """
-        db = Path(target)
-        wal = db.with_name(db.name + "-wal")
-        pending = wal.exists() and wal.stat().st_size > 0
-        uris = [f"{db.resolve().as_uri()}?mode=ro"]
-        if not pending:
-            uris.append(f"{db.resolve().as_uri()}?mode=ro&immutable=1")
-        for uri in uris if db.is_file() else []:
-            try:
-                conn = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
-            except sqlite3.Error:
-                continue
-            try:
-                self.schema_version = self._init_schema(conn, writable=False, target=target)
-                return conn
-            except sqlite3.Error:
-                conn.close()
-        raise storage_error("open", cause) from cause
-
-    def _init_schema(self, conn: sqlite3.Connection, *, writable: bool, target: str) -> int:
-        """Create a fresh store's schema or migrate an old one; returns the schema version."""
-        create_if_fresh(conn)
-        version = schema_version(conn)
-        if writable and version in READABLE_VERSIONS and version != str(SCHEMA_VERSION):
-            self.migration = migrate(conn, target, version)
-            version = schema_version(conn)
-        if version not in READABLE_VERSIONS or (writable and version != str(SCHEMA_VERSION)):
-            raise unsupported(version)
-        if version == str(SCHEMA_VERSION):
-            secret = read_secret(conn)
-            if secret is None:
-                raise unsupported(version)  # every version-4 store has one (schema.py)
-            self._id_keys = IdKeys(secret)
-        return int(version)
-
-    # -- plumbing ---------------------------------------------------------------------
-
-    def _check_open(self, op: str) -> None:
-        if self._closed:
-            raise StorageError(f"storage {op} failed: storage is closed", {"operation": op})
-
-    @contextmanager
-    def _read(self, op: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._check_open(op)
-            try:
-                yield self._conn
-            except sqlite3.Error as exc:
-                raise storage_error(op, exc) from exc
-
-    @contextmanager
-    def _write(self, op: str) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction; any failure rolls it back before propagating."""
-        with self._lock:
-            self._check_open(op)
-            if self.read_only:
-                # Say so before any SQL: an older layout served read-only has other columns.
-                raise StorageError(
-                    f"storage {op} failed: database is read-only",
-                    {"operation": op, "sqlite_error": "SQLITE_READONLY"},
-                )
-            conn = self._conn
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                self._rollback()
-                if isinstance(exc, sqlite3.Error):
-                    raise storage_error(op, exc) from exc
-                raise
-
-    def _rollback(self) -> None:
-        try:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # SQLite already rolled back (e.g. after SQLITE_FULL): nothing is left open.
 
     def _bump_generation(self, conn: sqlite3.Connection, bank: str) -> None:
         """Stamp `bank` with the next store-wide generation (inside a write transaction)."""
@@ -324,9 +153,12 @@ class Storage:
         payloads: list[dict[str, Any] | None],
         *,
         all_new: bool = False,
+        times: list[tuple[float | None, ...]] | None = None,
         memory_texts: list[str | None] | None = None,  # a text bank's (texts.py)
     ) -> list[int]:
         """Store a batch in one transaction; returns each id's seq (a replaced id keeps its own).
+
+        `times`: per row (strength, stored_at, reinforced_at, expires_at), rows.row_times.
 
         `all_new`: the caller knows that the bank holds none of the ids (the engine keeps
         every id in memory), so they are not looked up first. Should one be stored after
@@ -340,8 +172,9 @@ class Storage:
             check_dim(config, d)
             text_rows.write(conn, bank, ids, memory_texts)
             seqs = insert_rows(
-                conn, self._id_keys, bank, next_seq, ids, blobs, texts, all_new=all_new
-            )
+                conn, self._id_keys, bank, next_seq, ids, blobs, texts, all_new=all_new,
+                times=times,
+            )  # fmt: skip
             self._bump_generation(conn, bank)
             return seqs
 
@@ -355,8 +188,34 @@ class Storage:
                 self._bump_generation(conn, bank)
             return deleted
 
-    def load(self, bank: str, sink: VectorSink | None = None) -> LoadedBank:
-        """Every memory of a bank in seq order (load.py).
+    def reinforce(self, bank: str, ids: list[str], t: float, strength: float | None) -> int:
+        """reinforced_at = t (and the strength, when given) for the ids the bank holds."""
+        with self._write("reinforce") as conn:
+            self._bank_row(conn, bank)
+            n = reinforce_rows(conn, self._id_keys, bank, ids, t, strength)
+            if n:
+                self._bump_generation(conn, bank)
+            return n
+
+    def delete_expired(self, bank: str, now: float) -> int:
+        """Delete the bank's memories whose expires_at ≤ now; returns how many."""
+        with self._write("delete_expired") as conn:
+            self._bank_row(conn, bank)
+            cur = conn.execute(
+                "DELETE FROM memories WHERE bank = ? AND expires_at IS NOT NULL"
+                " AND expires_at <= ?",
+                (bank, now),
+            )
+            if cur.rowcount:
+                text_rows.delete_orphans(conn, bank)
+                repair_spills(conn, self._id_keys)
+                self._bump_generation(conn, bank)
+            return int(cur.rowcount)
+
+    def load(
+        self, bank: str, sink: VectorSink | None = None, *, now: float | None = None
+    ) -> LoadedBank:
+        """Every memory of a bank in seq order (load.py); with `now`, those not expired.
 
         Without `sink` the vectors come back as one float32 array; with one, they are
         written to it and `LoadedBank.vectors` is None.
@@ -366,7 +225,10 @@ class Storage:
             try:
                 config, _ = self._bank_row(conn, bank)
                 generation = self._read_generation(conn, bank)
-                return read_bank(conn, bank, config, generation, sink)
+                return read_bank(
+                    conn, bank, config, generation, sink, now=now,
+                    times=self.schema_version >= 5,
+                )  # fmt: skip
             finally:
                 self._rollback()  # a read transaction: nothing to keep
 
@@ -378,6 +240,7 @@ class Storage:
         ids: list[str],
         vectors: np.ndarray,
         payloads: list[dict[str, Any] | None],
+        times: list[tuple[float | None, ...]] | None = None,
         memory_texts: list[str | None] | None = None,
     ) -> list[int]:
         """Drop the bank if it exists, create it afresh and fill it: one transaction."""
@@ -392,17 +255,4 @@ class Storage:
             repair_spills(conn, self._id_keys)  # another bank's rows may take its slots
             self._insert_bank(conn, name, text, created_at)
             text_rows.write(conn, name, ids, memory_texts)
-            return insert_rows(conn, self._id_keys, name, 0, ids, blobs, texts)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                self._conn.close()
-            except sqlite3.Error as exc:
-                raise storage_error("close", exc) from exc
-            finally:
-                if self._dir_lock is not None:
-                    self._dir_lock.release()
+            return insert_rows(conn, self._id_keys, name, 0, ids, blobs, texts, times=times)

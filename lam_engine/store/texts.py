@@ -64,6 +64,16 @@ def delete(conn: sqlite3.Connection, bank: str, ids: Sequence[str]) -> None:
         conn.executemany("DELETE FROM texts WHERE bank = ? AND id = ?", [(bank, i) for i in ids])
 
 
+def delete_orphans(conn: sqlite3.Connection, bank: str) -> None:
+    """After memories were deleted by a condition (expired), not by id: their texts."""
+    if _holds_texts(conn, bank):
+        conn.execute(
+            "DELETE FROM texts WHERE bank = ? AND id NOT IN"
+            " (SELECT id FROM memories WHERE bank = ?)",
+            (bank, bank),
+        )
+
+
 def drop_bank(conn: sqlite3.Connection, bank: str) -> None:
     """With a bank's delete (or replacement): all its texts."""
     conn.execute("DELETE FROM texts WHERE bank = ?", (bank,))

@@ -111,9 +111,15 @@ async def patch_bank(bank: BankPath, request: Request, rt: RtDep) -> Response:
             # PATCH merges: fields left out keep the bank's current values.
             current = engine.bank_info(bank).config.prefilter.to_dict()
             prefilter = PrefilterConfig.from_dict({**current, **given})
+        forgetting = {
+            key: getattr(req, key)
+            for key in ("default_ttl_s", "half_life_s")
+            if key in req.model_fields_set
+        }
         return engine.update_bank(
             bank, beta=req.beta, prefilter=prefilter,
             payload_index=None if req.payload_index is None else dict(req.payload_index),
+            **forgetting,
         )  # fmt: skip
 
     info = await rt.run(update)

@@ -26,6 +26,8 @@ from ..schemas import (
     DeleteRequest,
     MemoryIdPath,
     MemoryOut,
+    ReinforcedOut,
+    ReinforceRequest,
     ScrollOut,
     StoreOut,
     StoreRequest,
@@ -35,7 +37,8 @@ from ..text import has_text, store_text_memories
 from ._openapi import body
 
 router = APIRouter(prefix="/v1", tags=["memories"])
-_MEMORY_KEYS = frozenset(("id", "vector", "payload", "text"))
+_MEMORY_KEYS = frozenset(("id", "vector", "payload", "text", "ttl_s", "expires_at", "strength"))
+_FORGETTING = ("strength", "ttl_s", "expires_at")  # API.md "Forgetting": engine-validated
 
 
 @router.post(
@@ -61,6 +64,7 @@ def _store_sync(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) ->
     ids: list[str | None] | None = None
     payloads: list[dict[str, Any] | None] | None = None
     if_novel = None  # an .npy body has no room for it: JSON bodies only
+    extras: dict[str, list[Any]] = {}
     if kind == NPY:
         vectors = parse_npy(raw, "vectors")
         _check_batch(vectors.shape[0], limit)
@@ -71,9 +75,22 @@ def _store_sync(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) ->
             _check_batch(len(memories), limit)
         if_novel = novelty_tau(data.pop("if_novel", None))
         if set(data) == {"memories"} and isinstance(memories, list) and has_text(memories):
-            return store_text_memories(engine, bank, memories, _memory_problem, if_novel)
+            return store_text_memories(
+                engine, bank, memories, _memory_problem, if_novel, forgetting_columns(memories)
+            )
         vectors, ids, payloads = split_memories(data, raw)
-    return engine.upsert(bank, vectors, ids, payloads, if_novel=if_novel)
+        assert isinstance(memories, list)  # split_memories refused anything else
+        extras = forgetting_columns(memories)
+    return engine.upsert(bank, vectors, ids, payloads, if_novel=if_novel, **extras)
+
+
+def forgetting_columns(memories: list[Any]) -> dict[str, list[Any]]:
+    """The batch's strengths / ttl_s / expires_at as engine keyword columns (given ones)."""
+    return {
+        ("strengths" if key == "strength" else key): [m.get(key) for m in memories]
+        for key in _FORGETTING
+        if any(key in m for m in memories)
+    }
 
 
 def novelty_tau(gate: Any) -> Any:
@@ -166,6 +183,21 @@ def _memory_problem(m: Any) -> tuple[str, str] | None:
     if p is not None and not isinstance(p, dict):
         return "payload", "payload must be a JSON object or null"
     return None
+
+
+@router.post(
+    "/banks/{bank}/memories/reinforce",
+    response_model=ReinforcedOut,
+    dependencies=WRITE,
+    openapi_extra=body(ReinforceRequest),
+    responses=error_responses(*JSON_BODY, 404, 507),
+)
+async def reinforce(bank: BankPath, request: Request, rt: RtDep) -> Response:
+    """t_μ = now (and the strength, when given) for the ids; unknown ids are not counted."""
+    req = await json_model(request, ReinforceRequest)
+    _check_batch(len(req.ids), rt.settings.max_store_batch)
+    n = await rt.run(engine_of(rt).reinforce, bank, req.ids, req.strength)
+    return OrjsonResponse({"reinforced": n})
 
 
 @router.get(

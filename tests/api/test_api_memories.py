@@ -42,9 +42,13 @@ def test_store_returns_ids_and_count(client: TestClient) -> None:
         },
     )
     assert r.json()["count"] == 2
-    assert client.get("/v1/banks/s/memories/x").json() == {
+    got = client.get("/v1/banks/s/memories/x").json()
+    assert {k: got.pop(k) for k in ("id", "vector", "payload")} == {
         "id": "x", "vector": [3.0, 4.0], "payload": {"k": 1},
     }  # fmt: skip
+    # API.md "Forgetting": the rest is the memory's strength and times (none given here)
+    assert set(got) == {"strength", "strength_now", "stored_at", "reinforced_at", "expires_at"}
+    assert got["strength"] == got["strength_now"] == 1.0 and got["expires_at"] is None
 
 
 def test_content_address_after_normalization(client: TestClient) -> None:
@@ -72,7 +76,9 @@ def test_store_npy_body(client: TestClient) -> None:
 
 def test_get_delete_and_bulk_delete(client: TestClient, bank: str) -> None:
     m = client.get(f"/v1/banks/{bank}/memories/b").json()
-    assert m == {"id": "b", "vector": XI[1].tolist(), "payload": {"i": 1}}
+    assert {k: m[k] for k in ("id", "vector", "payload")} == {
+        "id": "b", "vector": XI[1].tolist(), "payload": {"i": 1},
+    }  # fmt: skip
     assert_error(client.get(f"/v1/banks/{bank}/memories/zz"), 404, "memory_not_found")
     assert_error(client.get("/v1/banks/nope/memories/a"), 404, "bank_not_found")
     r = client.delete(f"/v1/banks/{bank}/memories/a")

@@ -250,3 +250,20 @@ def test_filter_options_count_and_delete(data: Path, tmp_path: Path) -> None:
     assert r.exit_code == 2
     r = lam("count", "f", "--filter", '{"must": [{"key": ""}]}', path=data, ok=False)
     assert r.exit_code == 6 and "invalid_filter" in r.stderr
+
+
+def test_forgetting_commands_and_sdk(data: Path) -> None:
+    """lam bank create/update with a lifetime and a half-life, lam reinforce (embedded)."""
+    bank = lam_json(data, "bank", "create", "fg", "--dim", "2", "--half-life-s", "60")
+    assert bank["half_life_s"] == 60.0 and bank["default_ttl_s"] is None
+    bank = lam_json(data, "bank", "update", "fg", "--default-ttl-s", "30", "--half-life-s", "none")
+    assert bank["default_ttl_s"] == 30.0 and bank["half_life_s"] is None
+    from lam_client import Client
+
+    with Client(path=data) as c:
+        c.store("fg", [[1.0, 0.0], [0.0, 1.0]], ids=["a", "b"], strengths=[2.0, None])
+        assert c.get("fg", "a").strength == 2.0 and c.get("fg", "b").expires_at is not None
+    assert lam_json(data, "reinforce", "fg", "a", "zz", "--strength", "3") == {"reinforced": 1}
+    with Client(path=data) as c:
+        a = c.get("fg", "a")
+        assert a.strength == 3.0 and a.reinforced_at is not None

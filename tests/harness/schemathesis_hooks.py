@@ -49,6 +49,15 @@ BEYOND_SCHEMA: list[tuple[str, str, int, str, str]] = [
         "invalid_filter",
         "nest at most|conditions|at least one of|floats cannot|64 bits",
     ),
+    # A lifetime must end in the future (API.md "Forgetting"): "now" is not in a schema,
+    # and neither are ttl_s with expires_at together.
+    (
+        "POST",
+        r"/v1/banks/\{bank\}/memories",
+        422,
+        "invalid_parameter",
+        r"expires_at (must be in the future|must be an RFC 3339)|ttl_s and expires_at",
+    ),
     # Which memories pass a filter is the bank's state.
     ("POST", r"/v1/banks/\{bank\}/(query|energy)", 409, "empty_selection", ""),
     # JSON Schema bounds items, not bytes: a body beyond LAM_MAX_BODY_BYTES.

@@ -30,6 +30,7 @@ from lam_engine import (
     PrefilterConfig,
     StorageError,
 )
+from lam_engine.store import SCHEMA_VERSION
 from tests import reference as oracle
 
 
@@ -658,7 +659,7 @@ def test_version_1_store_opens_and_then_saves_its_index(tmp_path, count_rebuilds
     conn.close()
     count_rebuilds.clear()
     engine = Engine.open(tmp_path)
-    assert engine.storage.schema_version == 4 and count_rebuilds == [3000]
+    assert engine.storage.schema_version == SCHEMA_VERSION and count_rebuilds == [3000]
     assert _answers(engine, "ix", q) == before
     engine.close()
     count_rebuilds.clear()

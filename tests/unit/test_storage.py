@@ -477,7 +477,7 @@ def test_version_1_store_is_migrated_in_place(tmp_path: Path):
     xi = _xi(5, 3)
     _make_v1_store(db, xi)
     s = Storage(db)
-    assert s.schema_version == SCHEMA_VERSION == 4
+    assert s.schema_version == SCHEMA_VERSION == 5
     assert s.migration is not None and s.migration["from_version"] == 1
     loaded = s.load("old")
     assert loaded.ids == [f"m{i}" for i in range(5)] and _bits(loaded.vectors) == _bits(xi)
@@ -489,10 +489,10 @@ def test_version_1_store_is_migrated_in_place(tmp_path: Path):
     assert s.generation("fresh") == 2
     s.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
     conn.close()
     s = Storage(db)  # a migrated store opens as a current one
-    assert s.schema_version == 4 and s.migration is None
+    assert s.schema_version == SCHEMA_VERSION and s.migration is None
     assert s.generation("old") == 1 and len(s.load("old").ids) == 6
     s.close()
 
@@ -614,8 +614,8 @@ def test_new_store_uses_the_version_4_layout(tmp_path: Path):
     db = tmp_path / "lam.sqlite3"
     Storage(db).close()
     assert _layout(db) == {
-        "version": "4", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
-        "indexes": ["memories_bank_seq", "memories_key"], "integrity": "ok",
+        "version": "5", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
+        "indexes": ["memories_bank_seq", "memories_expires", "memories_key"], "integrity": "ok",
     }  # fmt: skip
 
 
@@ -623,7 +623,7 @@ def test_version_2_store_is_migrated_and_compacted_keeping_everything(tmp_path: 
     db = tmp_path / "lam.sqlite3"
     state = _fill_v2_style(db)
     s = Storage(db)
-    assert s.schema_version == 4 and s.migration is not None
+    assert s.schema_version == SCHEMA_VERSION and s.migration is not None
     assert s.migration["from_version"] == 2 and s.migration["vacuum"].startswith("done")
     _assert_same(s, state)
     # Seq rules hold on the new table: a replace keeps its seq, new ids continue next_seq.
@@ -633,8 +633,8 @@ def test_version_2_store_is_migrated_and_compacted_keeping_everything(tmp_path: 
     assert s.delete("a", ["a1-4", "nope"]) == 1
     s.close()
     assert _layout(db) == {
-        "version": "4", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
-        "indexes": ["memories_bank_seq", "memories_key"], "integrity": "ok",
+        "version": "5", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
+        "indexes": ["memories_bank_seq", "memories_expires", "memories_key"], "integrity": "ok",
     }  # fmt: skip
     assert not (tmp_path / "lam.sqlite3-journal").exists()
 
@@ -645,7 +645,10 @@ def test_migration_without_room_for_the_vacuum_keeps_the_page_size(tmp_path: Pat
     # 100 MiB free of 1 GiB: enough for the migration, not for a VACUUM's reserve.
     monkeypatch.setattr(space_module, "free_bytes", lambda path: (100 << 20, 1 << 30, 1))
     s = Storage(db)
-    assert s.schema_version == 4 and s.migration["vacuum"] == "skipped: not enough disk space"
+    assert (
+        s.schema_version == SCHEMA_VERSION
+        and s.migration["vacuum"] == "skipped: not enough disk space"
+    )
     _assert_same(s, state)
     s.close()
     layout = _layout(db)
@@ -686,7 +689,7 @@ def test_failed_migration_leaves_the_version_2_store_intact(tmp_path: Path, monk
     assert layout["version"] == "2" and layout["without_rowid"] and layout["integrity"] == "ok"
     monkeypatch.undo()
     s = Storage(db)
-    assert s.schema_version == 4
+    assert s.schema_version == SCHEMA_VERSION
     _assert_same(s, state)
     s.close()
 
@@ -698,10 +701,10 @@ def test_migration_while_another_connection_is_open_stays_in_wal(tmp_path: Path)
     other.execute("SELECT COUNT(*) FROM banks").fetchone()  # holds the WAL read lock
     try:
         s = Storage(db)
-        assert s.schema_version == 4 and s.migration["vacuum"] == "not tried"
+        assert s.schema_version == SCHEMA_VERSION and s.migration["vacuum"] == "not tried"
         _assert_same(s, state)
         assert other.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-            "4",
+            "5",
         )
         s.close()
     finally:

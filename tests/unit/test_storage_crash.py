@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 from lam_engine.errors import StorageError
-from lam_engine.store import Storage
+from lam_engine.store import SCHEMA_VERSION, Storage
 
 CHILD = Path(__file__).with_name("crash_child_storage.py")
 DIM = 8
@@ -217,7 +217,7 @@ def test_sigkill_during_migration_never_loses_the_store(tmp_path: Path, version:
         interrupted += report is None
         store = Storage(db)  # finishes (or redoes) the migration
         try:
-            assert store.schema_version == 4 and store.generation("m") == 7
+            assert store.schema_version == SCHEMA_VERSION and store.generation("m") == 7
             loaded = store.load("m")
             assert loaded.ids == [f"id{i}" for i in range(n)]
             assert loaded.seqs.tolist() == list(range(0, 3 * n, 3))

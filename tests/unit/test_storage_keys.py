@@ -194,7 +194,7 @@ def test_version_3_store_is_migrated_to_4_keeping_everything(
         _fold_keys(monkeypatch)
     s = Storage(db)
     try:
-        assert s.schema_version == SCHEMA_VERSION == 4
+        assert s.schema_version == SCHEMA_VERSION == 5
         assert s.migration is not None and s.migration["from_version"] == 3
         for name, (want, generation) in state.items():
             got = s.load(name)

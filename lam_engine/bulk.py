@@ -1,0 +1,68 @@
+"""Filling an empty bank from the store (the `Storage.load` sink)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .bank import MemoryBank
+from .errors import InvalidInputError
+
+
+def bulk_loader(bank: MemoryBank) -> BulkLoader:
+    """Fill this (empty) bank from `Storage.load`: pass the loader as its sink, then
+    call `finish`. The vectors go straight into the device tensor, in the bank's dtype,
+    one chunk at a time: no full float32 copy of the bank on the way."""
+    own = getattr(bank, "bulk_loader", None)  # a bank of another layout (shards/bank.py)
+    if own is not None:
+        return own()
+    if bank._n:
+        raise RuntimeError("bulk_loader needs an empty bank")
+    return BulkLoader(bank)
+
+
+class BulkLoader:
+    """The `Storage.load` sink (storage.VectorSink) of `MemoryBank.bulk_loader`."""
+
+    def __init__(self, bank: MemoryBank) -> None:
+        self.bank = bank
+        self._rows = 0
+
+    def reserve(self, n: int, d: int) -> None:
+        bank = self.bank
+        if d != bank.config.dim:
+            raise InvalidInputError(
+                f"stored vectors have dimension {d}, the bank has {bank.config.dim}",
+                {"expected": bank.config.dim, "got": d},
+            )
+        # Exactly n rows: the first append after a start grows it geometrically, as usual.
+        bank._reserve(n, exact=True)
+        self._rows = n
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        # copy_ converts to the bank's dtype and device chunk by chunk.
+        self.bank._xi[start : start + len(block)].copy_(torch.from_numpy(block))
+
+    def finish(
+        self,
+        ids: list[str],
+        keys: np.ndarray,
+        payloads: list[dict[str, Any] | None],
+        times: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Make the rows written so far the bank's memories (ids, store seqs, payloads)."""
+        bank, n = self.bank, len(ids)
+        if n != self._rows or len(keys) != n or len(payloads) != n:
+            raise InvalidInputError("bulk load: ids, keys and payloads must match the rows")
+        bank._bias[:n] = 0.0
+        bank._keys[:n] = keys
+        bank._ids = ids  # type: ignore[assignment]  # taken over, not copied
+        bank._payloads = payloads
+        bank._row_of = dict(zip(ids, range(n), strict=True))
+        bank._n, bank._dead = n, 0
+        bank._max_norm = None
+        bank.indexes.add(np.arange(n), payloads)
+        if times is not None:  # strengths and times (store schema 5)
+            bank._set_priors(np.arange(n), *times)

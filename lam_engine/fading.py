@@ -1,0 +1,93 @@
+"""Strengths over time on a bank: reinforce, a new half-life, a row's forgetting fields.
+
+The arrays are `RowPriors` (priors.py), the formulas math/strengths.py; `MemoryBank` keeps
+the float32 bias the kernels read (`MemoryBank._set_priors`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from .bank import MemoryBank
+
+
+def reinforce(bank: MemoryBank, rows: np.ndarray, t: float, strength: float | None) -> None:
+    """Set t_μ = t (and s_μ = strength when given) for rows in use."""
+    pr = bank.priors
+    s = pr.strength[rows] if strength is None else np.full(len(rows), float(strength))
+    bank._set_priors(rows, s, pr.stored_at[rows], np.full(len(rows), t), pr.expires_at[rows])
+
+
+def set_half_life(bank: MemoryBank, half_life_s: float | None) -> None:
+    """A new half-life: strengths then fade by it from t_μ (API.md; docs/forgetting.md)."""
+    n = bank._n
+    bank.priors.set_half_life(half_life_s, n, bank.clock.now())
+    cur = bank._bias[:n]
+    lp = torch.from_numpy(bank.priors.log_prior[:n]).to(bank.device, torch.float32)
+    bank._bias[:n] = torch.where(torch.isneginf(cur), cur, lp if bank.priors.active else 0)
+
+
+def forgetting_at(bank: MemoryBank, row: int, t: float) -> dict[str, Any]:
+    """The row's strength, strength in force at t, and times (API.md, "Forgetting")."""
+    pr = bank.priors
+    reinforced = float(pr.reinforced_at[row])
+    expires = float(pr.expires_at[row])
+    return {
+        "strength": float(pr.strength[row]),
+        "strength_now": pr.strength_now(row, t),
+        "stored_at": float(pr.stored_at[row]),
+        "reinforced_at": None if math.isnan(reinforced) else reinforced,
+        "expires_at": None if math.isinf(expires) else expires,
+    }
+
+
+def snapshot_rows(
+    bank: MemoryBank,
+) -> tuple[list[str], np.ndarray, list[dict[str, Any] | None], dict[str, list[Any]]]:
+    """ids, vectors, payloads and forgetting columns of the memories alive now (snapshot)."""
+    rows = bank.alive_rows()
+    expired = bank.priors.expires_at[rows] <= bank.clock.now()
+    if expired.any():
+        rows = rows[~expired]
+    pr = bank.priors
+
+    def col(a: np.ndarray) -> list[Any]:
+        return [None if not math.isfinite(x) else x for x in a[rows].tolist()]
+
+    times = {
+        "strengths": pr.strength[rows].tolist(),
+        "stored_at": pr.stored_at[rows].tolist(),
+        "reinforced_at": col(pr.reinforced_at),
+        "expires_at": col(pr.expires_at),
+    }
+    xi = bank.xi.index_select(0, torch.from_numpy(rows).to(bank.device))
+    vectors = np.ascontiguousarray(xi.to(device="cpu", dtype=torch.float32).numpy())
+    return (
+        [bank.id_at(int(r)) for r in rows],
+        vectors,
+        [bank.payload_at(int(r)) for r in rows],
+        times,
+    )
+
+
+def snapshot_times(
+    times: dict[str, list[Any]] | None, n: int, now: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(strength, stored_at, reinforced_at, expires_at) arrays of a snapshot's memories;
+    a snapshot made before forgetting existed: strength 1, stored now, never expiring."""
+    if times is None:
+        return np.ones(n), np.full(n, now), np.full(n, np.nan), np.full(n, np.inf)
+
+    def col(key: str, null: float) -> np.ndarray:
+        return np.array([null if x is None else float(x) for x in times[key]], dtype=np.float64)
+
+    return (
+        col("strengths", 1.0),
+        col("stored_at", now),
+        col("reinforced_at", np.nan),
+        col("expires_at", np.inf),
+    )
