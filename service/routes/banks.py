@@ -14,19 +14,12 @@ from lam_engine.config import SHARDS_MAX
 from lam_engine.errors import InvalidParameterError
 from lam_engine.texts import text_bank_config
 
+from ..bank_schemas import BankCreate, BankList, BankOut, BankPatch
 from ..bodies import json_model, require_media_type
 from ..deps import READ, WRITE, RtDep, Runtime, engine_of
 from ..errors import ApiError, validation_error
 from ..responses import OrjsonResponse
-from ..schemas import (
-    JSON_BODY,
-    BankCreate,
-    BankList,
-    BankOut,
-    BankPatch,
-    BankPath,
-    error_responses,
-)
+from ..schemas import JSON_BODY, BankPath, error_responses
 from ._openapi import BINARY, binary_body, body
 
 router = APIRouter(prefix="/v1", tags=["banks"])

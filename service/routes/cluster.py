@@ -11,9 +11,9 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from ..bank_schemas import ClusterOut
 from ..deps import READ, RtDep, engine_of
 from ..responses import OrjsonResponse
-from ..schemas import ClusterOut
 
 router = APIRouter(prefix="/v1", tags=["cluster"])
 LOCAL_NODE = "local"

@@ -76,7 +76,7 @@ def test_model_params_schema_accepts_what_config_accepts(
 
 
 def test_prefilter_schema_bounds_are_the_configs() -> None:
-    from service.schemas import PrefilterSpec
+    from service.bank_schemas import PrefilterSpec
 
     props = PrefilterSpec.model_json_schema()["properties"]
     for f in fields(PrefilterConfig):
