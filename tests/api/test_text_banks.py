@@ -319,3 +319,26 @@ def test_cli_load_and_query_text(tmp_path: Path) -> None:
     assert second["text"] == PAIRS[0][0]
     r = runner.invoke(app, ["mcp", "--help"], catch_exceptions=False)
     assert r.exit_code == 0 and "--bank" in r.output, r.output
+
+
+@needs_model
+def test_text_memories_take_if_novel_and_strengths(http: httpx.Client) -> None:
+    """The text path shares the write path: the novelty gate and the forgetting fields."""
+    r = http.post("/v1/banks", json={"name": "t-gate", "embedder": MINILM, "beta": 20.0})
+    assert r.status_code == 201, r.text
+    first = {"id": "a", "text": "The cat sat on the mat.", "strength": 3.0, "ttl_s": 600}
+    r = http.post("/v1/banks/t-gate/memories", json={"memories": [first]})
+    assert r.status_code == 200, r.text
+    again = [
+        {"id": "a2", "text": "The cat sat on the mat."},  # the same sentence: not novel
+        {"id": "b", "text": "Interest rates rose by half a point.", "strength": 2.0},
+    ]
+    body = {"memories": again, "if_novel": {"energy_above": 0.2}}
+    r = http.post("/v1/banks/t-gate/memories", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["ids"] == ["b"] and out["count"] == 2
+    assert [(s["id"], s["nearest"]) for s in out["skipped"]] == [("a2", "a")]
+    a, b = (http.get(f"/v1/banks/t-gate/memories/{i}").json() for i in ("a", "b"))
+    assert (a["strength"], a["text"], b["strength"]) == (3.0, first["text"], 2.0)
+    assert a["expires_at"] is not None and b["expires_at"] is None

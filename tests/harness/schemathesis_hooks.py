@@ -27,6 +27,8 @@ BEYOND_SCHEMA: list[tuple[str, str, int, str, str]] = [
     ("POST", r"/v1/banks/\{bank\}/memories", 422, "duplicate_id", ""),
     # Which devices exist is the host's state, not the document's.
     ("POST", r"/v1/banks", 422, "device_unavailable", ""),
+    # So is which embedder models it can load (API.md "Text memories").
+    ("POST", r"/v1/banks", 422, "embedder_unavailable", ""),
     # Whether the server runs in cluster mode (replicas > 1 need it) is its state too.
     ("POST", r"/v1/banks", 422, "cluster_required", ""),
     # Finite inputs whose product (beta * xi . v, |v|^2) leaves the float range (a store
@@ -57,6 +59,20 @@ BEYOND_SCHEMA: list[tuple[str, str, int, str, str]] = [
         422,
         "invalid_parameter",
         r"expires_at (must be in the future|must be an RFC 3339)|ttl_s and expires_at",
+    ),
+    # Whether a bank embeds text (has an embedder) is its state; `dim` may be left out
+    # only when `embedder` is given, and a mask applies to vectors only (rules across fields).
+    ("POST", r"/v1/banks/\{bank\}/(memories|query|energy)", 422, "not_a_text_bank", ""),
+    ("POST", r"/v1/banks", 422, "validation_error", "left out for a text bank only"),
+    ("POST", r"/v1/banks/\{bank\}/query", 422, "invalid_parameter", "not to texts"),
+    # Forgetting is not on sharded banks yet: `shards` with a lifetime or half-life (create)
+    # or a bank's shard count (state: store, reinforce).
+    (
+        "(POST|PATCH)",
+        r"/v1/banks(/\{bank\}(/memories(/reinforce)?)?)?",
+        422,
+        "invalid_parameter",
+        "not supported on sharded banks",
     ),
     # Which memories pass a filter is the bank's state.
     ("POST", r"/v1/banks/\{bank\}/(query|energy)", 409, "empty_selection", ""),

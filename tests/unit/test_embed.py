@@ -161,6 +161,10 @@ def test_unknown_model_or_missing_directory() -> None:
         load_embedder("no-such-model-here")
     with pytest.raises(EmbedderUnavailableError):
         load_embedder("")
+    # Not a path the filesystem can even look up (found by schemathesis: was a 500).
+    for unusable in ("0" * 300, "a/" * 3000, "\x00bad"):
+        with pytest.raises(EmbedderUnavailableError, match="unknown embedder"):
+            load_embedder(unusable)
 
 
 @needs_text

@@ -63,7 +63,9 @@ def test_a_failed_batch_writes_no_text(store: Storage) -> None:
 
 def test_replace_bank_replaces_texts(store: Storage) -> None:
     store.upsert("t", ["a", "b"], xi(2), [None] * 2, memory_texts=["A", "B"])
-    store.replace_bank("t", CONFIG, "2026-01-02T00:00:00Z", ["b"], xi(1), [None], ["new B"])
+    store.replace_bank(
+        "t", CONFIG, "2026-01-02T00:00:00Z", ["b"], xi(1), [None], memory_texts=["new B"]
+    )
     assert store.load("t").texts == {"b": "new B"}
 
 
