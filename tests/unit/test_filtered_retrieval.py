@@ -80,7 +80,7 @@ def test_filtered_equals_bank_of_the_passing(
             assert math.isclose(g.energy, w.energy, rel_tol=1e-5, abs_tol=1e-5)
             assert [m.id for m in g.matches] == [m.id for m in w.matches]
             np.testing.assert_allclose(
-                [m.weight for m in g.matches], [m.weight for m in w.matches], atol=1e-6
+                [m.weight for m in g.matches], [m.weight for m in w.matches], atol=1e-5
             )
         for constants in (False, True):
             ge = e.energy("all", cues, constants=constants, gradient=True, filter=flt)
