@@ -1,12 +1,14 @@
 """A multi-tenant agent memory in one bank: per-user retrieval by filter, old memories
-fading by half-life, one of them reinforced (docs/forgetting.md).
+fading by half-life, one of them reinforced, duplicates refused by `if_novel`
+(docs/forgetting.md, docs/api-guide.md).
 
 Three users' memories live in one bank with a `user` keyword index; every query carries a
 filter on its user, so a user only ever sees (and competes with) their own memories. The
 bank's half-life is one day; the example moves an injectable clock (lam_engine.clock.
 ManualClock) over days 4-11, reinforces alice's oldest memory on day 7, stores a new one
 on day 9, and plots the weights that the same cue gives alice's memories over time
-(between events the ratios stay put: every strength fades at the same rate).
+(between events the ratios stay put: every strength fades at the same rate). A write gated
+by `if_novel` stores bob's new memory and refuses a near-copy of one he already has.
 
     python examples/multi_tenant_memory.py            # writes docs/images/multi_tenant_memory.png
 """
@@ -48,6 +50,22 @@ def main() -> None:
         engine.upsert("agent", [vec], ids=[mid], payloads=[{"user": user, "day": day}])
         ids.append(mid)
         clock.advance(DAY)
+    # Novelty-gated write: a near-copy of bob's memory is refused (its energy is low: the
+    # bank already holds it), a new memory is stored; `skipped` names the nearest memory.
+    bob_old = engine.get_memory("agent", "bob-day1").vector
+    near_copy = np.asarray(bob_old) + 0.01 * rng.normal(size=d)
+    gated = engine.upsert(
+        "agent",
+        [near_copy, rng.normal(size=d)],
+        ids=["bob-again", "bob-new"],
+        payloads=[{"user": "bob"}, {"user": "bob"}],
+        if_novel=-0.5,
+    )
+    assert gated.ids == ["bob-new"] and gated.skipped is not None
+    (skip,) = gated.skipped
+    assert (skip.id, skip.nearest) == ("bob-again", "bob-day1")
+    print(f"if_novel: stored {gated.ids}, skipped {skip.id} (E = {skip.energy:.2f}, nearest")
+    print(f"          {skip.nearest}): its energy is below the threshold -0.5")
     alice = [i for i in ids if i.startswith("alice")] + ["alice-day9"]
     cue = [topic]
     only = {"must": [{"key": "user", "match": {"value": "alice"}}]}
