@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 
 from lam_engine import BankConfig, Engine
 from lam_engine.errors import BankNotFoundError
-from lam_engine.filters import parse_filter
+from lam_engine.filters import Filter, parse_filter
 from lam_engine.shards import LocalShard
 
 BANK = "shard"
@@ -38,7 +39,8 @@ class ShardReplica:
         torch.set_num_threads(1)  # actors share the node's cores; Ray sets OMP_NUM_THREADS too
         self.directory = replica_dir(bank, shard, base)
         self.engine = Engine.open(self.directory)
-        cfg = BankConfig.from_dict({**config, "shards": 1, "replicas": 1})
+        # The router prepares every batch (normalized, content ids): stored as given here.
+        cfg = BankConfig.from_dict({**config, "shards": 1, "replicas": 1, "normalize": False})
         try:
             self.engine.bank_info(BANK)
         except BankNotFoundError:
@@ -65,6 +67,20 @@ class ShardReplica:
     def count(self, flt: Any = None) -> int:
         return self.engine.count(BANK, flt)
 
+    def info(self) -> tuple[int, int]:
+        """(count, memory_bytes) of this replica's shard."""
+        b = self.engine.bank_info(BANK)
+        return b.count, b.memory_bytes
+
+    def restricted(self, flt: Any = None) -> tuple[int, float, bool]:
+        """(count, max ‖ξ‖, has an index) of the memories passing `flt` (Shard protocol)."""
+        slot = self.engine._slot(BANK)
+        with slot.lock.read():
+            shard = LocalShard(slot.bank, slot.prefilter).restricted(_flt(flt))
+            if shard is None:
+                return 0, 0.0, slot.prefilter is not None
+            return shard.count, shard.max_norm(), shard.has_index
+
     # ---- writes ---------------------------------------------------------------------------
     def upsert(self, seq: int, ids: list[str], vectors: np.ndarray, payloads: list[Any]) -> int:
         if seq > self.applied():
@@ -79,10 +95,32 @@ class ShardReplica:
             self._applied_to(seq)
         return n
 
+    def delete_where(self, seq: int, flt: Any) -> int:
+        n = 0
+        if seq > self.applied():
+            n = self.engine.delete_memories(BANK, filter=flt)
+            self._applied_to(seq)
+        return n
+
+    def drop(self) -> None:
+        """Delete this replica's store (its bank is deleted): a new bank of the same name
+        starts empty."""
+        self.engine.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
     # ---- reads ----------------------------------------------------------------------------
     def get(self, memory_id: str) -> tuple[np.ndarray | None, Any]:
         rec = self.engine.get_memory(BANK, memory_id)
         return rec.vector, rec.payload
+
+    def vectors(self, ids: list[str]) -> list[np.ndarray | None]:
+        return [self.engine.get_memory(BANK, i).vector for i in ids]
+
+    def scroll(
+        self, limit: int, cursor: str | None, with_vectors: bool, flt: Any
+    ) -> tuple[list[tuple[str, np.ndarray | None, Any]], str | None]:
+        recs, nxt = self.engine.scroll(BANK, limit, cursor, with_vectors=with_vectors, filter=flt)
+        return [(r.id, r.vector, r.payload) for r in recs], nxt
 
     def records(self) -> tuple[list[str], np.ndarray, list[Any]]:
         """(ids, vectors, payloads) in this replica's store order: what replicas compare."""
@@ -93,18 +131,29 @@ class ShardReplica:
     def dense(
         self, states: np.ndarray, beta: float, top_k: int, need_out: bool, flt: Any = None
     ) -> dict[str, Any] | None:
-        """The shard's partials (math/merge.py) as numpy, with its top-k ids and payloads;
-        None when no memory (passing `flt`) is here."""
+        """The shard's partials (math/merge.py) as numpy, with its top-k's local keys, ids
+        and payloads; None when no memory (passing `flt`) is here."""
+        return self._pass(
+            flt, lambda sh, v: sh.dense(v, beta, top_k=top_k, need_out=need_out), states
+        )
+
+    def candidates(
+        self, states: np.ndarray, beta: float, k_candidates: int, top_k: int, flt: Any = None
+    ) -> dict[str, Any] | None:
+        """As `dense`, over this shard's prefilter candidates, with its `log_tail`."""
+        return self._pass(
+            flt,
+            lambda sh, v: sh.candidates(v, beta, k_candidates=k_candidates, top_k=top_k),
+            states,
+        )
+
+    def _pass(self, flt: Any, run: Any, states: np.ndarray) -> dict[str, Any] | None:
         slot = self.engine._slot(BANK)
         with slot.lock.read():
-            shard = LocalShard(slot.bank, slot.prefilter).restricted(
-                None if flt is None else parse_filter(flt)
-            )
+            shard = LocalShard(slot.bank, slot.prefilter).restricted(_flt(flt))
             if shard is None:
                 return None
-            ans = shard.dense(
-                torch.from_numpy(np.array(states)), beta, top_k=top_k, need_out=need_out
-            )
+            ans = run(shard, torch.from_numpy(np.array(states)))
             p = ans.parts
             keys = p.top_rows.numpy()
             rows = slot.bank.rows_for_keys(keys)
@@ -117,10 +166,10 @@ class ShardReplica:
                 "s": p.s.numpy(),
                 "v": p.v.numpy(),
                 "top_scores": p.top_scores.numpy(),
+                "keys": keys,
                 "ids": ids,
                 "payloads": payloads,
-                "count": shard.count,
-                "max_norm": shard.max_norm(),
+                "log_tail": ans.log_tail,
             }
 
     # ---- catch-up -------------------------------------------------------------------------
@@ -134,3 +183,8 @@ class ShardReplica:
         self.engine.import_snapshot(BANK, io.BytesIO(data), replace=True)
         self._applied_to(seq)
         return self.engine.bank_info(BANK).count
+
+
+def _flt(flt: Any) -> Filter | None:
+    """A filter as the router sends it: parsed already (a query's), or JSON."""
+    return flt if flt is None or isinstance(flt, Filter) else parse_filter(flt)

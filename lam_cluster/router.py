@@ -13,13 +13,18 @@ and gets no reads; the next write or read that finds it answering again catches 
 (a peer's snapshot at the peer's sequence) before it is active again.
 
 Reads: one call per shard per step to an active replica, all shards at once, the partials
-merged exactly (math/merge.py) by the router: the same descent as one bank.
+merged exactly (math/merge.py) by the router: the same descent as one bank. Query and energy
+are lam_engine/shards/ops.py's own code, run over `shard.RemoteShard`s (the `Shard`
+protocol of lam_engine/shards over Ray): filters and the prefilter included.
+
+An engine error raised inside a replica (a bad filter, an unknown id) is the caller's
+fault, not the replica's: it is raised again as itself and the replica stays active.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,24 +34,20 @@ import numpy as np
 import torch
 
 from lam_engine import BankConfig
+from lam_engine.bank import MemoryBank
 from lam_engine.config import QUERY
-from lam_engine.errors import EmptySelectionError
-from lam_engine.math.merge import Partials
-from lam_engine.retrieval import QueryParams, _descend
-from lam_engine.shards import ShardPartials, split
-from lam_engine.shards.ops import merge_round
+from lam_engine.errors import LamError
+from lam_engine.inputs import QueryInput
+from lam_engine.results import QueryBatchResult, UpsertResult
+from lam_engine.shards import ops as shard_ops
+from lam_engine.shards import shard_config, split
 
+from .calls import get, ray_module
 from .replica import ShardReplica
+from .shard import ClusterView
 
 ACTIVE, CATCHING_UP, DEAD = "active", "catching_up", "dead"
 CALL_TIMEOUT_S = 60.0
-POS_BITS = 32  # a merged top-k entry is (shard << POS_BITS) | its position in that shard's list
-
-
-def _ray() -> Any:
-    import ray
-
-    return ray
 
 
 PROBE_EVERY_S = 2.0  # how often a dead replica is asked whether it is back
@@ -70,16 +71,21 @@ class ClusterBank:
     replicas: list[list[Replica]] = field(default_factory=list)
     timeout_s: float = CALL_TIMEOUT_S  # a replica that does not answer a write in it is dead
     _seq: Any = field(default_factory=lambda: itertools.count(1))
-    # One write at a time (as the engine's writer mutex), and one catch-up at a time.
+    # One write at a time (as the engine's writer mutex), and one catch-up at a time: the
+    # replicas apply writes in sequence order and skip any at or below their last one.
     _write: threading.RLock = field(default_factory=threading.RLock)
+    # An empty bank of the shards' config: it validates and prepares batches (normalized,
+    # content ids) exactly as one bank would, and holds no memories.
+    _prep: MemoryBank | None = None
 
     @classmethod
     def create(cls, name: str, config: BankConfig, nodes: list[str]) -> ClusterBank:
-        ray = _ray()
+        ray = ray_module()
         if config.replicas > len(nodes):
             raise ValueError(f"replicas ({config.replicas}) > nodes ({len(nodes)})")
         remote = ray.remote(ShardReplica)
         bank = cls(name, config, nodes)
+        bank._prep = MemoryBank(shard_config(config), torch.device("cpu"))
         cfg = config.to_dict()
         for s in range(config.shards):
             row = []
@@ -102,9 +108,14 @@ class ClusterBank:
         return bank
 
     def destroy(self) -> None:
-        ray = _ray()
+        """Delete the bank: every replica's store, then its actor (a dead replica's store
+        stays on its node's disk until a bank of that name reuses the directory)."""
+        ray = ray_module()
         for row in self.replicas:
             for rep in row:
+                # A replica gone already has nothing a live bank would serve.
+                with contextlib.suppress(Exception):
+                    ray.get(rep.handle.drop.remote(), timeout=5.0)
                 ray.kill(rep.handle, no_restart=True)
 
     # ---- replica health -----------------------------------------------------------------
@@ -117,7 +128,7 @@ class ClusterBank:
             self._revive_locked(s)
 
     def _revive_locked(self, s: int) -> None:
-        ray = _ray()
+        ray = ray_module()
         row = self.replicas[s]
         live = [rep for rep in row if rep.state == ACTIVE]
         for rep in row:
@@ -129,20 +140,25 @@ class ClusterBank:
             except Exception:
                 continue  # still gone (or restarting)
             rep.state = CATCHING_UP
-            data, seq = ray.get(live[0].handle.snapshot.remote(), timeout=CALL_TIMEOUT_S)
-            ray.get(rep.handle.restore.remote(data, seq), timeout=CALL_TIMEOUT_S)
+            try:
+                data, seq = ray.get(live[0].handle.snapshot.remote(), timeout=CALL_TIMEOUT_S)
+                ray.get(rep.handle.restore.remote(data, seq), timeout=CALL_TIMEOUT_S)
+            except Exception:
+                rep.state = DEAD  # lost again meanwhile: probed again later
+                continue
             rep.state = ACTIVE
 
     def _all_live(self, s: int, method: str, *args: Any) -> list[Any]:
         """Call `method` on every active replica of shard s; failing ones are marked dead."""
-        ray = _ray()
         self._revive(s)
         row = [rep for rep in self.replicas[s] if rep.state == ACTIVE]
         refs = [getattr(rep.handle, method).remote(*args) for rep in row]
         out = []
         for rep, ref in zip(row, refs, strict=True):
             try:
-                out.append(ray.get(ref, timeout=self.timeout_s))
+                out.append(get(ref, self.timeout_s))
+            except LamError:
+                raise
             except Exception:
                 rep.state = DEAD
                 rep.next_probe = time.monotonic() + PROBE_EVERY_S
@@ -150,7 +166,11 @@ class ClusterBank:
             raise RuntimeError(f"shard {s} of bank {self.name!r}: no live replica")
         return out
 
-    def _reader(self, s: int) -> Replica:
+    def dead(self, rep: Replica) -> None:
+        rep.state = DEAD
+        rep.next_probe = time.monotonic() + PROBE_EVERY_S
+
+    def reader(self, s: int) -> Replica:
         self._revive(s)
         for rep in self.replicas[s]:
             if rep.state == ACTIVE:
@@ -165,49 +185,56 @@ class ClusterBank:
         ]
 
     # ---- writes -------------------------------------------------------------------------
-    def upsert(self, ids: list[str], vectors: np.ndarray, payloads: list[Any] | None = None):
-        """Store a batch with explicit ids; returns the bank's count after it."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        payloads = payloads or [None] * len(ids)
-        seq = next(self._seq)
-        for s, pos in enumerate(split(ids, self.config.shards)):
-            if pos:
-                self._all_live(
-                    s,
-                    "upsert",
-                    seq,
-                    [ids[p] for p in pos],
-                    vectors[pos],
-                    [payloads[p] for p in pos],
-                )
-        return self.count()
+    def upsert(self, ids: Any, vectors: Any, payloads: list[Any] | None = None) -> UpsertResult:
+        """Store a batch (ids may be None: content ids), prepared as one bank would."""
+        assert self._prep is not None
+        batch = self._prep.prepare(vectors, ids, payloads)
+        with self._write:
+            seq = next(self._seq)
+            for s, pos in enumerate(split(batch.unique_ids, self.config.shards)):
+                if pos:
+                    self._all_live(
+                        s,
+                        "upsert",
+                        seq,
+                        [batch.unique_ids[p] for p in pos],
+                        batch.vectors[pos],
+                        [batch.payloads[p] for p in pos],
+                    )
+        return UpsertResult(ids=batch.ids, count=self.count())
 
-    def delete(self, ids: list[str]) -> int:
+    def delete(self, ids: list[str] | None = None, flt: Any = None) -> int:
+        """Delete by id (routed to the owners) or by filter (on every shard)."""
         done = 0
         with self._write:
             seq = next(self._seq)
-            for s, pos in enumerate(split(ids, self.config.shards)):
+            if ids is None:
+                for s in range(self.config.shards):
+                    done += self._all_live(s, "delete_where", seq, flt)[0]
+                return done
+            unique = list(dict.fromkeys(ids))
+            for s, pos in enumerate(split(unique, self.config.shards)):
                 if pos:
-                    done += self._all_live(s, "delete", seq, [ids[p] for p in pos])[0]
+                    done += self._all_live(s, "delete", seq, [unique[p] for p in pos])[0]
         return done
 
     # ---- reads --------------------------------------------------------------------------
-    def _read_all(self, method: str, *args: Any) -> list[Any]:
+    def read_all(self, method: str, *args: Any) -> list[Any]:
         """`method` on one active replica of every shard, all at once; a replica that fails
         is marked dead and the shard asked again on another (R tries in all)."""
-        ray = _ray()
         out: list[Any] = [None] * self.config.shards
         todo = list(range(self.config.shards))
         for _ in range(self.config.replicas):
-            reps = {s: self._reader(s) for s in todo}
+            reps = {s: self.reader(s) for s in todo}
             refs = {s: getattr(reps[s].handle, method).remote(*args) for s in todo}
             failed = []
             for s in todo:
                 try:
-                    out[s] = ray.get(refs[s], timeout=self.timeout_s)
+                    out[s] = get(refs[s], self.timeout_s)
+                except LamError:
+                    raise
                 except Exception:
-                    reps[s].state = DEAD
-                    reps[s].next_probe = time.monotonic() + PROBE_EVERY_S
+                    self.dead(reps[s])
                     failed.append(s)
             todo = failed
             if not todo:
@@ -215,87 +242,39 @@ class ClusterBank:
         raise RuntimeError(f"bank {self.name!r}: shards {todo} answered from no replica")
 
     def count(self, flt: Any = None) -> int:
-        return int(sum(self._read_all("count", flt)))
+        return int(sum(self.read_all("count", flt)))
 
     def records(self, s: int) -> list[tuple[list[str], np.ndarray, list[Any]]]:
         """Every replica's (ids, vectors, payloads) of shard s (the node-loss test compares)."""
-        ray = _ray()
+        ray = ray_module()
         return [ray.get(rep.handle.records.remote()) for rep in self.replicas[s]]
 
-    def _round(
-        self, v: torch.Tensor, beta: float, top_k: int, need_out: bool, flt: Any
-    ) -> tuple[list[ShardPartials], list[dict[str, Any]]]:
-        states = np.ascontiguousarray(v.float().numpy())
-        raw = self._read_all("dense", states, beta, top_k, need_out, flt)
-        answers, kept = [], []
-        for s, a in enumerate(raw):
-            if a is None:
-                continue
-            scores = torch.from_numpy(np.array(a["top_scores"]))
-            pos = torch.arange(scores.shape[1], dtype=torch.int64)[None].expand_as(scores)
-            code = torch.where(torch.isfinite(scores), (s << POS_BITS) | pos, -1)
-            parts = Partials(
-                m=torch.from_numpy(np.array(a["m"])),
-                s=torch.from_numpy(np.array(a["s"])),
-                v=torch.from_numpy(np.array(a["v"])),
-                top_scores=scores,
-                top_rows=code.contiguous(),
-            )
-            answers.append(ShardPartials(parts))
-            kept.append({**a, "shard": s})
-        if not answers:
-            raise EmptySelectionError("no memory passes the filter", {"bank": self.name})
-        return answers, kept
+    def shard_call(self, s: int, method: str, *args: Any) -> Any:
+        """`method` on one active replica of shard s (another one if it fails)."""
+        for _ in range(self.config.replicas):
+            rep = self.reader(s)
+            try:
+                return get(getattr(rep.handle, method).remote(*args), self.timeout_s)
+            except LamError:
+                raise
+            except Exception:
+                self.dead(rep)
+        raise RuntimeError(f"shard {s} of bank {self.name!r}: no replica answered")
 
     def query(
         self,
-        queries: np.ndarray,
+        queries: Any,
         *,
         beta: float | None = None,
         steps: int = QUERY.steps,
         tol: float = QUERY.tol,
         top_k: int = QUERY.top_k,
         flt: Any = None,
-    ) -> list[dict[str, Any]]:
-        """Model B retrieval, dense: one merge round per step (API.md result shape)."""
-        params = QueryParams(
-            beta=self.config.beta if beta is None else beta, steps=steps, tol=tol, top_k=top_k
-        )
-        cue = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-        n = self.count(flt)
-        k = min(top_k, n)
-        last_answers: dict[str, Any] = {}
-
-        def one_pass(v: torch.Tensor, last: bool) -> Any:
-            answers, kept = self._round(v, params.beta, k if last else 0, not last, flt)
-            last_answers["kept"] = {a["shard"]: a for a in kept}
-            return merge_round(answers, k if last else 0)
-
-        v, taken, converged, res = _descend(cue, None, params, one_pass)
-        energy = 0.5 * (v.double() ** 2).sum(dim=1) - res.lse.double() / params.beta
-        weights = torch.exp(params.beta * res.top_scores - res.lse[:, None])
-        by_shard = last_answers["kept"]
-        out = []
-        for i in range(v.shape[0]):
-            matches = []
-            for code, w, sc in zip(
-                res.top_keys[i].tolist(), weights[i].tolist(), res.top_scores[i].tolist(),
-                strict=True,
-            ):  # fmt: skip
-                if code < 0 or not math.isfinite(sc):
-                    continue
-                a = by_shard[code >> POS_BITS]
-                j = code & ((1 << POS_BITS) - 1)
-                matches.append(
-                    {"id": a["ids"][i][j], "weight": w, "score": sc, "payload": a["payloads"][i][j]}
-                )
-            out.append(
-                {
-                    "state": v[i].float().numpy(),
-                    "steps": int(taken[i]),
-                    "converged": bool(converged[i]),
-                    "energy": float(energy[i]),
-                    "matches": matches,
-                }
-            )
-        return out
+        chunk_bytes: int = 64 << 20,
+    ) -> QueryBatchResult:
+        """Model B retrieval: lam_engine/shards/ops.py over this bank's remote shards."""
+        q = QueryInput.build(
+            np.asarray(queries, dtype=np.float32), dim=self.config.dim, beta=beta, steps=steps,
+            tol=tol, top_k=top_k, filter=flt,
+        )  # fmt: skip
+        return shard_ops.query(ClusterView(self), q, name=self.name, chunk_bytes=chunk_bytes)  # type: ignore[arg-type]

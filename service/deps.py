@@ -7,7 +7,7 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 
@@ -66,12 +66,20 @@ class Runtime:
         # LAM_TORCH_THREADS sizes torch's and FAISS's pools alike (a bare torch call left
         # FAISS on its own default); 0 keeps the libraries' defaults.
         setup(threads=s.torch_threads or None)
-        self.engine = Engine.open(
-            s.data_dir,
-            synchronous=s.synchronous,
-            default_device=s.device,
-            chunk_bytes=s.chunk_bytes,
-        )
+        if s.cluster == "ray":
+            # The router: banks live on the Ray cluster's nodes. ClusterEngine answers the
+            # Engine methods the routes call (and refuses what it cannot do yet, 422).
+            from lam_cluster.backend import ClusterEngine
+
+            cluster = ClusterEngine(s.data_dir, s.ray_address, chunk_bytes=s.chunk_bytes)
+            self.engine = cast(Engine, cluster)
+        else:
+            self.engine = Engine.open(
+                s.data_dir,
+                synchronous=s.synchronous,
+                default_device=s.device,
+                chunk_bytes=s.chunk_bytes,
+            )
         self.metrics.set_banks(self.engine.list_banks())
         self.metrics.set_disk(s.data_dir)
 

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     chunk_bytes: int = Field(default=64 << 20, ge=1 << 16)
     shutdown_timeout_s: int = Field(default=30, ge=0)
 
+    # Cluster mode (API.md "Sharded banks (cluster mode)"): "ray" makes this process a router
+    # over the Ray cluster at `ray_address` ("auto": the local one; lam_cluster/backend.py).
+    # Ray is an optional extra, imported only then.
+    cluster: Literal["off", "ray"] = "off"
+    ray_address: str = "auto"
+
     @field_validator("rate_limit")
     @classmethod
     def _parse_rate_limit(cls, v: str | None) -> str | None:
@@ -65,7 +71,7 @@ class Settings(BaseSettings):
             raise ValueError(f"LAM_RATE_LIMIT: {exc} (e.g. '100/second;2000/minute')") from exc
         return v
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "cluster", mode="before")
     @classmethod
     def _lower(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v

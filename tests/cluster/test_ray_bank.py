@@ -19,9 +19,6 @@ import os
 import signal
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,32 +30,6 @@ from tests import reference as ref
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    d = tmp_path_factory.mktemp("raycluster")
-    # The nodes' workers import lam_engine / lam_cluster from this checkout.
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + old if old else "")
-    doc = cluster_local.up(d, 3)
-    ray.init(
-        address=doc["address"],
-        _node_ip_address=cluster_local.HEAD_IP,
-        namespace=f"lam-test-{uuid.uuid4().hex[:8]}",
-        logging_level="ERROR",
-        log_to_driver=False,
-    )
-    try:
-        yield {"dir": d, **doc}
-    finally:
-        ray.shutdown()
-        cluster_local.down(d)
-        if old is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = old
 
 
 def _nodes(cluster: dict[str, Any]) -> list[str]:
@@ -82,15 +53,15 @@ def test_cluster_answers_equal_in_process_shards_and_reference(cluster: dict[str
         queries = (xi[:4] + 0.2 * rng.normal(size=(4, 6))).astype(np.float32)
         for beta in (0.5, 3.0, 64.0):
             for steps in (0, 1, 5):
-                got = bank.query(queries, beta=beta, steps=steps, top_k=3)
+                got = bank.query(queries, beta=beta, steps=steps, top_k=3).results
                 want = local.query("eq", queries, beta=beta, steps=steps, top_k=3).results
                 states, _, _ = ref.retrieve(xi, queries, beta, steps=steps)
                 for g, w, s in zip(got, want, states, strict=True):
-                    np.testing.assert_allclose(g["state"], w.state, atol=1e-6)
-                    np.testing.assert_allclose(g["state"], s, atol=1e-4 * (1 + np.abs(s).max()))
-                    assert abs(g["energy"] - w.energy) <= 1e-5 * (1 + abs(w.energy))
-                    assert [m["id"] for m in g["matches"]] == [m.id for m in w.matches]
-                    assert [m["payload"] for m in g["matches"]] == [m.payload for m in w.matches]
+                    np.testing.assert_allclose(g.state, w.state, atol=1e-6)
+                    np.testing.assert_allclose(g.state, s, atol=1e-4 * (1 + np.abs(s).max()))
+                    assert abs(g.energy - w.energy) <= 1e-5 * (1 + abs(w.energy))
+                    assert [m.id for m in g.matches] == [m.id for m in w.matches]
+                    assert [m.payload for m in g.matches] == [m.payload for m in w.matches]
         assert [len(r) for r in (bank.replicas[0], bank.replicas[1])] == [2, 2]
         for row in bank.replicas:  # the replicas of a shard live on different nodes
             assert len({ray.get(r.handle.node_id.remote()) for r in row}) == 2
