@@ -102,10 +102,28 @@ class ClusterBank:
                 ).remote(name, s, cfg)
                 row.append(Replica(handle, node))
             bank.replicas.append(row)
-        ray.get([rep.handle.count.remote() for row in bank.replicas for rep in row])
-        seq = max(ray.get([rep.handle.applied.remote() for row in bank.replicas for rep in row]))
-        bank._seq = itertools.count(seq + 1)
+        bank._seq = itertools.count(bank._attach() + 1)
         return bank
+
+    def _attach(self) -> int:
+        """Each replica's applied sequence; one that does not answer, or is behind its
+        shard's best (it missed writes while no router watched, e.g. across a router
+        restart), is dead until caught up. Returns the highest sequence applied."""
+        refs = [[rep.handle.applied.remote() for rep in row] for row in self.replicas]
+        top = 0
+        for row, row_refs in zip(self.replicas, refs, strict=True):
+            applied = []
+            for ref in row_refs:
+                try:
+                    applied.append(int(get(ref, self.timeout_s)))
+                except Exception:
+                    applied.append(-1)
+            best = max(applied)
+            for rep, seq in zip(row, applied, strict=True):
+                if seq < best:
+                    rep.state, rep.next_probe = DEAD, 0.0
+            top = max(top, best)
+        return top
 
     def destroy(self) -> None:
         """Delete the bank: every replica's store, then its actor (a dead replica's store

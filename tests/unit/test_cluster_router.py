@@ -182,9 +182,10 @@ def test_router_answers_as_one_bank_survives_a_node_and_a_restart(
     _error(c.post("/v1/banks/b/memories", json={"memories": mems}), 422, "invalid_parameter")
     # a node is lost: reads and writes go on; it comes back and catches up
     fake.kill_node("node1")
-    extra = [{"id": f"x{i}", "vector": xi[i].tolist()} for i in range(5)]
+    new = rng.normal(size=(10, D)).astype(np.float32)  # new vectors: no ties in the top-k
+    extra = [{"id": f"x{i}", "vector": new[i].tolist()} for i in range(5)]
     assert c.post("/v1/banks/b/memories", json={"memories": extra}).status_code == 200
-    local.upsert("one", xi[:5], ids=[f"x{i}" for i in range(5)])
+    local.upsert("one", new[:5], ids=[f"x{i}" for i in range(5)])
     want = local.query("one", q, steps=2).results
     _same(
         c.post("/v1/banks/b/query", json={"queries": q.tolist(), "steps": 2}).json()["results"],
@@ -209,10 +210,22 @@ def test_router_answers_as_one_bank_survives_a_node_and_a_restart(
         assert dict(zip(ids0, v0.tolist(), strict=True)) == dict(
             zip(ids1, v1.tolist(), strict=True)
         )
-    # a restarted router (and actors restarted from their nodes' stores) finds the bank
+    # a restarted router (and actors restarted from their nodes' stores) finds the bank; the
+    # replicas that missed writes while node2 was down are behind: caught up, not served
+    fake.kill_node("node2")
+    extra = [{"id": f"y{i}", "vector": new[i].tolist()} for i in range(5, 10)]
+    assert c.post("/v1/banks/b/memories", json={"memories": extra}).status_code == 200
+    local.upsert("one", new[5:], ids=[f"y{i}" for i in range(5, 10)])
+    want = local.query("one", q, steps=2).results
     c.__exit__(None, None, None)
     fake.restart_actors()
+    fake.revive_node("node2")
     c = router()
+    bank = next(iter(c.app.state.rt.engine._banks.values()))
+    assert bank.count() == 56
+    for s in range(3):
+        (ids0, v0, _), (ids1, v1, _) = bank.records(s)
+        assert sorted(ids0) == sorted(ids1)
     assert [b["name"] for b in c.get("/v1/banks").json()["banks"]] == ["b"]
     _same(
         c.post("/v1/banks/b/query", json={"queries": q.tolist(), "steps": 2}).json()["results"],
@@ -222,3 +235,32 @@ def test_router_answers_as_one_bank_survives_a_node_and_a_restart(
     assert c.get("/v1/banks").json()["banks"] == [] and fake.actors == {}
     assert c.post("/v1/banks", json=body).status_code == 201  # a new bank of that name: empty
     assert c.get("/v1/banks/b").json()["count"] == 0
+
+
+def test_router_prefilter_answers_as_the_in_process_sharded_bank(router: Any) -> None:
+    """Each shard searches its own index (the candidate pass and its certificate run on the
+    replicas): the answers are the in-process sharded bank's, whose shards do the same."""
+    c = router()
+    rng = np.random.default_rng(3)
+    xi = rng.normal(size=(90, D)).astype(np.float32)
+    pre = {"kind": "flat", "k": 6, "min_size": 1, "tolerance": 1e-2}
+    local = Engine.open(None)
+    local.create_bank("p", BankConfig.from_dict({"dim": D, "beta": 8.0, "shards": 3,
+                                                 "prefilter": pre}))  # fmt: skip
+    body = {"name": "p", "dim": D, "beta": 8.0, "shards": 3, "replicas": 2, "prefilter": pre}
+    assert c.post("/v1/banks", json=body).status_code == 201
+    ids = [f"p{i}" for i in range(90)]
+    c.post("/v1/banks/p/memories", json={"memories": [
+        {"id": i, "vector": v.tolist()} for i, v in zip(ids, xi, strict=True)]})  # fmt: skip
+    local.upsert("p", xi, ids=ids)
+    q = (xi[:4] + 0.05 * rng.normal(size=(4, D))).astype(np.float32)
+    for steps in (0, 1, 3):
+        r = c.post("/v1/banks/p/query", json={"queries": q.tolist(), "steps": steps, "top_k": 3})
+        want = local.query("p", q, steps=steps, top_k=3)
+        assert r.json()["prefiltered"] == want.prefiltered
+        _same(r.json()["results"], want.results)
+        np.testing.assert_allclose(
+            [g["missed_mass_bound"] for g in r.json()["results"]],
+            [w.missed_mass_bound for w in want.results], rtol=1e-4, atol=1e-9,
+        )  # fmt: skip
+    assert want.prefiltered  # the candidate path ran (not only the exact fallback)
