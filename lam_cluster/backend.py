@@ -6,7 +6,7 @@ cluster bank (shards ≥ 1, replicas ≤ the nodes). Query and energy are the in
 sharded bank's code over remote shards (lam_cluster/shard.py), so masks, multi-step
 rounds, filters and the prefilter behave as in one process.
 
-The coordinator: the bank → (config, nodes, created_at) map is a JSON file in the
+The coordinator: the bank → (config, nodes, created_at, incarnation) map is a JSON file in the
 router's data directory, written atomically on every bank creation and deletion; a
 router that starts again re-attaches to the named replica actors of every bank in it
 (`ClusterBank.create` with `get_if_exists`), so a restarted router finds its banks.
@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -90,7 +91,8 @@ class ClusterEngine:
         if self._file.exists():
             for name, meta in json.loads(self._file.read_text()).items():
                 cfg = BankConfig.from_dict(meta["config"])
-                self._banks[name] = ClusterBank.create(name, cfg, meta["nodes"])
+                inc = meta.get("incarnation", "")
+                self._banks[name] = ClusterBank.create(name, cfg, meta["nodes"], inc)
                 self._meta[name] = meta
 
     def _save(self) -> None:
@@ -163,9 +165,13 @@ class ClusterEngine:
                     f"replicas ({config.replicas}) exceed the cluster's live nodes ({len(nodes)})",
                     {"replicas": config.replicas, "nodes": len(nodes)},
                 )
-            bank = ClusterBank.create(name, config, nodes)
+            incarnation = uuid.uuid4().hex[:12]
+            bank = ClusterBank.create(name, config, nodes, incarnation)
             self._banks[name] = bank
-            self._meta[name] = {"config": config.to_dict(), "nodes": nodes, "created_at": now()}
+            self._meta[name] = {
+                "config": config.to_dict(), "nodes": nodes, "created_at": now(),
+                "incarnation": incarnation,
+            }  # fmt: skip
             self._save()
             return self.bank_info(name), True
 

@@ -79,8 +79,14 @@ class ClusterBank:
     _prep: MemoryBank | None = None
 
     @classmethod
-    def create(cls, name: str, config: BankConfig, nodes: list[str]) -> ClusterBank:
+    def create(
+        cls, name: str, config: BankConfig, nodes: list[str], incarnation: str = ""
+    ) -> ClusterBank:
+        """Place (or find again: `get_if_exists`) the bank's replicas. `incarnation` tells
+        banks of one name apart over time: a replica store left on a node that was down
+        when its bank was deleted is never taken for a new bank's."""
         ray = ray_module()
+        key = f"{name}.{incarnation}" if incarnation else name  # "." is in no bank name
         if config.replicas > len(nodes):
             raise ValueError(f"replicas ({config.replicas}) > nodes ({len(nodes)})")
         remote = ray.remote(ShardReplica)
@@ -92,14 +98,14 @@ class ClusterBank:
             for r in range(config.replicas):
                 node = nodes[(s + r) % len(nodes)]
                 handle = remote.options(
-                    name=f"lam:{name}:{s}:{r}",
+                    name=f"lam:{key}:{s}:{r}",
                     lifetime="detached",
                     max_restarts=-1,
                     max_task_retries=0,
                     num_cpus=0,
                     resources={f"lam_node_{node}": 0.001},
                     get_if_exists=True,
-                ).remote(name, s, cfg)
+                ).remote(key, s, cfg)
                 row.append(Replica(handle, node))
             bank.replicas.append(row)
         bank._seq = itertools.count(bank._attach() + 1)
