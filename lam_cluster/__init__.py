@@ -6,7 +6,9 @@ the `Shard` protocol of lam_engine/shards with numpy partials. `router.ClusterBa
 bank's K × R replicas on the nodes (by their `lam_node_<name>` resources, the replicas of a
 shard on different nodes), routes writes by id to every live replica of the owning shard,
 reads from an active replica, catches up a replica that missed writes from a peer's
-snapshot, and merges the shards' partials exactly (lam_engine/math/merge.py).
+snapshot, and merges the shards' partials exactly (lam_engine/math/merge.py), running
+lam_engine/shards/ops.py over `shard.RemoteShard`s. `backend.ClusterEngine` is what the
+FastAPI service calls in cluster mode (LAM_CLUSTER=ray): a router holding no memories.
 
 Ray is imported on use only: `import lam_cluster` needs no cluster.
 """

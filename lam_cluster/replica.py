@@ -1,11 +1,12 @@
 """ShardReplica: one replica of one shard, an Engine with its own durable store (a Ray actor).
 
 The actor's constructor opens (or reopens, after a restart) its Engine in
-`<node data dir>/replicas/<bank>/<shard>` and creates the shard's bank there, so a replica
-that Ray restarts reloads its own store. Writes carry the router's sequence number: a write
-at or below the last one applied is acknowledged without applying it again (a retried
-write never duplicates; upserts and deletes by id are idempotent anyway, so a crash
-between the commit and the sequence file costs one harmless re-apply).
+`<node data dir>/replicas/<bank>/<shard>` (`bank`: the router's `<name>.<incarnation>`)
+and creates the shard's bank there, so a replica that Ray restarts reloads its own store.
+Writes carry the router's sequence number: a write at or below the last one applied is
+acknowledged without applying it again (a retried write never duplicates; upserts and
+deletes by id are idempotent anyway, so a crash between the commit and the sequence file
+costs one harmless re-apply).
 """
 
 from __future__ import annotations
