@@ -33,12 +33,14 @@ from lam_engine.errors import (
     EmptyBankError,
     EmptySelectionError,
     InvalidParameterError,
+    MemoryNotFoundError,
 )
 from lam_engine.filters import parse_filter
 from lam_engine.inputs import QueryInput
 from lam_engine.results import BankInfo, EnergyResult, MemoryRecord, QueryBatchResult, UpsertResult
 from lam_engine.selection import delete_filter
 from lam_engine.shards import ops as shard_ops
+from lam_engine.shards import shard_of
 from lam_engine.slot import now
 from lam_engine.vectors import as_matrix
 
@@ -242,14 +244,10 @@ class ClusterEngine:
 
     def get_memory(self, name: str, memory_id: str) -> MemoryRecord:
         bank = self._bank(name)
-        from lam_engine.shards import shard_of
-
         vector, payload = bank.shard_call(shard_of(memory_id, bank.config.shards), "get", memory_id)
         return MemoryRecord(id=memory_id, vector=vector, payload=payload)
 
     def delete_memory(self, name: str, memory_id: str) -> None:
-        from lam_engine.errors import MemoryNotFoundError
-
         if self.delete_memories(name, [memory_id]) == 0:
             raise MemoryNotFoundError(f"memory {memory_id!r} not found", {"id": memory_id})
 
