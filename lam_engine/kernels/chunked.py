@@ -230,10 +230,10 @@ def topk_scan(
         ch, cr = torch.topk(h, min(kk, h.shape[1]), dim=1)
         top_h, idx = torch.topk(torch.cat([top_h, ch], dim=1), kk, dim=1)
         top_r = torch.gather(torch.cat([top_r, cr + start], dim=1), 1, idx)
-    return _exact_top(xi, v, top_h, top_r, k, None if bias is None else bias / beta)
+    return exact_top(xi, v, top_h, top_r, k, None if bias is None else bias / beta)
 
 
-def _exact_top(
+def exact_top(
     xi: torch.Tensor,
     v: torch.Tensor,
     top_l: torch.Tensor,
