@@ -258,7 +258,9 @@ def _exact_scores(
     found = torch.isfinite(cand_l)
     rows = torch.where(found, cand_r, 0)
     xi_sel = xi[rows.reshape(-1)].reshape(b, kk, xi.shape[1]).float()  # (B, kk, d)
-    h = torch.einsum("bkd,bd->bk", xi_sel, v.to(xi.dtype).float())
+    # bmm, not einsum: the same product, without einsum's per-call equation parsing
+    # (~40 µs, a third of a small bank's whole query).
+    h = torch.bmm(xi_sel, v.to(xi.dtype).float()[:, :, None])[:, :, 0]
     return torch.where(found, h, -math.inf)
 
 
