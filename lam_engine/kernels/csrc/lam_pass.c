@@ -178,7 +178,13 @@ typedef struct {
 INLINE void run_range_dt(Range *a, const int dt) {
     const int64_t d = a->d, b = a->b, k = a->k;
     float *sc = (float *)aligned_alloc(64, sizeof(float) * BLOCK * (size_t)(b > 0 ? b : 1));
-    if (!sc) {
+    // Half rows with more than one tile of queries: the block is widened once into a
+    // float32 copy (L2-sized) that every tile reads, instead of converting per tile.
+    const int widen = dt != DT_F32 && b > 3;
+    float *wide = widen ? (float *)aligned_alloc(64, sizeof(float) * BLOCK * (size_t)d + 64) : NULL;
+    if (!sc || (widen && !wide)) {
+        free(sc);
+        free(wide);
         a->failed = 1;
         return;
     }
@@ -194,9 +200,22 @@ INLINE void run_range_dt(Range *a, const int dt) {
     if (a->need_out) memset(a->o, 0, sizeof(float) * (size_t)(b * d));
     for (int64_t r = a->r0; r < a->r1; r += BLOCK) {
         const int64_t c = a->r1 - r < BLOCK ? a->r1 - r : BLOCK;
+        const void *rows = a->xi;
+        int64_t r_in = r;  // the block's first row in `rows`
+        if (widen) {
+            for (int64_t t = 0; t + 8 <= c * d; t += 8) _mm256_storeu_ps(wide + t, load8(a->xi, dt, r * d + t));
+            for (int64_t t = (c * d) / 8 * 8; t < c * d; t++) wide[t] = load1(a->xi, dt, r * d + t);
+            rows = wide;
+            r_in = 0;
+        }
         int64_t i = 0;
-        for (; i + 4 <= c; i += 4) dot_rows_4(a->xi, dt, d, r + i, a->v, b, sc, i);
-        for (; i < c; i++) dot_rows_1(a->xi, dt, d, r + i, a->v, b, sc, i);
+        if (widen) {
+            for (; i + 4 <= c; i += 4) dot_rows_4(rows, DT_F32, d, r_in + i, a->v, b, sc, i);
+            for (; i < c; i++) dot_rows_1(rows, DT_F32, d, r_in + i, a->v, b, sc, i);
+        } else {
+            for (; i + 4 <= c; i += 4) dot_rows_4(rows, dt, d, r_in + i, a->v, b, sc, i);
+            for (; i < c; i++) dot_rows_1(rows, dt, d, r_in + i, a->v, b, sc, i);
+        }
         int any = 0;
         for (int64_t q = 0; q < b; q++) {
             float *l = sc + q * BLOCK;
@@ -246,9 +265,15 @@ INLINE void run_range_dt(Range *a, const int dt) {
             for (; j < BLOCK; j++) l[j] = 0.0f;
             a->s[q] += s;
         }
-        if (a->need_out && any) axpy_block(a->xi, dt, d, r, c, sc, b, a->o);
+        if (a->need_out && any) {
+            if (widen)
+                axpy_block(rows, DT_F32, d, r_in, c, sc, b, a->o);
+            else
+                axpy_block(rows, dt, d, r_in, c, sc, b, a->o);
+        }
     }
     free(sc);
+    free(wide);
 }
 
 static void run_range(Range *a) {
