@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parent
 # name → (script, full-mode extra args); scripts owned by others are run as files.
 BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     "engine": ("bench_engine.py", []),
+    "native": ("bench_native.py", []),
     "http": ("bench_http.py", []),
     "prefilter": ("bench_prefilter.py", []),
     # The performance issue's target is stated at d = 384 (IVF vs dense at β = 32, B = 1).
@@ -50,6 +51,7 @@ TIMEOUT_OVERRIDE_S = {"peer": {"full": 2400, "quick": 1200, "tiny": 1200}}
 # What --tiny passes on top of --quick (our scripts only; others get plain --quick).
 TINY = {
     "engine": ["--tiny"],
+    "native": ["--tiny"],
     "http": ["--tiny"],
     "scale": ["--n", "20000"],
     "store_http": ["--m", "2000"],

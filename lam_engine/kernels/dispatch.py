@@ -50,10 +50,15 @@ above), and accumulate the softmax in float32.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from . import chunked, cpu, fused
+from ..math.merge import Partials, finish
+from . import chunked, cpu, fused, native
 from .result import DEFAULT_CHUNK_BYTES, PassResult
+
+_LN2 = math.log(2.0)
 
 
 def model_b_pass(
@@ -77,6 +82,8 @@ def model_b_pass(
     n = xi.shape[0]
     k = min(top_k, n)
     with torch.no_grad():
+        if native.usable(xi, v) and (res := _native_pass(xi, v, beta, bias, k, need_out)):
+            return res
         if cpu.half_gemm_ok(xi, v.shape[0], need_out=need_out):
             return chunked.chunked_pass(
                 xi, v, beta, bias, k, chunk_bytes, need_out=need_out, half=True
@@ -94,3 +101,31 @@ def model_b_pass(
                 res.top_scores, res.top_rows = chunked.topk_scan(xi, v, bias, k, chunk_bytes, beta)
                 return res
         return chunked.chunked_pass(xi, v, beta, bias, k, chunk_bytes, need_out=need_out)
+
+
+def _native_pass(
+    xi: torch.Tensor,
+    v: torch.Tensor,
+    beta: float,
+    bias: torch.Tensor | None,
+    k: int,
+    need_out: bool,
+) -> PassResult | None:
+    """The C pass (native.py) on base-2 logits, its top-k re-scored exactly like the others.
+
+    None when a logit left float32 (+inf): the torch passes then give their inf/nan, which
+    the callers turn into a refusal (NumericOverflowError); the C pass would lose the nan.
+    """
+    beta2 = beta / _LN2
+    v2 = v.to(xi.dtype).float() * beta2  # the state as the memories' dtype holds it, scaled
+    bias2 = None if bias is None else bias * (1.0 / _LN2)
+    p = native.native_pass(xi, v2, bias2, k, need_out)
+    if not bool(torch.all((torch.isfinite(p.m) | torch.isneginf(p.m)) & torch.isfinite(p.s))):
+        return None
+    acc = Partials(m=p.m, s=p.s, v=p.out, top_scores=p.top_l, top_rows=p.top_r)
+    top_s, top_r = p.top_l, p.top_r
+    if k > 0:
+        rank_bias = None if bias is None else bias / beta
+        top_s, top_r = chunked.exact_top(xi, v, p.top_l, p.top_r, k, rank_bias)
+    out, lse = finish(acc, base2=True)
+    return PassResult(out=out, lse=lse, top_scores=top_s, top_rows=top_r)

@@ -95,6 +95,12 @@ def test_torch_is_installed_first_at_the_pinned_version(repo: Path, name: str) -
     )
     assert args["TORCH_VERSION"] == pins["torch"]
     runs = [r.args for r in builder.all("RUN") if "pip install" in r.args]
+    # The CPU image adds one: PyPI's zig compiles the native pass, then leaves the venv.
+    native = [r for r in runs if "lam_engine.kernels.native" in r]
+    assert len(native) == (1 if name == "Dockerfile" else 0)
+    for run in native:
+        assert "ziglang==" in run and "pip uninstall -y" in run and "LAM_NATIVE_CACHE=" in run
+    runs = [r for r in runs if r not in native]
     assert len(runs) == 2
     torch_run, project_run = runs
     assert "--index-url ${TORCH_INDEX_URL}" in torch_run and "torch==${TORCH_VERSION}" in torch_run

@@ -51,6 +51,11 @@ def test_wheel_holds_every_console_file(wheel: Path) -> None:
     assert not missing, f"not in the wheel (pyproject package-data?): {sorted(missing)}"
 
 
+def test_wheel_holds_the_native_pass_source(wheel: Path) -> None:
+    """An installed wheel compiles the native pass from its own copy of the C source."""
+    assert "lam_engine/kernels/csrc/lam_pass.c" in set(zipfile.ZipFile(wheel).namelist())
+
+
 def test_installed_wheel_serves_the_console(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     # No pip inside the venv (ensurepip is the slow part); this pip installs into it.

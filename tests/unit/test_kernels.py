@@ -1,4 +1,8 @@
-"""Model B pass (lam_engine.kernels) against an independent float64 numpy reference."""
+"""Model B's torch passes (lam_engine.kernels) against an independent float64 numpy reference.
+
+The native C pass is switched off here, so these pin the torch passes (the fallback, and
+the GPU's); tests/unit/test_native_pass.py checks the native one against the same oracle.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lam_engine import kernels
-from lam_engine.kernels import candidate_pass, chunk_rows_for, chunked, cpu, fused, model_b_pass
+from lam_engine.kernels import (
+    candidate_pass,
+    chunk_rows_for,
+    chunked,
+    cpu,
+    fused,
+    model_b_pass,
+    native,
+)
 from tests import reference as ref
 
 HALF_TOL = {torch.float16: 4e-3, torch.bfloat16: 2e-2}  # relative, ~4 ulp of the dtype
 # CPU flags under which model_b_pass multiplies bfloat16/float16 natively (forced in tests).
 NATIVE_HALF = frozenset({"avx512_bf16", "avx512_fp16"})
+
+
+@pytest.fixture(autouse=True)
+def torch_passes(monkeypatch):
+    monkeypatch.setattr(native, "_enabled", False)
 
 
 def reference(
@@ -527,6 +544,7 @@ def _shape_churn_growth_mib(env: dict[str, str]) -> int:
     import sys
 
     child_env = {k: v for k, v in os.environ.items() if "CACHE_CAPACITY" not in k} | env
+    child_env["LAM_NATIVE_KERNELS"] = "0"  # the oneDNN GEMMs are what this measures
     out = subprocess.run(
         [sys.executable, "-c", _SHAPE_CHURN_CHILD],
         env=child_env,

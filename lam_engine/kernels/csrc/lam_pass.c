@@ -1,0 +1,385 @@
+/* One Model B pass over Ξ in a single read: scores, online log-sum-exp, top-k and Ξᵀ e.
+ *
+ * For states v (B, d), already scaled by β·log₂e, and memories ξ (rows r0..r1 of an (N, d)
+ * float32 / float16 / bfloat16 matrix), it yields the log-sum-exp partials of
+ * lam_engine/math/merge.py in base 2:
+ *
+ *   m_b = max_μ a_bμ,  s_b = Σ_μ 2^(a_bμ − m_b),  o_b = Σ_μ 2^(a_bμ − m_b) ξ_μ,  top-k of a_b·
+ *
+ * with a_bμ = ξ_μ·v_b + bias_μ (bias in base 2; −inf hides a row). Rows are taken in blocks
+ * of BLOCK: the block's scores are computed into a small buffer (L1/L2), the running
+ * maximum and sums are rescaled when it grows (flash-decoding), and Ξᵀ e re-reads the block
+ * from cache, so Ξ streams from memory once per pass. Half-precision rows are widened to
+ * float32 in registers: exact on the stored values, every product and sum in float32.
+ *
+ * Threads: the rows are split into contiguous ranges, one per POSIX thread, whose partials
+ * are merged exactly here (the same formulas as merge.py). Called through ctypes, which
+ * releases the GIL. Needs AVX2, FMA and F16C (the caller checks the CPU's flags).
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2 };
+#define BLOCK 128
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE __m256 load8(const void *base, int dt, int64_t idx) {
+    if (dt == DT_F32) return _mm256_loadu_ps((const float *)base + idx);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)base + idx));
+    if (dt == DT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+INLINE float load1(const void *base, int dt, int64_t idx) {
+    if (dt == DT_F32) return ((const float *)base)[idx];
+    uint16_t u = ((const uint16_t *)base)[idx];
+    if (dt == DT_F16) return _cvtsh_ss(u);
+    uint32_t w = (uint32_t)u << 16;
+    float f;
+    memcpy(&f, &w, 4);
+    return f;
+}
+
+INLINE float hsum(__m256 x) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 2^x for x ≤ 0 (Cephes' exp2f polynomial on [−½, ½], ≈ 2 ulp); exactly 0 below −126,
+ * so a hidden row (−inf) contributes nothing. */
+INLINE __m256 exp2_neg(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-126.0f);
+    __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, lo);
+    __m256 i0 = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 f = _mm256_sub_ps(x, i0);
+    __m256 p = _mm256_set1_ps(1.535336188319500e-4f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(i0), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+INLINE float exp2_neg1(float x) { return x < -126.0f ? 0.0f : exp2f(x); }
+
+/* scores[q][i] = ξ_{r+i}·v_{q0+q} for i < R, q < Q (R, Q compile-time after inlining). */
+INLINE void dot_tile(const void *xi, int dt, int64_t d, int64_t r, int R, const float *v,
+                     int64_t q0, int Q, float *sc, int64_t i0) {
+    __m256 acc[4][4];
+    for (int i = 0; i < R; i++)
+        for (int q = 0; q < Q; q++) acc[i][q] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= d; k += 8) {
+        __m256 x[4];
+        for (int i = 0; i < R; i++) x[i] = load8(xi, dt, (r + i) * d + k);
+        for (int q = 0; q < Q; q++) {
+            __m256 vq = _mm256_loadu_ps(v + (q0 + q) * d + k);
+            for (int i = 0; i < R; i++) acc[i][q] = _mm256_fmadd_ps(x[i], vq, acc[i][q]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int q = 0; q < Q; q++) {
+            float s = hsum(acc[i][q]);
+            for (int64_t t = k; t < d; t++) s += load1(xi, dt, (r + i) * d + t) * v[(q0 + q) * d + t];
+            sc[(q0 + q) * BLOCK + i0 + i] = s;
+        }
+}
+
+#define DOT_ROWS(R)                                                                       \
+    INLINE void dot_rows_##R(const void *xi, int dt, int64_t d, int64_t r, const float *v, \
+                             int64_t b, float *sc, int64_t i0) {                          \
+        int64_t q = 0;                                                                    \
+        for (; q + 3 <= b; q += 3) dot_tile(xi, dt, d, r, R, v, q, 3, sc, i0);            \
+        if (b - q == 2) dot_tile(xi, dt, d, r, R, v, q, 2, sc, i0);                       \
+        if (b - q == 1) dot_tile(xi, dt, d, r, R, v, q, 1, sc, i0);                       \
+    }
+DOT_ROWS(4)
+DOT_ROWS(1)
+
+/* o_q[k..k+W) += Σ_i e_q[i] ξ_{r+i}[k..k+W) for Q queries: the Ξᵀ e of one block. */
+INLINE void axpy_tile(const void *xi, int dt, int64_t d, int64_t r, int64_t c, const float *e,
+                      int64_t q0, int Q, float *o, int64_t k) {
+    __m256 acc[6][2];
+    for (int q = 0; q < Q; q++) acc[q][0] = acc[q][1] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < c; i++) {
+        __m256 x0 = load8(xi, dt, (r + i) * d + k);
+        __m256 x1 = load8(xi, dt, (r + i) * d + k + 8);
+        for (int q = 0; q < Q; q++) {
+            __m256 w = _mm256_broadcast_ss(e + (q0 + q) * BLOCK + i);
+            acc[q][0] = _mm256_fmadd_ps(x0, w, acc[q][0]);
+            acc[q][1] = _mm256_fmadd_ps(x1, w, acc[q][1]);
+        }
+    }
+    for (int q = 0; q < Q; q++) {
+        float *oq = o + (q0 + q) * d + k;
+        _mm256_storeu_ps(oq, _mm256_add_ps(_mm256_loadu_ps(oq), acc[q][0]));
+        _mm256_storeu_ps(oq + 8, _mm256_add_ps(_mm256_loadu_ps(oq + 8), acc[q][1]));
+    }
+}
+
+INLINE void axpy_block(const void *xi, int dt, int64_t d, int64_t r, int64_t c, const float *e,
+                       int64_t b, float *o) {
+    int64_t k = 0;
+    for (; k + 16 <= d; k += 16) {
+        int64_t q = 0;
+        for (; q + 6 <= b; q += 6) axpy_tile(xi, dt, d, r, c, e, q, 6, o, k);
+        switch (b - q) {
+            case 5: axpy_tile(xi, dt, d, r, c, e, q, 5, o, k); break;
+            case 4: axpy_tile(xi, dt, d, r, c, e, q, 4, o, k); break;
+            case 3: axpy_tile(xi, dt, d, r, c, e, q, 3, o, k); break;
+            case 2: axpy_tile(xi, dt, d, r, c, e, q, 2, o, k); break;
+            case 1: axpy_tile(xi, dt, d, r, c, e, q, 1, o, k); break;
+            default: break;
+        }
+    }
+    for (; k < d; k++)  // a dimension that is not a multiple of 16: the rest, scalar
+        for (int64_t q = 0; q < b; q++) {
+            float s = 0.0f;
+            for (int64_t i = 0; i < c; i++) s += e[q * BLOCK + i] * load1(xi, dt, (r + i) * d + k);
+            o[q * d + k] += s;
+        }
+}
+
+/* Insert (val, row) into a descending list of at most k; ties keep the earlier entry first. */
+static void topk_insert(float *tl, int64_t *tr, int *filled, int k, float val, int64_t row) {
+    int p = *filled < k ? (*filled)++ : k - 1;
+    while (p > 0 && tl[p - 1] < val) {
+        tl[p] = tl[p - 1];
+        tr[p] = tr[p - 1];
+        p--;
+    }
+    tl[p] = val;
+    tr[p] = row;
+}
+
+typedef struct {
+    const void *xi;
+    int dt;
+    int64_t d, b, r0, r1;
+    const float *v, *bias;
+    int k, need_out;
+    /* outputs of this range */
+    float *m, *s, *o, *tl;
+    int64_t *tr;
+    int *filled;
+    int failed;
+} Range;
+
+INLINE void run_range_dt(Range *a, const int dt) {
+    const int64_t d = a->d, b = a->b, k = a->k;
+    float *sc = (float *)aligned_alloc(64, sizeof(float) * BLOCK * (size_t)(b > 0 ? b : 1));
+    // Half rows with more than one tile of queries: the block is widened once into a
+    // float32 copy (L2-sized) that every tile reads, instead of converting per tile.
+    const int widen = dt != DT_F32 && b > 3;
+    float *wide = widen ? (float *)aligned_alloc(64, sizeof(float) * BLOCK * (size_t)d + 64) : NULL;
+    if (!sc || (widen && !wide)) {
+        free(sc);
+        free(wide);
+        a->failed = 1;
+        return;
+    }
+    for (int64_t q = 0; q < b; q++) {
+        a->m[q] = -INFINITY;
+        a->s[q] = 0.0f;
+        a->filled[q] = 0;
+        for (int64_t j = 0; j < k; j++) {
+            a->tl[q * k + j] = -INFINITY;
+            a->tr[q * k + j] = -1;
+        }
+    }
+    if (a->need_out) memset(a->o, 0, sizeof(float) * (size_t)(b * d));
+    for (int64_t r = a->r0; r < a->r1; r += BLOCK) {
+        const int64_t c = a->r1 - r < BLOCK ? a->r1 - r : BLOCK;
+        const void *rows = a->xi;
+        int64_t r_in = r;  // the block's first row in `rows`
+        if (widen) {
+            for (int64_t t = 0; t + 8 <= c * d; t += 8) _mm256_storeu_ps(wide + t, load8(a->xi, dt, r * d + t));
+            for (int64_t t = (c * d) / 8 * 8; t < c * d; t++) wide[t] = load1(a->xi, dt, r * d + t);
+            rows = wide;
+            r_in = 0;
+        }
+        int64_t i = 0;
+        if (widen) {
+            for (; i + 4 <= c; i += 4) dot_rows_4(rows, DT_F32, d, r_in + i, a->v, b, sc, i);
+            for (; i < c; i++) dot_rows_1(rows, DT_F32, d, r_in + i, a->v, b, sc, i);
+        } else {
+            for (; i + 4 <= c; i += 4) dot_rows_4(rows, dt, d, r_in + i, a->v, b, sc, i);
+            for (; i < c; i++) dot_rows_1(rows, dt, d, r_in + i, a->v, b, sc, i);
+        }
+        int any = 0;
+        for (int64_t q = 0; q < b; q++) {
+            float *l = sc + q * BLOCK;
+            if (a->bias)
+                for (int64_t j = 0; j < c; j++) l[j] += a->bias[r + j];
+            __m256 vm = _mm256_set1_ps(-INFINITY);
+            int64_t j = 0;
+            for (; j + 8 <= c; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(l + j));
+            __m128 h = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
+            h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_max_ss(h, _mm_movehdup_ps(h));
+            float bm = _mm_cvtss_f32(h);
+            for (; j < c; j++) bm = l[j] > bm ? l[j] : bm;
+            if (bm == -INFINITY) {  // every row of the block hidden: no weight, no match
+                memset(l, 0, sizeof(float) * BLOCK);
+                continue;
+            }
+            any = 1;
+            // Once k rows are held, a block whose maximum does not beat the k-th is skipped.
+            if (k > 0 && (a->filled[q] < k || bm > a->tl[q * k + k - 1])) {
+                float *tl = a->tl + q * k;
+                int64_t *tr = a->tr + q * k;
+                for (j = 0; j < c; j++) {
+                    float thr = a->filled[q] < k ? -INFINITY : tl[k - 1];
+                    if (l[j] > thr) topk_insert(tl, tr, &a->filled[q], (int)k, l[j], r + j);
+                }
+            }
+            if (bm > a->m[q]) {
+                float f = a->m[q] == -INFINITY ? 0.0f : exp2_neg1(a->m[q] - bm);
+                a->s[q] *= f;
+                if (a->need_out)
+                    for (int64_t t = 0; t < d; t++) a->o[q * d + t] *= f;
+                a->m[q] = bm;
+            }
+            const __m256 mq = _mm256_set1_ps(a->m[q]);
+            __m256 sum = _mm256_setzero_ps();
+            for (j = 0; j + 8 <= c; j += 8) {
+                __m256 e = exp2_neg(_mm256_sub_ps(_mm256_loadu_ps(l + j), mq));
+                _mm256_storeu_ps(l + j, e);
+                sum = _mm256_add_ps(sum, e);
+            }
+            float s = hsum(sum);
+            for (; j < c; j++) {
+                l[j] = exp2_neg1(l[j] - a->m[q]);
+                s += l[j];
+            }
+            for (; j < BLOCK; j++) l[j] = 0.0f;
+            a->s[q] += s;
+        }
+        if (a->need_out && any) {
+            if (widen)
+                axpy_block(rows, DT_F32, d, r_in, c, sc, b, a->o);
+            else
+                axpy_block(rows, dt, d, r_in, c, sc, b, a->o);
+        }
+    }
+    free(sc);
+    free(wide);
+}
+
+static void run_range(Range *a) {
+    switch (a->dt) {
+        case DT_F16: run_range_dt(a, DT_F16); break;
+        case DT_BF16: run_range_dt(a, DT_BF16); break;
+        default: run_range_dt(a, DT_F32); break;
+    }
+}
+
+static void *range_thread(void *p) {
+    run_range((Range *)p);
+    return NULL;
+}
+
+/* Merge the ranges' partials into the first one (merge.py's formulas, in base 2). */
+static void merge_into(Range *rs, int n, int64_t b, int64_t d, int k, int need_out) {
+    Range *dst = &rs[0];
+    for (int64_t q = 0; q < b; q++) {
+        float big = -INFINITY;
+        for (int t = 0; t < n; t++) big = rs[t].m[q] > big ? rs[t].m[q] : big;
+        float s = 0.0f;
+        for (int t = 0; t < n; t++) {
+            float w = rs[t].m[q] == -INFINITY ? 0.0f : exp2_neg1(rs[t].m[q] - big);
+            s += w * rs[t].s[q];
+            if (need_out && t > 0)
+                for (int64_t j = 0; j < d; j++) dst->o[q * d + j] += w * rs[t].o[q * d + j];
+            else if (need_out)
+                for (int64_t j = 0; j < d; j++) dst->o[q * d + j] *= w;
+        }
+        dst->m[q] = big;
+        dst->s[q] = s;
+        for (int t = 1; t < n; t++)
+            for (int j = 0; j < rs[t].filled[q]; j++) {
+                float val = rs[t].tl[q * k + j];
+                float thr = dst->filled[q] < k ? -INFINITY : dst->tl[q * k + k - 1];
+                if (val > thr) topk_insert(dst->tl + q * k, dst->tr + q * k, &dst->filled[q], k, val, rs[t].tr[q * k + j]);
+            }
+    }
+}
+
+/* The pass over rows [0, n). Returns 0, or −1 if memory ran out. Outputs: m, s (b),
+ * o (b, d) when need_out, top_l (b, k) descending and top_r (b, k) (−1: none). */
+int lam_pass(const void *xi, int dt, int64_t n, int64_t d, const float *v, int64_t b,
+             const float *bias, int k, int need_out, int threads, float *m, float *s, float *o,
+             float *top_l, int64_t *top_r) {
+    if (threads < 1) threads = 1;
+    int64_t blocks = (n + BLOCK - 1) / BLOCK;
+    if (threads > blocks) threads = (int)(blocks > 0 ? blocks : 1);
+    Range *rs = (Range *)calloc((size_t)threads, sizeof(Range));
+    int *filled = (int *)calloc((size_t)(threads * b + 1), sizeof(int));
+    if (!rs || !filled) {
+        free(rs);
+        free(filled);
+        return -1;
+    }
+    int failed = 0;
+    for (int t = 0; t < threads; t++) {
+        Range *a = &rs[t];
+        a->xi = xi;
+        a->dt = dt;
+        a->d = d;
+        a->b = b;
+        a->v = v;
+        a->bias = bias;
+        a->k = k;
+        a->need_out = need_out;
+        a->r0 = blocks * t / threads * BLOCK;
+        a->r1 = t == threads - 1 ? n : blocks * (t + 1) / threads * BLOCK;
+        a->filled = filled + t * b;
+        if (t == 0) {
+            a->m = m;
+            a->s = s;
+            a->o = o;
+            a->tl = top_l;
+            a->tr = top_r;
+        } else {
+            a->m = (float *)malloc(sizeof(float) * (size_t)(2 * b + (need_out ? b * d : 0) + b * k + 1));
+            a->tr = (int64_t *)malloc(sizeof(int64_t) * (size_t)(b * k + 1));
+            if (!a->m || !a->tr) {
+                failed = 1;
+                break;
+            }
+            a->s = a->m + b;
+            a->tl = a->s + b;
+            a->o = a->tl + b * k;
+        }
+    }
+    if (!failed) {
+        pthread_t *tid = (pthread_t *)calloc((size_t)threads, sizeof(pthread_t));
+        int started = 1;
+        if (tid)
+            for (; started < threads; started++)
+                if (pthread_create(&tid[started], NULL, range_thread, &rs[started]) != 0) break;
+        for (int t = started; t < threads; t++) run_range(&rs[t]);  // threads refused: run here
+        run_range(&rs[0]);
+        for (int t = 1; t < started; t++) pthread_join(tid[t], NULL);
+        free(tid);
+        for (int t = 0; t < threads; t++) failed |= rs[t].failed;
+        if (!failed) merge_into(rs, threads, b, d, k, need_out);
+    }
+    for (int t = 1; t < threads; t++) {
+        free(rs[t].m);
+        free(rs[t].tr);
+    }
+    free(rs);
+    free(filled);
+    return failed ? -1 : 0;
+}

@@ -1,0 +1,202 @@
+"""The native pass: csrc/lam_pass.c, compiled once per machine, called through ctypes.
+
+torch's CPU GEMMs (MKL, oneDNN) run skinny products far below this machine's limits
+(measured on a 2-core AVX2 EPYC, N = 10⁵ × 384: B = 4 at ~25 % of the read bandwidth,
+B = 16 at ~25 % of the FMA rate), and the chunked pass adds a softmax over the (B, N)
+logits in separate sweeps. The C pass streams Ξ once per pass with the softmax, the top-k
+and Ξᵀ e fused (see the source's header), in float32 on the stored values.
+
+It is built with the system's C compiler into a cache directory (`LAM_NATIVE_CACHE`, else
+`$XDG_CACHE_HOME/lam/native`, else `~/.cache/lam/native`), named by a hash of the source
+and flags, at install (`python -m lam_engine.kernels.native`, which the Makefile runs) or
+at first use. Where it cannot be used (no compiler, a CPU without AVX2/FMA/F16C, another
+architecture, `LAM_NATIVE_KERNELS=0`) the torch passes run instead: same answers to
+float32 rounding, slower.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .cpu import cpu_flags
+
+log = logging.getLogger("lam.engine")
+
+SOURCE = Path(__file__).with_name("csrc") / "lam_pass.c"
+CFLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fPIC", "-shared", "-pthread", "-std=c11")
+NEEDED_CPU = ("avx2", "fma", "f16c")
+DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+# Multiply-adds per thread below which one more thread costs more (≈ 30 µs to start and
+# join) than it saves.
+_MACS_PER_THREAD = 1 << 21
+_enabled = os.environ.get("LAM_NATIVE_KERNELS", "1").lower() not in ("0", "false", "off", "no")
+
+
+def set_enabled(on: bool) -> None:
+    """Use the native pass where it can run (the default) or never (`lam_engine.setup`)."""
+    global _enabled
+    _enabled = on
+
+
+def cache_dir() -> Path:
+    if env := os.environ.get("LAM_NATIVE_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lam" / "native"
+
+
+def _compiler() -> list[str] | None:
+    """The C compiler: $CC (a command line, e.g. `python -m ziglang cc`, the PyPI compiler
+    the Docker image builds with), else cc or gcc on the PATH."""
+    if cc := os.environ.get("CC"):
+        return shlex.split(cc)
+    found = shutil.which("cc") or shutil.which("gcc")
+    return [found] if found else None
+
+
+def library_path() -> Path:
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    return cache_dir() / f"lam_pass-{key}.so"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_ok() -> bool:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    return all(flag in cpu_flags() for flag in NEEDED_CPU)
+
+
+def build() -> Path | None:
+    """The compiled library, built if missing; None (and why, logged) where it cannot be."""
+    path = library_path()
+    if path.exists():
+        return path
+    cc = _compiler()
+    if cc is None or not cpu_ok():
+        log.info("native pass unavailable: %s", "no C compiler" if cc is None else "CPU flags")
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("native pass not built (%s)", exc)
+        return None
+    # Built beside its final name and renamed: processes that build at once never load a
+    # half-written file.
+    fd, tmp = tempfile.mkstemp(suffix=".so.tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            [*cc, *CFLAGS, "-o", tmp, str(SOURCE), "-lm"], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            log.warning("native pass did not compile: %s", proc.stderr[-2000:])
+            return None
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("native pass not built (%s)", exc)
+        return None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL | None:
+    path = build()
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(str(path))  # CDLL releases the GIL during calls
+    except OSError as exc:
+        log.warning("native pass not loaded (%s)", exc)
+        return None
+    fn = lib.lam_pass
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    fn.argtypes = [ptr, ctypes.c_int, i64, i64, ptr, i64, ptr, ctypes.c_int, ctypes.c_int,
+                   ctypes.c_int, ptr, ptr, ptr, ptr, ptr]  # fmt: skip
+    fn.restype = ctypes.c_int
+    return lib
+
+
+def available() -> bool:
+    return _enabled and cpu_ok() and _library() is not None
+
+
+def usable(xi: torch.Tensor, v: torch.Tensor) -> bool:
+    """Whether the native pass runs for memories `xi` and states `v` (CPU, known dtype)."""
+    return (
+        _enabled
+        and xi.device.type == "cpu"
+        and v.device.type == "cpu"
+        and xi.dtype in DTYPES
+        and xi.is_contiguous()
+        and xi.shape[0] > 0
+        and available()
+    )
+
+
+@dataclass
+class NativePartials:
+    m: torch.Tensor  # (B,) base-2 max logit, −inf for an empty support
+    s: torch.Tensor  # (B,) Σ 2^(a − m)
+    out: torch.Tensor  # (B, d) Σ 2^(a − m) ξ, or (B, 0)
+    top_l: torch.Tensor  # (B, k) base-2 logits, descending
+    top_r: torch.Tensor  # (B, k) rows, −1 for none
+
+
+def native_pass(
+    xi: torch.Tensor, v2: torch.Tensor, bias2: torch.Tensor | None, k: int, need_out: bool
+) -> NativePartials:
+    """The C pass over all rows of `xi` for base-2 scaled states `v2` (B, d) float32 and a
+    base-2 `bias2` (N,) float32 or None. Raises MemoryError if the C side could not allocate."""
+    lib = _library()
+    assert lib is not None
+    n, d = xi.shape
+    b = v2.shape[0]
+    f32 = torch.float32
+    v2 = v2.to(f32).contiguous()
+    if bias2 is not None:
+        bias2 = bias2.to(f32).contiguous()
+    m = torch.empty(b, dtype=f32)
+    s = torch.empty(b, dtype=f32)
+    out = torch.empty(b, d if need_out else 0, dtype=f32)
+    top_l = torch.empty(b, k, dtype=f32)
+    top_r = torch.empty(b, k, dtype=torch.int64)
+    threads = int(max(1, min(torch.get_num_threads(), n * d * b // _MACS_PER_THREAD)))
+    rc = lib.lam_pass(
+        xi.data_ptr(), DTYPES[xi.dtype], n, d, v2.data_ptr(), b,
+        None if bias2 is None else bias2.data_ptr(), k, int(need_out), threads,
+        m.data_ptr(), s.data_ptr(), out.data_ptr() if need_out else None,
+        top_l.data_ptr(), top_r.data_ptr(),
+    )  # fmt: skip
+    if rc != 0:
+        raise MemoryError("the native pass could not allocate its buffers")
+    return NativePartials(m, s, out, top_l, top_r)
+
+
+def main() -> int:
+    """`python -m lam_engine.kernels.native`: build now (the install runs it); exit 0 either
+    way, since the torch passes stand in where it cannot be built."""
+    path = build()
+    print(f"native pass: {path}" if path else "native pass: not built (torch passes are used)")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    sys.exit(main())
