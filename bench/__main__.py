@@ -53,8 +53,11 @@ TINY = {
     "engine": ["--tiny"],
     "native": ["--tiny"],
     "http": ["--tiny"],
+    "prefilter": ["--tiny"],
+    "prefilter384": ["--tiny"],
     "scale": ["--n", "20000"],
     "store_http": ["--m", "2000"],
+    "store_reload": ["--n", "10000", "--batch", "2000"],
 }
 # Extra --quick arguments where the full-mode arguments name a variant.
 QUICK = {"prefilter384": ["--d", "96", "--kinds", "flat", "ivf", "--no-sweeps"]}

@@ -72,11 +72,16 @@ class Sizes:
     batches: tuple[int, ...]
     max_elements: int  # skip (N, d) with N·d above this: too big/slow for the time budget
     min_time: float
+    # The ceilings' GEMM side and read size: a 1024³ bfloat16 GEMM takes seconds on a CPU
+    # without bf16 units (≈ 40 s for the start and end ceilings of one run on a shared
+    # 2-core box), more than the whole tiny run is worth.
+    gemm_size: int = 1024
+    read_mbytes: int = 256
 
 
 FULL = Sizes((64, 384, 768), (10_000, 100_000, 1_000_000), (1, 32, 256), 10**8, 0.4)
 QUICK = Sizes((32, 128), (3000, 20_000), (1, 32), 10**8, 0.1)
-TINY = Sizes((16,), (500,), (1, 4), 10**8, 0.01)
+TINY = Sizes((16,), (500,), (1, 4), 10**8, 0.01, gemm_size=128, read_mbytes=16)
 
 
 def build_engine(xi: torch.Tensor, dtype: str) -> tuple[Engine, str]:
@@ -104,18 +109,18 @@ def onednn_gflops(size: int = 1024, min_time: float = 0.3) -> float:
     return 2 * size**3 / t.best / 1e9
 
 
-def gemm_ceilings() -> dict[str, float]:
-    rates = {name: gemm_gflops(dt) for name, dt in DTYPES.items()}
+def gemm_ceilings(size: int = 1024) -> dict[str, float]:
+    rates = {name: gemm_gflops(dt, size) for name, dt in DTYPES.items()}
     rates["float32_mm"] = rates["float32"]
-    rates["float32_onednn"] = onednn_gflops()
+    rates["float32_onednn"] = onednn_gflops(size)
     rates["float32"] = max(rates["float32_mm"], rates["float32_onednn"])
     return rates
 
 
 def run(sizes: Sizes, seed: int) -> dict[str, Any]:
     info = machine_info()
-    ceil_start = gemm_ceilings()
-    bw_start = read_bandwidth()
+    ceil_start = gemm_ceilings(sizes.gemm_size)
+    bw_start = read_bandwidth(sizes.read_mbytes)
     print(f"ceilings at start: GEMM {ceil_start} GFLOP/s, read {bw_start:.1f} GB/s", flush=True)
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
@@ -133,8 +138,8 @@ def run(sizes: Sizes, seed: int) -> dict[str, Any]:
                 engine.close()
                 del engine, xi
             del xi32
-    ceil_end = gemm_ceilings()
-    bw_end = read_bandwidth()
+    ceil_end = gemm_ceilings(sizes.gemm_size)
+    bw_end = read_bandwidth(sizes.read_mbytes)
     ceil = {k: (ceil_start[k] + ceil_end[k]) / 2 for k in ceil_start}
     bw = (bw_start + bw_end) / 2
     for r in rows:

@@ -73,7 +73,7 @@ class Sizes:
 
 FULL = Sizes(100_000, 384, (1, 16, 64), 8.0)
 QUICK = Sizes(2_000, 32, (1, 8), 1.0)
-TINY = Sizes(500, 16, (4,), 1.0, (2.0,))
+TINY = Sizes(500, 16, (4,), 0.5, (2.0,))  # CI smoke: 6 load runs of 0.5 s
 
 
 def free_port() -> int:

@@ -60,6 +60,9 @@ class Sizes:
 
 FULL = Sizes(100_000, 128, 500, 200, 20, (8, 16, 32, 64, 128), (64, 128, 256, 512))
 QUICK = Sizes(20_000, 64, 200, 60, 10, (8, 32, 64), (64, 128, 256))
+# CI smoke (`python -m bench --tiny`): every kind, k and sweep path, on a bank small enough
+# that the float64 reference passes and the HNSW build take a few seconds, not a minute.
+TINY = Sizes(4_000, 32, 64, 20, 4, (8,), (64,))
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -409,6 +412,7 @@ def print_tables(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small bank, < 1 min")
+    parser.add_argument("--tiny", action="store_true", help="CI smoke sizes (with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--threads",
@@ -427,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         suffix = f"_d{args.d}" if args.d is not None else ""
         name = f"prefilter{suffix}_quick.json" if args.quick else f"prefilter{suffix}.json"
         args.out = ROOT / "bench" / "results" / name
-    sizes = QUICK if args.quick else FULL
+    sizes = TINY if args.tiny else QUICK if args.quick else FULL
     if args.d is not None:
         sizes = replace(sizes, d=args.d)
     if args.no_sweeps:
@@ -436,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_faiss()  # what an Engine does at open: BLAS from the first query
     set_threads(args.threads)
     res = run(sizes, args.seed, tuple(args.kinds))
-    res["mode"] = "quick" if args.quick else "full"
+    res["mode"] = "tiny" if args.tiny else "quick" if args.quick else "full"
     res["table"] = print_tables(res)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1, allow_nan=False, default=_json_default))

@@ -134,7 +134,7 @@ def declare_float16(db: Path, d: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--n", type=int, default=None, help="memories (default 10⁶, quick 10⁵)")
     ap.add_argument("--d", type=int, default=128)
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--quick", action="store_true", help="N = 10⁵")
@@ -149,7 +149,7 @@ def main() -> None:
     if args.out is None:  # quick runs must not overwrite the full-size numbers the docs cite
         name = "store_reload_quick.json" if args.quick else "store_reload.json"
         args.out = REPO / "bench" / "results" / name
-    n = 100_000 if args.quick else args.n
+    n = args.n or (100_000 if args.quick else 1_000_000)
 
     scratch = Path(tempfile.mkdtemp(prefix="lam-bench-", dir=args.dir))
     try:

@@ -1,19 +1,27 @@
 """Readers for `lam load`: .npy (N × d), .csv (numbers; optional header with an `id`
 column), .jsonl ({"id", "vector", "payload"} per line). Each yields batches lazily, so a
-file larger than memory loads in constant memory (an .npy is memory-mapped)."""
+file larger than memory loads in constant memory (an .npy is memory-mapped).
+
+The JSONL reader and the batching are shared with the text files of `lam load`
+(cli/text.py: rows with "text" instead of "vector"), so the two formats read alike."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 Batch = tuple[np.ndarray, list[str | None] | None, list[dict[str, Any] | None] | None]
+# (value, id, payload) of one row, and a batch of them as three parallel lists.
+Record = tuple[Any, str | None, dict[str, Any] | None]
+Rows = tuple[list[Any], list[str | None], list[dict[str, Any] | None]]
 FORMATS = (".npy", ".csv", ".jsonl", ".ndjson")
+# What a JSONL row's field holds, for the error message of a row without it.
+_SHAPES = {"vector": "[...]", "text": '"..."'}
 
 
 class InputError(ValueError):
@@ -74,44 +82,57 @@ def _csv(path: Path, batch_size: int) -> Iterator[Batch]:
         if header:
             names = next(reader)
             id_col = names.index("id") if "id" in names else None
-        rows: list[list[float]] = []
-        ids: list[str | None] = []
-        for lineno, row in enumerate(reader, start=2 if header else 1):
-            if not row:
-                continue
-            values = [x for i, x in enumerate(row) if i != id_col]
-            try:
-                rows.append([float(x) for x in values])
-            except ValueError as exc:
-                raise InputError(f"{path}:{lineno}: {exc}") from exc
-            ids.append(row[id_col] if id_col is not None else None)
-            if len(rows) == batch_size:
-                yield _matrix(rows, path), (ids if id_col is not None else None), None
-                rows, ids = [], []
-        if rows:
+
+        def records() -> Iterator[Record]:
+            for lineno, row in enumerate(reader, start=2 if header else 1):
+                if not row:
+                    continue
+                values = [x for i, x in enumerate(row) if i != id_col]
+                try:
+                    numbers = [float(x) for x in values]
+                except ValueError as exc:
+                    raise InputError(f"{path}:{lineno}: {exc}") from exc
+                yield numbers, (row[id_col] if id_col is not None else None), None
+
+        for rows, ids, _ in batched(records(), batch_size):
             yield _matrix(rows, path), (ids if id_col is not None else None), None
 
 
 def _jsonl(path: Path, batch_size: int) -> Iterator[Batch]:
-    rows: list[Any] = []
-    ids: list[str | None] = []
-    payloads: list[dict[str, Any] | None] = []
+    for rows, ids, payloads in batched(jsonl_records(path, "vector"), batch_size):
+        yield _matrix(rows, path), ids, payloads
+
+
+def jsonl_records(path: Path, field: str) -> Iterator[Record]:
+    """(row[field], row's "id", row's "payload") for each non-blank line of a JSONL file;
+    `field` is "vector" (vector files) or "text" (text files)."""
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
                 rec = json.loads(line)
-                rows.append(rec["vector"])
+                value = rec[field]
             except (ValueError, KeyError, TypeError) as exc:
-                raise InputError(f'{path}:{lineno}: expected {{"vector": [...]}}: {exc}') from exc
-            ids.append(rec.get("id"))
-            payloads.append(rec.get("payload"))
-            if len(rows) == batch_size:
-                yield _matrix(rows, path), ids, payloads
-                rows, ids, payloads = [], [], []
-    if rows:
-        yield _matrix(rows, path), ids, payloads
+                want = f'{{"{field}": {_SHAPES.get(field, "...")}}}'
+                raise InputError(f"{path}:{lineno}: expected {want}: {exc}") from exc
+            yield value, rec.get("id"), rec.get("payload")
+
+
+def batched(records: Iterable[Record], batch_size: int) -> Iterator[Rows]:
+    """Records grouped batch_size at a time (the last batch may be shorter)."""
+    values: list[Any] = []
+    ids: list[str | None] = []
+    payloads: list[dict[str, Any] | None] = []
+    for value, id_, payload in records:
+        values.append(value)
+        ids.append(id_)
+        payloads.append(payload)
+        if len(values) == batch_size:
+            yield values, ids, payloads
+            values, ids, payloads = [], [], []
+    if values:
+        yield values, ids, payloads
 
 
 def _matrix(rows: list[Any], path: Path) -> np.ndarray:

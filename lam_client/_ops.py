@@ -283,15 +283,7 @@ def query(bank: str, queries: Any, **kw: Any) -> Op[QueryResponse]:
     q = as_rows(queries)  # (B, d)
     kw["mask"] = _mask(kw.get("mask"))
     kw["filter"] = filter_json(kw.get("filter"))
-    body = {"queries": q, **kw}
-    return Op(
-        "query",
-        "POST",
-        _bank_path(bank, "query"),
-        QueryResponse.from_dict,
-        {"bank": bank, "queries": q, **kw},
-        body,
-    )
+    return _post("query", bank, QueryResponse.from_dict, {"queries": q, **kw})
 
 
 def query_texts(bank: str, texts: Sequence[str], **kw: Any) -> Op[QueryResponse]:
@@ -300,22 +292,13 @@ def query_texts(bank: str, texts: Sequence[str], **kw: Any) -> Op[QueryResponse]
         raise ValueError("texts must be a list of strings, not one string")
     kw["filter"] = filter_json(kw.get("filter"))
     body = {"texts": list(texts), **kw}
-    path = _bank_path(bank, "query")
-    return Op("query_texts", "POST", path, QueryResponse.from_dict, {"bank": bank, **body}, body)
+    return _post("query_texts", bank, QueryResponse.from_dict, body, endpoint="query")
 
 
 def energy(bank: str, states: Any, **kw: Any) -> Op[EnergyResult]:
     v = as_rows(states)  # (B, d)
     kw["filter"] = filter_json(kw.get("filter"))
-    body = {"states": v, **kw}
-    return Op(
-        "energy",
-        "POST",
-        _bank_path(bank, "energy"),
-        EnergyResult.from_dict,
-        {"bank": bank, "states": v, **kw},
-        body,
-    )
+    return _post("energy", bank, EnergyResult.from_dict, {"states": v, **kw})
 
 
 def dynamics(bank: str, state: Any, **kw: Any) -> Op[DynamicsResult]:
@@ -325,15 +308,14 @@ def dynamics(bank: str, state: Any, **kw: Any) -> Op[DynamicsResult]:
             kw.pop(key, None)  # absent, not null: the request schema has no null for them
         else:
             kw[key] = as_vector(kw[key])
-    body = {"state": v, **kw}
-    return Op(
-        "dynamics",
-        "POST",
-        _bank_path(bank, "dynamics"),
-        DynamicsResult.from_dict,
-        {"bank": bank, "state": v, **kw},
-        body,
-    )
+    return _post("dynamics", bank, DynamicsResult.from_dict, {"state": v, **kw})
+
+
+def _post(
+    name: str, bank: str, parse: Callable[[Any], T], body: dict[str, Any], endpoint: str = ""
+) -> Op[T]:
+    """A POST of `body` to the bank's `endpoint` (default: `name`), the body its arguments."""
+    return Op(name, "POST", _bank_path(bank, endpoint or name), parse, {"bank": bank, **body}, body)
 
 
 def diagnostics(bank: str, beta: float | None, limit: int, offset: int) -> Op[Diagnostics]:

@@ -180,9 +180,13 @@ _NODES_SCRIPT = """
 import json, sys, ray
 ray.init(address=sys.argv[1], _node_ip_address=sys.argv[2], logging_level="ERROR",
          log_to_driver=False)
-print(json.dumps([{"node_id": n["NodeID"], "ip": n["NodeManagerAddress"], "alive": n["Alive"],
-                   "resources": sorted(n.get("Resources", {}))} for n in ray.nodes()]))
+table = [{"node_id": n["NodeID"], "ip": n["NodeManagerAddress"], "alive": n["Alive"],
+          "resources": sorted(n.get("Resources", {}))} for n in ray.nodes()]
+print("LAM_NODES", json.dumps(table), flush=True)
 """
+# The line of the script's stdout that holds the table: Ray's own processes may print to the
+# same stdout after it (seen: a raylet's "lagging heartbeats" notice under load).
+_NODES_MARK = "LAM_NODES "
 
 
 def ray_nodes(address: str) -> list[dict[str, Any]]:
@@ -199,7 +203,15 @@ def ray_nodes(address: str) -> list[dict[str, Any]]:
     )
     if proc.returncode != 0:
         raise ClusterError("cannot reach the cluster at " + address + ": " + proc.stderr[-300:])
-    return list(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return nodes_of(proc.stdout)
+
+
+def nodes_of(stdout: str) -> list[dict[str, Any]]:
+    """The node table in the output of _NODES_SCRIPT, whatever else Ray printed around it."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(_NODES_MARK):
+            return list(json.loads(line[len(_NODES_MARK) :]))
+    raise ClusterError("no node table in Ray's answer: " + stdout[-300:])
 
 
 def wait_alive(

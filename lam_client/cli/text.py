@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from .._loaders import InputError
+from .._loaders import Record, batched, jsonl_records
 from ._app import app
 
 TextBatch = tuple[list[str], list[str | None] | None, list[dict[str, Any] | None] | None]
@@ -45,29 +45,16 @@ def count_texts(path: Path) -> int:
 
 def text_batches(path: Path, batch_size: int) -> Iterator[TextBatch]:
     """Batches of (texts, ids, payloads) of a text file (ids and payloads: JSONL only)."""
-    jsonl = path.suffix.lower() != ".txt"
-    texts: list[str] = []
-    ids: list[str | None] = []
-    payloads: list[dict[str, Any] | None] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            if not jsonl:
-                texts.append(line.rstrip("\r\n"))
-            else:
-                try:
-                    rec = json.loads(line)
-                    texts.append(rec["text"])
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise InputError(f'{path}:{lineno}: expected {{"text": "..."}}: {exc}') from exc
-                ids.append(rec.get("id"))
-                payloads.append(rec.get("payload"))
-            if len(texts) == batch_size:
-                yield _batch(texts, ids, payloads)
-                texts, ids, payloads = [], [], []
-    if texts:
+    records = _txt_records(path) if path.suffix.lower() == ".txt" else jsonl_records(path, "text")
+    for texts, ids, payloads in batched(records, batch_size):
         yield _batch(texts, ids, payloads)
+
+
+def _txt_records(path: Path) -> Iterator[Record]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield line.rstrip("\r\n"), None, None
 
 
 def _batch(

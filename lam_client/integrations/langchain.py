@@ -37,13 +37,13 @@ from ..async_client import AsyncClient
 from ..client import Client
 from ._atextbank import AsyncTextBank
 from ._lc_retriever import LamRetriever
+from ._sync_textbank import TextBank
 from ._textbank import (
     DEFAULT_BETA,
     BankSpec,
     Hit,
     MetadataFilter,
     Recall,
-    TextBank,
     new_ids,
     to_payload,
 )

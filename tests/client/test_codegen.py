@@ -63,3 +63,22 @@ def test_backends_implement_the_protocols() -> None:
         assert isinstance(wrapped, AsyncBackend)
     finally:
         wrapped.inner.close()
+
+
+def test_async_text_bank_is_the_generated_twin_of_text_bank() -> None:
+    from lam_client.integrations._atextbank import AsyncTextBank
+    from lam_client.integrations._sync_textbank import TextBank
+
+    def own(cls: type) -> dict[str, inspect.Signature]:
+        return {name: inspect.signature(fn) for name, fn in vars(cls).items() if callable(fn)}
+
+    sync, async_ = own(TextBank), own(AsyncTextBank)
+    assert sync.keys() == async_.keys() and "ids_where" in async_
+    for name, sig in sync.items():
+        assert list(sig.parameters) == list(async_[name].parameters), name
+        if name != "__init__":
+            assert inspect.iscoroutinefunction(getattr(AsyncTextBank, name)), name
+    # A loop over the client's async generator is an `async for`, not an awaited call.
+    source = inspect.getsource(AsyncTextBank.delete)
+    assert "async for m in self.client.iterate_memories" in source
+    assert "await self.client.iterate_memories" not in source

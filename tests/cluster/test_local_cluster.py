@@ -98,3 +98,16 @@ def test_up_kill_add_node_down_on_a_real_ray_cluster(tmp_path: Path) -> None:
     for i in (2, 3, 4, 5):
         assert cluster_local.node_processes(f"127.0.0.{i}") == []
     assert not (d / "cluster.json").exists()
+
+
+def test_node_table_is_found_among_rays_own_output() -> None:
+    # A raylet's notice printed after the table (seen under load) must not hide it.
+    table = [{"node_id": "n1", "ip": "127.0.0.2", "alive": True, "resources": ["lam_node_a"]}]
+    out = "\n".join([
+        "(raylet) The node with node id: n0 ... has been marked dead because the detector",
+        "LAM_NODES " + json.dumps(table),
+        "\t(2) raylet has lagging heartbeats due to slow network or busy workload.",
+    ])  # fmt: skip
+    assert cluster_local.nodes_of(out) == table
+    with pytest.raises(cluster_local.ClusterError, match="no node table"):
+        cluster_local.nodes_of("\t(2) raylet has lagging heartbeats\n")

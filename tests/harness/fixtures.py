@@ -86,6 +86,20 @@ def session_server(
     return server
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module of small tensors, whatever an earlier module left set:
+    intra-op threads only add synchronisation there (≈40× slower on a busy 2-core box).
+    Use: `from tests.harness.fixtures import one_torch_thread as one_torch_thread` and
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch  # here, not at the top: the rest of the harness drives servers, needs no torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
     """make_server(name, data_dir=None, start=True, **settings): servers of one test."""

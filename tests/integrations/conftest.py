@@ -16,6 +16,7 @@ import pytest
 from lam_client import Client
 from lam_engine.embed import MINILM, Embedder, load_embedder, text_extra_installed
 from tests.harness import LamServer
+from tests.harness.fixtures import serve
 
 try:
     import pytest_asyncio  # noqa: F401
@@ -40,18 +41,9 @@ def pytest_pycollect_makeitem(collector: Any, name: str, obj: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def lam_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LamServer]:
-    root = tmp_path_factory.mktemp("lam-integrations")
-    srv = LamServer(
-        root / "data",
-        root / "server.log",
-        # NORMAL: the suites write many tiny batches; durability per batch is not under test.
-        env={"LAM_LOG_LEVEL": "warning", "LAM_SYNCHRONOUS": "NORMAL"},
-    )
-    try:
-        srv.start(timeout=90)
-        yield srv
-    finally:
-        srv.stop()
+    # NORMAL: the suites write many tiny batches; durability per batch is not under test.
+    env = {"LAM_LOG_LEVEL": "warning", "LAM_SYNCHRONOUS": "NORMAL"}
+    yield from serve(tmp_path_factory, "lam-integrations", env)
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from lam_client.errors import InvalidInput
+from lam_client.integrations._sync_textbank import TextBank
 from lam_client.integrations._textbank import (
     BankSpec,
     Hit,
-    TextBank,
     dedupe_last,
     from_payload,
     new_ids,

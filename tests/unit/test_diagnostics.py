@@ -20,15 +20,9 @@ from lam_engine.math.diagnostics import (
     separation_report,
     separations,
 )
+from tests.harness.fixtures import one_torch_thread as one_torch_thread
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: intra-op threads only add synchronisation (≈40× slower on a busy 2-core box).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _np_separations(xi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,15 +14,9 @@ from lam_engine.math import lagrangians as lg
 from lam_engine.math.dynamics import full_energy, integrate, lagrangians_for, velocities
 from lam_engine.math.lagrangians import hidden_function
 from lam_engine.math.models import model_a_energy, model_b_energy, model_b_step, model_c_energy
+from tests.harness.fixtures import one_torch_thread as one_torch_thread
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: intra-op threads only add synchronisation (≈40× slower on a busy 2-core box).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 F64 = torch.float64
