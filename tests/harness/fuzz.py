@@ -54,6 +54,19 @@ def seed_demo(url: str, headers: dict[str, str] | None = None) -> None:
     assert r.status_code == 200, r.text
 
 
+def warm_embedder(url: str, headers: dict[str, str] | None = None) -> None:
+    """Load the text model once before the fuzzing: the first text bank of a process loads
+    it (seconds on a busy machine), which schemathesis would time as one slow response."""
+    r = httpx.post(
+        f"{url}/v1/banks",
+        json={"name": "warm-text", "embedder": {"model": "all-MiniLM-L6-v2"}},
+        headers=headers,
+        timeout=120,
+    )
+    if r.status_code in (200, 201):
+        httpx.delete(f"{url}/v1/banks/warm-text", headers=headers).raise_for_status()
+
+
 def run_schemathesis(
     url: str,
     *,

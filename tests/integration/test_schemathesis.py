@@ -12,11 +12,12 @@ from pathlib import Path
 import httpx
 
 from tests.harness import LamServer
-from tests.harness.fuzz import run_schemathesis, seed_demo
+from tests.harness.fuzz import run_schemathesis, seed_demo, warm_embedder
 
 
 def test_schemathesis_all_checks_find_nothing(live_server: LamServer, tmp_path: Path) -> None:
     seed_demo(live_server.url)
+    warm_embedder(live_server.url)
     res = run_schemathesis(
         live_server.url, examples=10, seed=20240601, timeout=120, report=tmp_path / "junit.xml"
     )
