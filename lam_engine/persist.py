@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Self
 
 from .bank import MemoryBank
-from .bulk import bulk_loader
 from .clock import SYSTEM_CLOCK, Clock
 from .config import BankConfig
 from .errors import LamError
@@ -129,7 +128,7 @@ class StoredTable(BankTable):
             # Memories whose lifetime ended while the service was down are deleted for good
             # (a restart never resurrects one); a read-only store's are skipped by `load`.
             self.storage.delete_expired(name, now)
-        loader = bulk_loader(bank)
+        loader = bank.bulk_loader()
         loaded = self.storage.load(name, sink=loader, now=now)
         loader.finish(loaded.ids, loaded.seqs, loaded.payloads, loaded.times)
         bank.texts = loaded.texts

@@ -9,6 +9,7 @@ keeps a float32 copy on its device for the kernels. Times are unix seconds.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -123,6 +124,32 @@ class RowPriors:
         """The common part of log s_μ(t) (added to log Σ in the energy)."""
         return sm.prior_offset(t, self.t_ref, self.half_life_s) if self.half_life_s else 0.0
 
+    def fields(self, row: int, t: float) -> dict[str, Any]:
+        """The row's strength, strength in force at t, and times (API.md, "Forgetting")."""
+        reinforced = float(self.reinforced_at[row])
+        expires = float(self.expires_at[row])
+        return {
+            "strength": float(self.strength[row]),
+            "strength_now": self.strength_now(row, t),
+            "stored_at": float(self.stored_at[row]),
+            "reinforced_at": None if math.isnan(reinforced) else reinforced,
+            "expires_at": None if math.isinf(expires) else expires,
+        }
+
     def strength_now(self, row: int, t: float) -> float:
         rows = np.asarray([row])
         return float(sm.strength_now(self.strength[rows], self.t_mu(rows), t, self.half_life_s)[0])
+
+
+def gathered(parts: list[RowPriors], shard: np.ndarray, rows: np.ndarray) -> RowPriors:
+    """The priors of rows taken from several `RowPriors` (row i: parts[shard[i]], rows[i]),
+    which share one half-life and one reference time (a sharded bank aligns them)."""
+    out = RowPriors(max(1, len(rows)), parts[0].half_life_s)
+    out.t_ref = parts[0].t_ref
+    for name, _ in _FILLS:
+        dst = getattr(out, name)
+        for s, part in enumerate(parts):
+            mine = np.flatnonzero(shard == s)
+            dst[mine] = getattr(part, name)[rows[mine]]
+    out.recheck(len(rows))
+    return out

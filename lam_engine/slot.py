@@ -63,9 +63,6 @@ class BankSlot:
         return self.bank.config
 
     def info(self) -> BankInfo:
-        index = {"kind": "none"} if self.prefilter is None else self.prefilter.describe()
-        if isinstance(self.bank, ShardedBank):
-            index = self.bank.index_info()
         return BankInfo(
             name=self.name,
             config=self.config,
@@ -73,7 +70,7 @@ class BankSlot:
             memory_bytes=self.bank.memory_bytes,
             device=str(self.bank.device),
             created_at=self.created_at,
-            index=index,
+            index=self.bank.index_info(self.prefilter),
         )
 
     def rebuild_index(self) -> None:

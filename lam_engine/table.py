@@ -21,7 +21,7 @@ from .errors import (
     InvalidParameterError,
     MemoryNotFoundError,
 )
-from .fading import forgetting_at, snapshot_rows
+from .fading import snapshot_rows
 from .filters import Filter, parse_filter
 from .inputs import QueryInput
 from .kernels import DEFAULT_CHUNK_BYTES
@@ -83,12 +83,9 @@ class BankTable:
             t = bank.clock.now()
             vector, payload = bank.get(memory_id)
             text = bank.texts.get(memory_id)
-            if isinstance(bank, ShardedBank):  # no forgetting on sharded banks (config.py)
-                return MemoryRecord(id=memory_id, vector=vector, payload=payload, text=text)
-            row = bank._row_of[memory_id]
-            if bank.priors.expires_at[row] <= t:  # expired, not yet reaped: gone already
+            forgetting = bank.forgetting(memory_id, t)
+            if forgetting is None:  # expired, not yet reaped: gone already
                 raise MemoryNotFoundError(f"memory {memory_id!r} not found", {"id": memory_id})
-            forgetting = forgetting_at(bank, row, t)
         return MemoryRecord(
             id=memory_id, vector=vector, payload=payload, text=text, forgetting=forgetting
         )
@@ -124,7 +121,6 @@ class BankTable:
         with slot.lock.read():
             bank = slot.bank
             t = bank.clock.now()
-            sharded = isinstance(bank, ShardedBank)
             mask = visible(bank, flt)
             if mask is None:
                 rows, more = bank.scroll(limit, after)
@@ -138,7 +134,7 @@ class BankTable:
                     vector=bank.vector_at(r) if with_vectors else None,
                     payload=bank.payload_at(r),
                     text=bank.texts.get(bank.id_at(r)),
-                    forgetting=None if sharded else forgetting_at(bank, r, t),
+                    forgetting=bank.priors.fields(r, t),
                 )
                 for r in rows
             ]
@@ -201,7 +197,7 @@ class BankTable:
             if isinstance(slot.bank, ShardedBank):
                 return shard_ops.energy(
                     slot.bank, v, name=name, beta=beta, constants=constants, gradient=gradient,
-                    filter=flt, chunk_bytes=self.chunk_bytes,
+                    filter=flt, chunk_bytes=self.chunk_bytes, view=bank,
                 )  # fmt: skip
             return ops.energy(
                 bank,
@@ -232,11 +228,7 @@ class BankTable:
         slot = self._slot(name)
         with slot.lock.read():
             bank = slot.bank
-            if isinstance(bank, ShardedBank):  # no forgetting fields on sharded banks
-                ids, vectors, payloads = bank.snapshot_arrays()
-                times = None
-            else:
-                ids, vectors, payloads, times = snapshot_rows(bank)
+            ids, vectors, payloads, times = snapshot_rows(bank)
             texts = [bank.texts.get(i) for i in ids] if bank.texts else None
             config, created_at = slot.config.to_dict(), slot.created_at
         snapshot_io.write_snapshot(
