@@ -277,6 +277,10 @@ class MemoryBank:
         row = self._row_of[memory_id]
         return None if self.priors.expires_at[row] <= t else self.priors.fields(row, t)
 
+    def search_index(self, prefilter: Any) -> Any:
+        """The candidate index diagnostics searches: the bank's prefilter (None: none)."""
+        return prefilter
+
     def index_info(self, prefilter: Any) -> dict[str, Any]:
         """The description's "index" with the bank's prefilter (None: no index)."""
         return {"kind": "none"} if prefilter is None else prefilter.describe()

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Self
 
-from .bank import MemoryBank
+from .banks import Bank
 from .clock import SYSTEM_CLOCK, Clock
 from .config import BankConfig
 from .errors import LamError
@@ -117,7 +117,7 @@ class StoredTable(BankTable):
             }
             IndexCatalog(self.index_dir).prune(keep)
 
-    def _fill_from_store(self, bank: MemoryBank, name: str) -> int | None:
+    def _fill_from_store(self, bank: Bank, name: str) -> int | None:
         """Load the bank's memories into the empty `bank`; returns the store generation read.
 
         The store streams the vectors chunk by chunk into the bank's tensor (in its dtype):

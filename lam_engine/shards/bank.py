@@ -148,7 +148,7 @@ class ShardedBank(MemoryBank):
             for bank, pf in zip(self.parts, self.prefilters, strict=True)
         ]
 
-    def search_index(self) -> MergedIndex | None:
+    def search_index(self, prefilter: Any = None) -> MergedIndex | None:
         """The shards' prefilters searched as one (diagnostics' nearest other memory)."""
         if any(pf is None for pf in self.prefilters):
             return None

@@ -29,6 +29,7 @@ from ..filters import Filter, parse_filter
 from ..inputs import QueryInput
 from ..math.bound import merged_bound
 from ..math.merge import finish, merge
+from ..math.strengths import log_mass
 from ..results import EnergyResult, QueryBatchResult
 from ..retrieval import QueryParams, Retrieval, _descend, merge_rows, prepare_cue
 from ..selection import SelectedBank, visible
@@ -225,15 +226,15 @@ def energy(
     gradient: bool = False,
     filter: Any = None,
     chunk_bytes: int,
-    view: Any = None,
+    mask: np.ndarray | None = None,
 ) -> EnergyResult:
     """E(v) (and ∇E) under a sharded bank: Model B by one merged pass, A and C on the view.
-    `view`: the bank as the read sees it (table.py `_reading`: the memories passing the
-    filter, not expired), whose log Σ s_μ and max ‖ξ‖ are E's constants."""
+    `mask`: the read's rows of the global view (selection.visible: passing the filter, not
+    expired; None: all), over which E's constant log Σ s_μ runs."""
     flt = filter if filter is None or isinstance(filter, Filter) else parse_filter(filter)
     if bank.config.model != "B":
         return ops.energy(
-            _read_view(bank, flt, name) if view is None else view,
+            _read_view(bank, flt, name) if mask is None else SelectedBank(bank, mask, name),
             states,
             beta=beta,
             constants=constants,
@@ -246,8 +247,9 @@ def energy(
     res = merge_round([s.dense(v, b, top_k=0, need_out=gradient) for s in shards], 0)
     e = 0.5 * (v.double() ** 2).sum(dim=1) - (res.lse.double() + bank.bias_offset()) / b
     if constants:
-        if view is not None and bank.has_prior:
-            log_n = view.log_mass()
+        if bank.has_prior:
+            lp = bank.priors.log_prior[: bank.count]
+            log_n = log_mass(lp if mask is None else lp[mask], bank.bias_offset())
         else:
             log_n = math.log(sum(s.count for s in shards))
         m = max(s.max_norm() for s in shards)
