@@ -22,7 +22,6 @@ from .bulk import BulkLoader
 from .clock import SYSTEM_CLOCK, Clock
 from .config import BankConfig
 from .errors import MemoryNotFoundError
-from .math.strengths import log_mass
 from .payload_index import PayloadIndexes
 from .priors import RowPriors
 from .vectors import TORCH_DTYPES
@@ -266,7 +265,7 @@ class MemoryBank:
         """log Σ_μ s_μ(now) over the memories (log N when all s_μ = 1): E's constant."""
         if not self.priors.active:
             return math.log(self.count)
-        return log_mass(self.priors.log_prior[self.alive_rows()], self.bias_offset())
+        return self.priors.log_mass(self.alive_rows) + self.bias_offset()
 
     @property
     def next_expiry(self) -> float:  # the earliest expires_at of a memory (a lower bound)
@@ -296,6 +295,8 @@ class MemoryBank:
         return self._keys[: self._n]
 
     def alive_rows(self) -> np.ndarray:
+        if not self._dead:  # no tombstones: every row in use
+            return np.arange(self._n, dtype=np.int64)
         return np.asarray([r for r in range(self._n) if self._ids[r] is not None], dtype=np.int64)
 
     def alive_xi(self) -> torch.Tensor:

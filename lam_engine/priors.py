@@ -9,6 +9,7 @@ keeps a float32 copy on its device for the kernels. Times are unix seconds.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ class RowPriors:
         self.t_ref = 0.0  # reference time of log_prior (set by the first write)
         self._unit = True  # every row in use has s = 1 (then, without decay, no bias)
         self.next_expiry = math.inf  # earliest expires_at of a live row (a lower bound)
+        self._mass: float | None = None  # log Σ e^{log_prior} over the live rows (log_mass)
 
     # ---- layout (the bank calls these as its rows move) ----------------------------------
     def reserve(self, capacity: int, n: int) -> None:
@@ -50,6 +52,7 @@ class RowPriors:
         self.recheck(len(alive))
 
     def _move(self, rows: np.ndarray, capacity: int) -> None:
+        self._mass = None
         for name, fill in _FILLS:
             new = np.full(capacity, fill)
             new[: len(rows)] = getattr(self, name)[rows]
@@ -58,6 +61,7 @@ class RowPriors:
     def clear(self, rows: np.ndarray | list[int], n: int) -> None:
         """Tombstoned rows: back to the neutral values (their strength 1 keeps `_unit` a
         sound lower bound; the next expiry is looked up again, O(N) numpy)."""
+        self._mass = None
         self.strength[rows] = 1.0
         self.expires_at[rows] = np.inf
         self.log_prior[rows] = 0.0
@@ -78,6 +82,7 @@ class RowPriors:
         expires_at: np.ndarray,
     ) -> bool:
         """Write rows; True when every row's bias must be recomputed (`refresh`)."""
+        self._mass = None
         self.strength[rows] = strength
         self.stored_at[rows] = stored_at
         self.reinforced_at[rows] = reinforced_at
@@ -101,6 +106,7 @@ class RowPriors:
     def refresh(self, n: int) -> None:
         """Recompute every row's log-prior (after a rebase or a new half-life)."""
         rows = np.arange(n)
+        self._mass = None
         self.log_prior[:n] = sm.log_prior(
             self.strength[:n], self.t_mu(rows), self.t_ref, self.half_life_s
         )
@@ -115,6 +121,15 @@ class RowPriors:
     def active(self) -> bool:
         """Whether the kernels need the bias at all (False: today's Model B, bit for bit)."""
         return not self._unit or self.half_life_s is not None
+
+    def log_mass(self, alive: Callable[[], np.ndarray]) -> float:
+        """log Σ e^{log_prior} over the rows `alive()` returns, cached until the next write:
+        the bias is constant in time (math/strengths.py), so a query that needs E's constant
+        or the prefilter's bound (retrieval.py) costs no O(N) pass; the caller adds the
+        offset of the moment."""
+        if self._mass is None:
+            self._mass = sm.log_mass(self.log_prior[alive()], 0.0)
+        return self._mass
 
     def t_mu(self, rows: np.ndarray) -> np.ndarray:
         r = self.reinforced_at[rows]

@@ -236,3 +236,40 @@ def test_a_sharded_bank_keeps_its_forgetting_across_a_restart(tmp_path: Path) ->
         assert m4["strength_now"] == pytest.approx(9.0 * 2 ** (-10 / 50))
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_the_energy_constant_follows_every_write(engine_clock: Any, shards: int) -> None:
+    """E's constant β⁻¹ log Σ s_μ(t) (cached between writes: priors.RowPriors.log_mass) is the
+    reference's after a store, reinforce, delete, a new half-life and time passing."""
+    engine, clock = engine_clock
+    engine.create_bank("b", BankConfig(dim=3, beta=BETA, shards=shards, half_life_s=20.0))
+    xi = _xi(9, 3, 4)
+    ids = [f"m{i}" for i in range(9)]
+    s = np.arange(1.0, 10.0)
+    t_mu = np.full(9, T0)
+    v = _xi(2, 3, 5)
+
+    def check() -> None:
+        live = np.array([i in engine._banks["b"].bank for i in ids])
+        bias = np.log(ref.strength_now(s, t_mu, clock.now(), half_life))[live]
+        want = ref.energy(xi[live].astype(np.float64), v, BETA, bias, constants=True)
+        got = engine.energy("b", v, constants=True).energies
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+    half_life: float | None = 20.0
+    engine.upsert("b", xi, ids=ids, strengths=list(s))
+    check()
+    clock.advance(5.0)
+    check()
+    engine.reinforce("b", ["m2"], strength=50.0)
+    s[2], t_mu[2] = 50.0, clock.now()
+    check()
+    engine.delete_memories("b", ["m4", "m5"])
+    check()
+    engine.update_bank("b", half_life_s=None)
+    half_life = None
+    check()
+    engine.upsert("b", xi[4:5], ids=["m4"], strengths=[7.0])
+    s[4] = 7.0
+    check()
