@@ -273,3 +273,31 @@ def test_the_energy_constant_follows_every_write(engine_clock: Any, shards: int)
     engine.upsert("b", xi[4:5], ids=["m4"], strengths=[7.0])
     s[4] = 7.0
     check()
+
+
+def test_a_snapshot_carries_a_sharded_bank_s_forgetting_to_any_shard_count(
+    engine_clock: Any,
+) -> None:
+    import io
+
+    engine, clock = engine_clock
+    xi = _xi(11, 3, 6)
+    ids = [f"m{i}" for i in range(11)]
+    engine.create_bank("s", BankConfig(dim=3, beta=BETA, shards=3, half_life_s=30.0))
+    engine.upsert(
+        "s", xi, ids=ids, strengths=[1.0 + i for i in range(11)], ttl_s=[None, 99.0] * 5 + [None]
+    )
+    clock.advance(4.0)
+    engine.reinforce("s", ["m3"], strength=8.0)
+    want = _forgetting(engine, "s", ids)
+    buf = io.BytesIO()
+    engine.export_snapshot("s", buf)
+    for k in (1, 2, 3):
+        buf.seek(0)
+        engine.import_snapshot(f"k{k}", buf, shards=k)
+        assert _forgetting(engine, f"k{k}", ids) == want
+        got = engine.query(f"k{k}", xi[:2], steps=1, top_k=3).results
+        ref_ = engine.query("s", xi[:2], steps=1, top_k=3).results
+        for a, b in zip(ref_, got, strict=True):
+            assert [m.id for m in a.matches] == [m.id for m in b.matches]
+            np.testing.assert_allclose(b.energy, a.energy, rtol=1e-6, atol=1e-6)
