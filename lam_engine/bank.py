@@ -12,46 +12,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from .batch import PreparedBatch, prepare_batch
+from .bulk import BulkLoader
 from .clock import SYSTEM_CLOCK, Clock
 from .config import BankConfig
-from .errors import (
-    DuplicateIdError,
-    InvalidInputError,
-    MemoryNotFoundError,
-)
-from .math.strengths import log_mass
+from .errors import MemoryNotFoundError
 from .payload_index import PayloadIndexes
 from .priors import RowPriors
-from .vectors import (
-    TORCH_DTYPES,
-    as_matrix,
-    check_ids,
-    content_ids,
-    normalize_rows,
-    round_to_dtype,
-)
+from .vectors import TORCH_DTYPES
 
 _MIN_CAPACITY = 64
 _COMPACT_FRACTION = 0.25
-
-
-@dataclass
-class PreparedBatch:
-    """A validated upsert: the vectors exactly as stored, ids resolved, duplicates merged."""
-
-    ids: list[str]  # one per input row (content ids may repeat)
-    unique_ids: list[str]
-    vectors: np.ndarray  # (n_unique, d) float32, as stored
-    payloads: list[dict[str, Any] | None]  # per unique id
-    strengths: np.ndarray | None = None  # (n_unique,) float64 s_μ; None: all 1
-    expires: np.ndarray | None = None  # (n_unique,) float64 unix s, inf = never; None: never
-    stored_at: float = 0.0  # unix s
 
 
 class MemoryBank:
@@ -113,48 +89,10 @@ class MemoryBank:
         `as_stored` skips normalization (snapshot import: the vectors are already stored form).
         `strengths` and `expires` (per input row, validated: forgetting.py) follow the rows.
         """
-        x = as_matrix(vectors, self.config.dim)
-        n = x.shape[0]
-        ids = list(ids) if ids is not None else [None] * n
-        payloads = list(payloads) if payloads is not None else [None] * n
-        if len(ids) != n or len(payloads) != n:
-            raise InvalidInputError("ids and payloads must have one entry per vector")
-        check_ids(ids)
-        for p in payloads:
-            if p is not None and not isinstance(p, dict):
-                raise InvalidInputError("payload must be a JSON object or null")
-        if self.config.normalize and not as_stored:
-            x = normalize_rows(x, allow_zero=False)
-        x = round_to_dtype(x, self.config.dtype)
-        explicit = [i for i in ids if i is not None]
-        if len(set(explicit)) != len(explicit):
-            seen: set[str] = set()
-            dup = next(i for i in explicit if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-            raise DuplicateIdError("the same id appears twice in one batch", {"id": dup})
-        if not explicit:
-            resolved = content_ids(x)
-        else:
-            missing = [r for r, i in enumerate(ids) if i is None]
-            resolved = list(ids)  # type: ignore[arg-type]
-            for r, cid in zip(missing, content_ids(x, missing), strict=True):
-                resolved[r] = cid
-        # The same vector twice without ids is one memory (content addressing); last wins.
-        last_row = {mid: r for r, mid in enumerate(resolved)}
-        if len(last_row) == n:  # no repeats (the usual case): no gather, no copy
-            return PreparedBatch(
-                resolved, resolved, np.ascontiguousarray(x), payloads, strengths, expires,
-                stored_at,
-            )  # fmt: skip
-        order = sorted(last_row.values())
-        return PreparedBatch(
-            ids=resolved,
-            unique_ids=[resolved[r] for r in order],
-            vectors=np.ascontiguousarray(x[order]),
-            payloads=[payloads[r] for r in order],
-            strengths=None if strengths is None else strengths[order],
-            expires=None if expires is None else expires[order],
-            stored_at=stored_at,
-        )
+        return prepare_batch(
+            self.config, vectors, ids, payloads, as_stored=as_stored, strengths=strengths,
+            expires=expires, stored_at=stored_at,
+        )  # fmt: skip
 
     def apply(self, batch: PreparedBatch, keys: list[int] | np.ndarray) -> None:
         """Apply a prepared batch whose keys (store seqs) are known; replaces keep their row."""
@@ -212,16 +150,30 @@ class MemoryBank:
         full = pr.set_rows(rows, strength, stored_at, reinforced_at, expires)
         if not pr.active:
             return
-        n = self._n
         if full:
-            pr.refresh(n)
-            lp = torch.from_numpy(pr.log_prior[:n]).to(device=self.device, dtype=torch.float32)
-            cur = self._bias[:n]
-            self._bias[:n] = torch.where(torch.isneginf(cur), cur, lp)
+            pr.refresh(self._n)
+            self._rebias()
         elif len(rows):
             idx = torch.from_numpy(rows).to(self.device)
             lp_rows = torch.from_numpy(pr.log_prior[rows]).to(self.device, torch.float32)
             self._bias[idx] = lp_rows
+
+    def _rebias(self) -> None:
+        """Every row's bias from its log-prior (after a rebase or a new half-life)."""
+        lp = torch.from_numpy(self.priors.log_prior[: self._n]).to(self.device, torch.float32)
+        cur = self._bias[: self._n]
+        self._bias[: self._n] = torch.where(torch.isneginf(cur), cur, lp if self.has_prior else 0)
+
+    def set_half_life(self, half_life_s: float | None) -> None:
+        """A new half-life: strengths then fade by it from t_μ (API.md; docs/forgetting.md)."""
+        self.priors.set_half_life(half_life_s, self._n, self.clock.now())
+        self._rebias()
+
+    def bulk_loader(self) -> BulkLoader:
+        """The `Storage.load` sink that fills this (empty) bank (bulk.py)."""
+        if self._n:
+            raise RuntimeError("bulk_loader needs an empty bank")
+        return BulkLoader(self)
 
     def remove(self, ids: list[str]) -> list[int]:
         """Tombstone the rows of `ids` that exist; returns their keys."""
@@ -313,7 +265,24 @@ class MemoryBank:
         """log Σ_μ s_μ(now) over the memories (log N when all s_μ = 1): E's constant."""
         if not self.priors.active:
             return math.log(self.count)
-        return log_mass(self.priors.log_prior[self.alive_rows()], self.bias_offset())
+        return self.priors.log_mass(self.alive_rows) + self.bias_offset()
+
+    @property
+    def next_expiry(self) -> float:  # the earliest expires_at of a memory (a lower bound)
+        return self.priors.next_expiry
+
+    def forgetting(self, memory_id: str, t: float) -> dict[str, Any] | None:
+        """The memory's forgetting fields at t (priors.py); None once it has expired."""
+        row = self._row_of[memory_id]
+        return None if self.priors.expires_at[row] <= t else self.priors.fields(row, t)
+
+    def search_index(self, prefilter: Any) -> Any:
+        """The candidate index diagnostics searches: the bank's prefilter (None: none)."""
+        return prefilter
+
+    def index_info(self, prefilter: Any) -> dict[str, Any]:
+        """The description's "index" with the bank's prefilter (None: no index)."""
+        return {"kind": "none"} if prefilter is None else prefilter.describe()
 
     def expired_rows(self, t: float) -> np.ndarray:
         """Rows in use whose lifetime has ended at time t (none before `next_expiry`)."""
@@ -326,6 +295,8 @@ class MemoryBank:
         return self._keys[: self._n]
 
     def alive_rows(self) -> np.ndarray:
+        if not self._dead:  # no tombstones: every row in use
+            return np.arange(self._n, dtype=np.int64)
         return np.asarray([r for r in range(self._n) if self._ids[r] is not None], dtype=np.int64)
 
     def alive_xi(self) -> torch.Tensor:

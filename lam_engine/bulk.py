@@ -1,4 +1,4 @@
-"""Filling an empty bank from the store (the `Storage.load` sink)."""
+"""Filling an empty one-shard bank from the store (the `Storage.load` sink)."""
 
 from __future__ import annotations
 
@@ -7,26 +7,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .bank import MemoryBank
 from .errors import InvalidInputError
 
 
-def bulk_loader(bank: MemoryBank) -> BulkLoader:
-    """Fill this (empty) bank from `Storage.load`: pass the loader as its sink, then
-    call `finish`. The vectors go straight into the device tensor, in the bank's dtype,
-    one chunk at a time: no full float32 copy of the bank on the way."""
-    own = getattr(bank, "bulk_loader", None)  # a bank of another layout (shards/bank.py)
-    if own is not None:
-        return own()
-    if bank._n:
-        raise RuntimeError("bulk_loader needs an empty bank")
-    return BulkLoader(bank)
-
-
 class BulkLoader:
-    """The `Storage.load` sink (storage.VectorSink) of `MemoryBank.bulk_loader`."""
+    """The `Storage.load` sink (storage.VectorSink) of `MemoryBank.bulk_loader`: the vectors
+    go straight into the bank's device tensor, in its dtype, one chunk at a time (no full
+    float32 copy of the bank on the way). The bank is a `MemoryBank` (bank.py, which
+    imports this module: hence `Any`)."""
 
-    def __init__(self, bank: MemoryBank) -> None:
+    def __init__(self, bank: Any) -> None:
         self.bank = bank
         self._rows = 0
 
@@ -58,7 +48,7 @@ class BulkLoader:
             raise InvalidInputError("bulk load: ids, keys and payloads must match the rows")
         bank._bias[:n] = 0.0
         bank._keys[:n] = keys
-        bank._ids = ids  # type: ignore[assignment]  # taken over, not copied
+        bank._ids = ids  # taken over, not copied
         bank._payloads = payloads
         bank._row_of = dict(zip(ids, range(n), strict=True))
         bank._n, bank._dead = n, 0

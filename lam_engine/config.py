@@ -218,11 +218,6 @@ class BankConfig:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _positive_finite(name, value))
-                if self.shards > 1:
-                    raise InvalidParameterError(
-                        f"{name} is not supported on sharded banks yet (shards > 1)",
-                        {name: value, "shards": self.shards},
-                    )
         return self
 
     def with_changes(self, **changes: Any) -> BankConfig:

@@ -26,7 +26,7 @@ from .errors import (
     InvalidParameterError,
     MemoryNotFoundError,
 )
-from .fading import reinforce, set_half_life, snapshot_times
+from .fading import reinforce, snapshot_times
 from .forgetting import check_strength, resolve_batch
 from .novelty import gate
 from .payload_index import validate_index_spec
@@ -34,7 +34,6 @@ from .persist import INDEX_DIR, STORE_FILE, StoredTable
 from .reaper import Reaper
 from .results import BankInfo, UpsertResult
 from .selection import delete_filter, passing_ids, rebuild_indexes
-from .shards import ShardedBank
 from .slot import BankSlot, empty_index, fill_index, now
 from .store import snapshot as snapshot_io
 from .store.rows import row_times
@@ -133,7 +132,7 @@ class Engine(StoredTable):
                 if reindex:
                     rebuild_indexes(slot.bank)
                 if new_half_life:
-                    set_half_life(slot.bank, config.half_life_s)
+                    slot.bank.set_half_life(config.half_life_s)
                 info = slot.info()
             self._committed(slot)
             if index is not slot_index_before:
@@ -159,11 +158,6 @@ class Engine(StoredTable):
         slot = self._slot(name)
         now = self.clock.now()
         s = exp = None
-        if isinstance(slot.bank, ShardedBank) and not (strengths is ttl_s is expires_at is None):
-            raise InvalidParameterError(
-                "strength, ttl_s and expires_at are not supported on sharded banks yet",
-                {"shards": slot.config.shards},
-            )
         if not (strengths is None and ttl_s is None and expires_at is None) or (
             slot.config.default_ttl_s is not None
         ):
@@ -209,17 +203,12 @@ class Engine(StoredTable):
             raise InvalidParameterError("ids must be a list of strings")
         s = None if strength is None else check_strength(strength)
         slot = self._slot(name)
-        if isinstance(slot.bank, ShardedBank):
-            raise InvalidParameterError(
-                "reinforce is not supported on sharded banks yet", {"shards": slot.config.shards}
-            )
         with slot.writer:
             if self._banks.get(name) is not slot:
                 raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
             now, bank = self.clock.now(), slot.bank
             present = [
-                i for i in dict.fromkeys(ids)
-                if i in bank and bank.priors.expires_at[bank._row_of[i]] > now
+                i for i in dict.fromkeys(ids) if i in bank and bank.forgetting(i, now) is not None
             ]  # fmt: skip
             if not present:
                 return 0
@@ -244,8 +233,7 @@ class Engine(StoredTable):
                 ids = [bank.id_at(int(r)) for r in rows]
             if ids:
                 self.delete_memories(name, ids)
-            if not isinstance(bank, ShardedBank):  # which keeps no lifetimes (config.py)
-                next_at = min(next_at, bank.priors.next_expiry)
+            next_at = min(next_at, bank.next_expiry)
         return next_at
 
     def start_background(self) -> None:

@@ -1,7 +1,8 @@
-"""Strengths over time on a bank: reinforce, a new half-life, a row's forgetting fields.
+"""Strengths over time on a bank: reinforce, and the forgetting columns of a snapshot.
 
-The arrays are `RowPriors` (priors.py), the formulas math/strengths.py; `MemoryBank` keeps
-the float32 bias the kernels read (`MemoryBank._set_priors`).
+The arrays are `RowPriors` (priors.py: also a row's forgetting fields), the formulas
+math/strengths.py; `MemoryBank` keeps the float32 bias the kernels read (`_set_priors`,
+`set_half_life`). A sharded bank takes the same calls on its global view (shards/bank.py).
 """
 
 from __future__ import annotations
@@ -20,29 +21,6 @@ def reinforce(bank: MemoryBank, rows: np.ndarray, t: float, strength: float | No
     pr = bank.priors
     s = pr.strength[rows] if strength is None else np.full(len(rows), float(strength))
     bank._set_priors(rows, s, pr.stored_at[rows], np.full(len(rows), t), pr.expires_at[rows])
-
-
-def set_half_life(bank: MemoryBank, half_life_s: float | None) -> None:
-    """A new half-life: strengths then fade by it from t_μ (API.md; docs/forgetting.md)."""
-    n = bank._n
-    bank.priors.set_half_life(half_life_s, n, bank.clock.now())
-    cur = bank._bias[:n]
-    lp = torch.from_numpy(bank.priors.log_prior[:n]).to(bank.device, torch.float32)
-    bank._bias[:n] = torch.where(torch.isneginf(cur), cur, lp if bank.priors.active else 0)
-
-
-def forgetting_at(bank: MemoryBank, row: int, t: float) -> dict[str, Any]:
-    """The row's strength, strength in force at t, and times (API.md, "Forgetting")."""
-    pr = bank.priors
-    reinforced = float(pr.reinforced_at[row])
-    expires = float(pr.expires_at[row])
-    return {
-        "strength": float(pr.strength[row]),
-        "strength_now": pr.strength_now(row, t),
-        "stored_at": float(pr.stored_at[row]),
-        "reinforced_at": None if math.isnan(reinforced) else reinforced,
-        "expires_at": None if math.isinf(expires) else expires,
-    }
 
 
 def snapshot_rows(

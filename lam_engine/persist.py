@@ -17,8 +17,7 @@ import logging
 from pathlib import Path
 from typing import Self
 
-from .bank import MemoryBank
-from .bulk import bulk_loader
+from .banks import Bank
 from .clock import SYSTEM_CLOCK, Clock
 from .config import BankConfig
 from .errors import LamError
@@ -118,7 +117,7 @@ class StoredTable(BankTable):
             }
             IndexCatalog(self.index_dir).prune(keep)
 
-    def _fill_from_store(self, bank: MemoryBank, name: str) -> int | None:
+    def _fill_from_store(self, bank: Bank, name: str) -> int | None:
         """Load the bank's memories into the empty `bank`; returns the store generation read.
 
         The store streams the vectors chunk by chunk into the bank's tensor (in its dtype):
@@ -129,7 +128,7 @@ class StoredTable(BankTable):
             # Memories whose lifetime ended while the service was down are deleted for good
             # (a restart never resurrects one); a read-only store's are skipped by `load`.
             self.storage.delete_expired(name, now)
-        loader = bulk_loader(bank)
+        loader = bank.bulk_loader()
         loaded = self.storage.load(name, sink=loader, now=now)
         loader.finish(loaded.ids, loaded.seqs, loaded.payloads, loaded.times)
         bank.texts = loaded.texts

@@ -78,7 +78,7 @@ class MemoryRecord:
     vector: np.ndarray | None
     payload: dict[str, Any] | None
     text: str | None = None  # a text bank's memory stored as text (API.md "Text memories")
-    # strength, strength_now and the times in unix seconds (fading.forgetting_at)
+    # strength, strength_now and the times in unix seconds (priors.RowPriors.fields)
     forgetting: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:

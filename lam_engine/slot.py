@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 import torch
 
 from .bank import MemoryBank
+from .banks import Bank
 from .clock import SYSTEM_CLOCK, Clock
 from .config import BankConfig, PrefilterConfig
 from .errors import ClusterRequiredError, DeviceUnavailableError
 from .index import Prefilter, make_prefilter
 from .locks import RWLock
+from .reads import ONE_BANK, SHARDED, Reads
 from .results import BankInfo
 from .shards import ShardedBank
 
@@ -47,7 +49,7 @@ class BankSlot:
     """
 
     name: str
-    bank: MemoryBank
+    bank: MemoryBank  # implements `Bank` (banks.py), as ShardedBank does
     created_at: str
     lock: RWLock = field(default_factory=RWLock)
     writer: threading.Lock = field(default_factory=threading.Lock)
@@ -57,15 +59,14 @@ class BankSlot:
     generation: int | None = None
     # How the prefilter was made at open: "loaded" (saved index), "built", or None.
     index_origin: str | None = None
+    # How query and energy run on `bank` (reads.py), chosen with the bank's kind.
+    reads: Reads = ONE_BANK
 
     @property
     def config(self) -> BankConfig:
         return self.bank.config
 
     def info(self) -> BankInfo:
-        index = {"kind": "none"} if self.prefilter is None else self.prefilter.describe()
-        if isinstance(self.bank, ShardedBank):
-            index = self.bank.index_info()
         return BankInfo(
             name=self.name,
             config=self.config,
@@ -73,7 +74,7 @@ class BankSlot:
             memory_bytes=self.bank.memory_bytes,
             device=str(self.bank.device),
             created_at=self.created_at,
-            index=index,
+            index=self.bank.index_info(self.prefilter),
         )
 
     def rebuild_index(self) -> None:
@@ -82,7 +83,7 @@ class BankSlot:
             fill_index(self.prefilter, self.bank)
 
 
-def fill_index(index: Prefilter, bank: MemoryBank) -> None:
+def fill_index(index: Prefilter, bank: Bank) -> None:
     index.rebuild(bank.keys[bank.alive_rows()], bank.alive_vectors())
 
 
@@ -122,11 +123,10 @@ def new_slot(
             "replicas > 1 needs cluster mode (LAM_CLUSTER=ray)", {"replicas": config.replicas}
         )
     device = device_for(config, default_device, on_load=on_load)
-    bank = (
-        ShardedBank(config, device, clock)
-        if config.shards > 1
-        else MemoryBank(config, device, clock)
+    sharded = config.shards > 1
+    bank = ShardedBank(config, device, clock) if sharded else MemoryBank(config, device, clock)
+    slot = BankSlot(
+        name=name, bank=bank, created_at=created_at, reads=SHARDED if sharded else ONE_BANK
     )
-    slot = BankSlot(name=name, bank=bank, created_at=created_at)
     slot.prefilter = empty_index(config, config.prefilter)
     return slot

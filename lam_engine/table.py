@@ -18,10 +18,11 @@ from . import ops
 from .errors import (
     BankNotFoundError,
     EmptyBankError,
+    EmptySelectionError,
     InvalidParameterError,
     MemoryNotFoundError,
 )
-from .fading import forgetting_at, snapshot_rows
+from .fading import snapshot_rows
 from .filters import Filter, parse_filter
 from .inputs import QueryInput
 from .kernels import DEFAULT_CHUNK_BYTES
@@ -34,8 +35,6 @@ from .results import (
     QueryBatchResult,
 )
 from .selection import SelectedBank, SelectedIndex, visible
-from .shards import ShardedBank
-from .shards import ops as shard_ops
 from .slot import BankSlot
 from .store import snapshot as snapshot_io
 from .texts import attach_texts
@@ -83,12 +82,9 @@ class BankTable:
             t = bank.clock.now()
             vector, payload = bank.get(memory_id)
             text = bank.texts.get(memory_id)
-            if isinstance(bank, ShardedBank):  # no forgetting on sharded banks (config.py)
-                return MemoryRecord(id=memory_id, vector=vector, payload=payload, text=text)
-            row = bank._row_of[memory_id]
-            if bank.priors.expires_at[row] <= t:  # expired, not yet reaped: gone already
+            forgetting = bank.forgetting(memory_id, t)
+            if forgetting is None:  # expired, not yet reaped: gone already
                 raise MemoryNotFoundError(f"memory {memory_id!r} not found", {"id": memory_id})
-            forgetting = forgetting_at(bank, row, t)
         return MemoryRecord(
             id=memory_id, vector=vector, payload=payload, text=text, forgetting=forgetting
         )
@@ -124,7 +120,6 @@ class BankTable:
         with slot.lock.read():
             bank = slot.bank
             t = bank.clock.now()
-            sharded = isinstance(bank, ShardedBank)
             mask = visible(bank, flt)
             if mask is None:
                 rows, more = bank.scroll(limit, after)
@@ -138,7 +133,7 @@ class BankTable:
                     vector=bank.vector_at(r) if with_vectors else None,
                     payload=bank.payload_at(r),
                     text=bank.texts.get(bank.id_at(r)),
-                    forgetting=None if sharded else forgetting_at(bank, r, t),
+                    forgetting=bank.priors.fields(r, t),
                 )
                 for r in rows
             ]
@@ -147,8 +142,10 @@ class BankTable:
 
     # ---- retrieval (ops.py does the work, under the bank's read lock) ----------------------
     @contextlib.contextmanager
-    def _reading(self, name: str, flt: Filter | None = None) -> Iterator[tuple[BankSlot, Any]]:
-        """The bank's slot under its read lock, and the bank as the read sees it: the
+    def _selecting(
+        self, name: str, flt: Filter | None = None
+    ) -> Iterator[tuple[BankSlot, np.ndarray | None]]:
+        """The bank's slot under its read lock, and the rows the read sees (None: all): the
         memories alive now (not expired) that pass `flt`. EmptyBankError if it has no
         memories, EmptySelectionError if a filter passes none."""
         slot = self._slot(name)
@@ -157,7 +154,15 @@ class BankTable:
             mask = None if bank.count == 0 else visible(bank, flt)
             if bank.count == 0 or (flt is None and mask is not None and not mask.any()):
                 raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name})
-            yield slot, bank if mask is None else SelectedBank(bank, mask, name)
+            if mask is not None and not mask.any():
+                raise EmptySelectionError("no memory passes the filter", {"bank": name})
+            yield slot, mask
+
+    @contextlib.contextmanager
+    def _reading(self, name: str, flt: Filter | None = None) -> Iterator[tuple[BankSlot, Any]]:
+        """As `_selecting`, with the bank as the read sees it (a `SelectedBank` if not all)."""
+        with self._selecting(name, flt) as (slot, mask):
+            yield slot, slot.bank if mask is None else SelectedBank(slot.bank, mask, name)
 
     def query(self, name: str, queries: QueryInput | Any, **params: Any) -> QueryBatchResult:
         """Retrieve for a batch: a validated `QueryInput`, or raw queries and keyword
@@ -171,18 +176,12 @@ class BankTable:
             q = queries
         else:
             q = QueryInput.build(queries, dim=self._slot(name).config.dim, **params)
-        with self._reading(name, q.filter) as (slot, bank):
+        with self._selecting(name, q.filter) as (slot, mask):
             q.check_dim(slot.config.dim)
-            if isinstance(slot.bank, ShardedBank):
-                result = shard_ops.query(slot.bank, q, name=name, chunk_bytes=self.chunk_bytes)
-                return attach_texts(slot.bank, result)
-            if bank is slot.bank:
-                result = ops.query(slot.bank, slot.prefilter, q, chunk_bytes=self.chunk_bytes)
-                return attach_texts(slot.bank, result)
-            index = slot.prefilter
-            if index is not None:
-                index = SelectedIndex(index, slot.bank.count, bank.count)  # type: ignore[assignment]
-            return attach_texts(slot.bank, ops.query(bank, index, q, chunk_bytes=self.chunk_bytes))
+            result = slot.reads.query(
+                slot.bank, slot.prefilter, mask, q, name=name, chunk_bytes=self.chunk_bytes
+            )
+            return attach_texts(slot.bank, result)
 
     def energy(
         self,
@@ -197,20 +196,11 @@ class BankTable:
         """E(v) of states under the bank (under the memories passing `filter`, if given)."""
         v = as_matrix(states, self._slot(name).config.dim, "states")
         flt = _filter(filter)
-        with self._reading(name, flt) as (slot, bank):
-            if isinstance(slot.bank, ShardedBank):
-                return shard_ops.energy(
-                    slot.bank, v, name=name, beta=beta, constants=constants, gradient=gradient,
-                    filter=flt, chunk_bytes=self.chunk_bytes,
-                )  # fmt: skip
-            return ops.energy(
-                bank,
-                v,
-                beta=beta,
-                constants=constants,
-                gradient=gradient,
-                chunk_bytes=self.chunk_bytes,
-            )
+        with self._selecting(name, flt) as (slot, mask):
+            return slot.reads.energy(
+                slot.bank, mask, v, name=name, flt=flt, chunk_bytes=self.chunk_bytes,
+                beta=beta, constants=constants, gradient=gradient,
+            )  # fmt: skip
 
     def dynamics(self, name: str, state: Any, **params: Any) -> DynamicsResult:
         """Integrate eqs. (1)-(2) from `state` (parameters: ops.dynamics)."""
@@ -220,11 +210,9 @@ class BankTable:
     def diagnostics(self, name: str, **params: Any) -> DiagnosticsResult:
         """Separation report at β (parameters: ops.diagnostics)."""
         with self._reading(name) as (slot, bank):
-            index = slot.prefilter
-            if isinstance(bank, ShardedBank):
-                index = bank.search_index()  # type: ignore[assignment]
-            elif index is not None and bank is not slot.bank:
-                index = SelectedIndex(index, slot.bank.count, bank.count)  # type: ignore[assignment]
+            index = slot.bank.search_index(slot.prefilter)
+            if index is not None and bank is not slot.bank:
+                index = SelectedIndex(index, slot.bank.count, bank.count)
             return ops.diagnostics(bank, index, **params)
 
     # ---- snapshots ------------------------------------------------------------------------
@@ -232,11 +220,7 @@ class BankTable:
         slot = self._slot(name)
         with slot.lock.read():
             bank = slot.bank
-            if isinstance(bank, ShardedBank):  # no forgetting fields on sharded banks
-                ids, vectors, payloads = bank.snapshot_arrays()
-                times = None
-            else:
-                ids, vectors, payloads, times = snapshot_rows(bank)
+            ids, vectors, payloads, times = snapshot_rows(bank)
             texts = [bank.texts.get(i) for i in ids] if bank.texts else None
             config, created_at = slot.config.to_dict(), slot.created_at
         snapshot_io.write_snapshot(

@@ -25,14 +25,14 @@ import numpy as np
 import torch
 
 from ..bank import MemoryBank, PreparedBatch
-from ..bulk import bulk_loader
 from ..clock import SYSTEM_CLOCK, Clock
 from ..config import BankConfig
 from ..index import Prefilter, make_prefilter
 from ..payload_index import PayloadIndexes
-from ..priors import RowPriors
+from ..priors import RowPriors, gathered
 from ..selection import rebuild_indexes
-from .local import LocalShard
+from .loader import ShardedLoader
+from .local import LocalShard, MergedIndex
 from .placement import shard_of, split
 
 
@@ -60,7 +60,8 @@ class _Order:
         self._ids: list[str] | None = None
         self._payloads: list[dict[str, Any] | None] | None = None
         self._row_of: dict[str, int] | None = None
-        self.priors: RowPriors | None = None  # neutral, built on demand (ShardedBank.priors)
+        self.priors: RowPriors | None = None  # gathered on demand (ShardedBank.priors)
+        self.bias: torch.Tensor | None = None  # (N,) float32 log-priors, on demand
 
     def ids(self) -> list[str]:
         if self._ids is None:
@@ -147,13 +148,13 @@ class ShardedBank(MemoryBank):
             for bank, pf in zip(self.parts, self.prefilters, strict=True)
         ]
 
-    def search_index(self) -> MergedIndex | None:
+    def search_index(self, prefilter: Any = None) -> MergedIndex | None:
         """The shards' prefilters searched as one (diagnostics' nearest other memory)."""
         if any(pf is None for pf in self.prefilters):
             return None
         return MergedIndex([pf for pf in self.prefilters if pf is not None])
 
-    def index_info(self) -> dict[str, Any]:
+    def index_info(self, prefilter: Any = None) -> dict[str, Any]:
         """The description's "index": the shards' indexes side by side."""
         per = [{"kind": "none"} if pf is None else pf.describe() for pf in self.prefilters]
         return {
@@ -190,14 +191,73 @@ class ShardedBank(MemoryBank):
                 continue
             bank, pf = self.parts[s], self.prefilters[s]
             ids = [batch.unique_ids[p] for p in pos]
-            sub = PreparedBatch(ids, ids, batch.vectors[pos], [batch.payloads[p] for p in pos])
+            sub = PreparedBatch(
+                ids, ids, batch.vectors[pos], [batch.payloads[p] for p in pos],
+                strengths=None if batch.strengths is None else batch.strengths[pos],
+                expires=None if batch.expires is None else batch.expires[pos],
+                stored_at=batch.stored_at,
+            )  # fmt: skip
             replaced = np.asarray([i in bank for i in ids], dtype=bool)
             bank.apply(sub, keys[pos])
             if pf is not None:
                 if replaced.any():
                     pf.remove(keys[pos][replaced])
                 pf.add(keys[pos], sub.vectors)
+        self._align()
+
+    # ---- strengths and lifetimes: each shard keeps its rows' priors ------------------------
+    def _align(self) -> None:
+        """Bring every shard to one reference time of the log-priors (the latest), so their
+        biases are in the same units and the partials merge unchanged (math/strengths.py);
+        a shard is rebased only when another one moved (its first write, a rebase)."""
+        t_ref = max(bank.priors.t_ref for bank in self.parts)
+        for bank in self.parts:
+            if bank.priors.t_ref != t_ref:
+                bank.priors.t_ref = t_ref
+                bank.priors.refresh(bank._n)
+                bank._rebias()
         self._changed()
+
+    def _set_priors(
+        self,
+        rows: np.ndarray,
+        strength: np.ndarray,
+        stored_at: np.ndarray,
+        reinforced_at: np.ndarray,
+        expires: np.ndarray,
+    ) -> None:
+        """`MemoryBank._set_priors` for rows of the global view, routed to their shards."""
+        view = self._view()
+        rows = np.asarray(rows, dtype=np.int64)
+        for s, bank in enumerate(self.parts):
+            mine = np.flatnonzero(view.shard[rows] == s)
+            if len(mine):
+                bank._set_priors(
+                    view.row[rows[mine]], strength[mine], stored_at[mine], reinforced_at[mine],
+                    expires[mine],
+                )  # fmt: skip
+        self._align()
+
+    def set_half_life(self, half_life_s: float | None) -> None:
+        t = self.clock.now()  # one reference time for every shard
+        for bank in self.parts:
+            bank.priors.set_half_life(half_life_s, bank._n, t)
+            bank._rebias()
+        self._changed()
+
+    @property
+    def has_prior(self) -> bool:
+        return any(bank.priors.active for bank in self.parts)
+
+    def bias_offset(self) -> float:
+        return self.parts[0].priors.offset(self.clock.now())  # aligned: the same in every shard
+
+    @property
+    def next_expiry(self) -> float:
+        return min(bank.next_expiry for bank in self.parts)
+
+    def forgetting(self, memory_id: str, t: float) -> dict[str, Any] | None:
+        return self.parts[shard_of(memory_id, len(self.parts))].forgetting(memory_id, t)
 
     def remove(self, ids: list[str]) -> list[int]:
         removed: list[int] = []
@@ -256,7 +316,14 @@ class ShardedBank(MemoryBank):
 
     @property
     def bias(self) -> torch.Tensor | None:
-        return None
+        """(N,) float32 log-priors of the global view (no tombstones there); None: all s = 1."""
+        if not self.has_prior:
+            return None
+        view = self._view()
+        if view.bias is None:
+            lp = self.priors.log_prior[: len(view.keys)]
+            view.bias = torch.from_numpy(lp).to(self.device, torch.float32)
+        return view.bias
 
     @property
     def xi(self) -> torch.Tensor:
@@ -278,16 +345,18 @@ class ShardedBank(MemoryBank):
 
     @property
     def priors(self) -> RowPriors:  # type: ignore[override]
-        """Neutral priors over the global view (every s = 1, no lifetime): config.py refuses
-        strengths and lifetimes on sharded banks for now."""
+        """The shards' priors gathered over the global view (read-only: writes go through
+        `_set_priors`, `set_half_life`)."""
         view = self._view()
         if view.priors is None:
-            view.priors = RowPriors(max(1, len(view.keys)), None)
+            view.priors = gathered([b.priors for b in self.parts], view.shard, view.row)
         return view.priors
 
     def expired_rows(self, t: float) -> np.ndarray:
-        """None: a sharded bank keeps no lifetimes yet (config.py refuses them)."""
-        return np.zeros(0, dtype=np.int64)
+        """Rows of the global view whose lifetime has ended at t (none before `next_expiry`)."""
+        if t < self.next_expiry:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.priors.expires_at[: self._n] <= t)
 
     def max_norm(self) -> float:
         return max((b.max_norm() for b in self.parts if b.count), default=0.0)
@@ -315,57 +384,3 @@ class ShardedBank(MemoryBank):
 
     def get(self, memory_id: str) -> tuple[np.ndarray, dict[str, Any] | None]:
         return self.parts[shard_of(memory_id, len(self.parts))].get(memory_id)
-
-
-class MergedIndex:
-    """Several shards' indexes as one `CandidateIndex`: the top-k of the union of their
-    top-k (keys are global, so the union needs no renumbering)."""
-
-    def __init__(self, parts: list[Prefilter]) -> None:
-        self._parts = parts
-
-    @property
-    def exact_topk(self) -> bool:
-        return all(p.exact_topk for p in self._parts)
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        found = [p.search(queries, k) for p in self._parts]
-        scores = np.concatenate([f[0] for f in found], axis=1)  # (B, S·k)
-        keys = np.concatenate([f[1] for f in found], axis=1)
-        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        return np.take_along_axis(scores, best, 1), np.take_along_axis(keys, best, 1)
-
-
-class ShardedLoader:
-    """`Storage.load`'s sink for a ShardedBank: rows are buffered, then routed by id."""
-
-    def __init__(self, bank: ShardedBank) -> None:
-        self.bank = bank
-        self._buf = np.zeros((0, bank.config.dim), dtype=np.float32)
-
-    def reserve(self, n: int, d: int) -> None:
-        if d != self.bank.config.dim:
-            # The one-bank loader's check and message (bank.BulkLoader.reserve).
-            bulk_loader(self.bank.parts[0]).reserve(n, d)
-        self._buf = np.empty((n, d), dtype=np.float32)
-
-    def write(self, start: int, block: np.ndarray) -> None:
-        self._buf[start : start + len(block)] = block
-
-    def finish(
-        self,
-        ids: list[str],
-        keys: np.ndarray,
-        payloads: list[dict[str, Any] | None],
-        times: Any = None,  # strengths and lifetimes: none on a sharded bank (config.py)
-    ) -> None:
-        bank = self.bank
-        keys = np.asarray(keys, dtype=np.int64)
-        for s, pos in enumerate(split(ids, len(bank.parts))):
-            if pos:
-                part_ids = [ids[p] for p in pos]
-                sub = PreparedBatch(part_ids, part_ids, self._buf[pos], [payloads[p] for p in pos])
-                bank.parts[s].apply(sub, keys[pos])
-        self._buf = np.zeros((0, bank.config.dim), dtype=np.float32)
-        bank.rebuild_indexes()
-        bank._changed()

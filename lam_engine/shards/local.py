@@ -19,7 +19,7 @@ from ..kernels import DEFAULT_CHUNK_BYTES, candidate_pass, gather_rows, model_b_
 from ..math.bound import log_tail
 from ..math.merge import Partials
 from ..retrieval import CandidateIndex
-from ..selection import SelectedBank, SelectedIndex, select
+from ..selection import SelectedBank, SelectedIndex, visible
 from .protocol import ShardPartials
 
 
@@ -38,9 +38,10 @@ class LocalShard:
         self.chunk_bytes = chunk_bytes
 
     def restricted(self, flt: Filter | None) -> LocalShard | None:
-        if flt is None:
+        # The memories a read sees now: alive, not expired, passing `flt` (selection.py).
+        mask = visible(self.bank, flt)
+        if mask is None:
             return self if self.bank.count else None
-        mask = select(self.bank, flt)
         if not mask.any():
             return None
         view = SelectedBank(self.bank, mask)
@@ -111,3 +112,22 @@ def _partials(
     if p.top_scores.numel():
         p.top_scores = torch.where(top_keys >= 0, p.top_scores, -math.inf)
     return p
+
+
+class MergedIndex:
+    """Several shards' indexes as one `CandidateIndex`: the top-k of the union of their
+    top-k (keys are global, so the union needs no renumbering)."""
+
+    def __init__(self, parts: list[Prefilter]) -> None:
+        self._parts = parts
+
+    @property
+    def exact_topk(self) -> bool:
+        return all(p.exact_topk for p in self._parts)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        found = [p.search(queries, k) for p in self._parts]
+        scores = np.concatenate([f[0] for f in found], axis=1)  # (B, S·k)
+        keys = np.concatenate([f[1] for f in found], axis=1)
+        best = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return np.take_along_axis(scores, best, 1), np.take_along_axis(keys, best, 1)

@@ -15,7 +15,7 @@ view (shards/bank.py): exact, gathered, not distributed.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +29,10 @@ from ..filters import Filter, parse_filter
 from ..inputs import QueryInput
 from ..math.bound import merged_bound
 from ..math.merge import finish, merge
+from ..math.strengths import log_mass
 from ..results import EnergyResult, QueryBatchResult
 from ..retrieval import QueryParams, Retrieval, _descend, merge_rows, prepare_cue
-from ..selection import SelectedBank, select
+from ..selection import SelectedBank, visible
 from ..vectors import require_finite
 from .bank import ShardedBank
 from .protocol import Shard, ShardPartials
@@ -46,15 +47,30 @@ class _Merged:
     eps: np.ndarray | None = None  # (B,) merged certificate of a candidate round
 
 
-def merge_round(answers: Sequence[ShardPartials], k: int) -> _Merged:
-    """The exact merge of one round of shard answers (math/merge.py)."""
-    p = merge([a.parts for a in answers], k)
+def merge_round(
+    answers: Sequence[ShardPartials], k: int, rank_bias: KeyBias | None = None
+) -> _Merged:
+    """The exact merge of one round of shard answers (math/merge.py). With strengths, each
+    shard's top-k is by weight (β h + log-prior), so the union's is too: `rank_bias` gives
+    the log-prior / β of global keys (None: all s = 1, by score alone)."""
+    p = merge([a.parts for a in answers], 0 if rank_bias is not None else k)
+    if rank_bias is not None and k > 0:
+        scores = torch.cat([a.parts.top_scores for a in answers], dim=1)
+        keys = torch.cat([a.parts.top_rows for a in answers], dim=1)
+        _, idx = torch.topk(scores + rank_bias(keys), min(k, scores.shape[1]), dim=1)
+        p.top_scores, p.top_rows = torch.gather(scores, 1, idx), torch.gather(keys, 1, idx)
     out, lse = finish(p)
     eps = None
     tails = [a.log_tail for a in answers if a.log_tail is not None]
     if tails:
         eps = merged_bound(lse.double().numpy(), np.stack(tails))
     return _Merged(out, lse, p.top_scores[:, :k], p.top_rows[:, :k], eps)
+
+
+def _read_view(bank: ShardedBank, flt: Filter | None, name: str) -> Any:
+    """The global view as a read sees it: alive, not expired, passing `flt`."""
+    mask = visible(bank, flt)
+    return bank if mask is None else SelectedBank(bank, mask, name)
 
 
 def restricted(shards: Sequence[Shard], flt: Filter | None, name: str) -> list[Shard]:
@@ -67,17 +83,39 @@ def restricted(shards: Sequence[Shard], flt: Filter | None, name: str) -> list[S
     return live
 
 
+KeyBias = Callable[[torch.Tensor], torch.Tensor]
+
+
+def key_bias(bank: ShardedBank, beta: float) -> KeyBias | None:
+    """log-prior / β of global keys (B, k) from the bank's view (0 for −1); None: no prior."""
+    bias = bank.bias
+    if bias is None:
+        return None
+    b = bias.cpu()
+
+    def of(keys: torch.Tensor) -> torch.Tensor:
+        rows = torch.from_numpy(bank.rows_for_keys(keys.numpy()))
+        return torch.where(rows >= 0, b[rows.clamp_min(0)], 0.0) / beta
+
+    return of
+
+
 def _dense(
-    shards: Sequence[Shard], cue: torch.Tensor, known: torch.Tensor | None, params: QueryParams
+    bank: ShardedBank,
+    shards: Sequence[Shard],
+    cue: torch.Tensor,
+    known: torch.Tensor | None,
+    params: QueryParams,
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray, _Merged]:
     n = sum(s.count for s in shards)
     k = min(params.top_k, n)
+    rank = key_bias(bank, params.beta)
 
     def one_pass(v: torch.Tensor, last: bool) -> _Merged:
         answers = [
             s.dense(v, params.beta, top_k=k if last else 0, need_out=not last) for s in shards
         ]
-        return merge_round(answers, k if last else 0)
+        return merge_round(answers, k if last else 0, rank)
 
     return _descend(cue, known, params, one_pass)
 
@@ -85,8 +123,13 @@ def _dense(
 def _retrieval(
     bank: ShardedBank, v: torch.Tensor, beta: float, res: _Merged, steps: Any, conv: Any
 ) -> Retrieval:
-    energy = 0.5 * (v.double() ** 2).sum(dim=1) - res.lse.double() / beta
-    weights = torch.exp(beta * res.top_scores - res.lse[:, None])
+    # The log-priors' common part (math/strengths.py) cancels in p but not in E.
+    energy = 0.5 * (v.double() ** 2).sum(dim=1) - (res.lse.double() + bank.bias_offset()) / beta
+    logit = beta * res.top_scores
+    rank = key_bias(bank, beta)
+    if rank is not None and res.top_keys.numel():  # weights of the matches: p ∝ s exp(β h)
+        logit = logit + beta * rank(res.top_keys)
+    weights = torch.exp(logit - res.lse[:, None])
     keys = res.top_keys.numpy()
     return Retrieval(
         states=v.float(),
@@ -106,7 +149,7 @@ def retrieve_dense(
     known: torch.Tensor | None,
     params: QueryParams,
 ) -> Retrieval:
-    v, steps, conv, res = _dense(shards, cue, known, params)
+    v, steps, conv, res = _dense(bank, shards, cue, known, params)
     return _retrieval(bank, v, params.beta, res, steps, conv)
 
 
@@ -142,8 +185,7 @@ def retrieve_prefiltered(
 def query(bank: ShardedBank, q: QueryInput, *, name: str, chunk_bytes: int) -> QueryBatchResult:
     """A validated query batch on a sharded bank (the caller holds the bank's read lock)."""
     if bank.config.model != "B":
-        view: Any = bank if q.filter is None else SelectedBank(bank, select(bank, q.filter), name)
-        return ops.query(view, None, q, chunk_bytes=chunk_bytes)
+        return ops.query(_read_view(bank, q.filter, name), None, q, chunk_bytes=chunk_bytes)
     shards = restricted(bank.shards(chunk_bytes), q.filter, name)
     params = QueryParams(
         beta=bank.config.beta if q.beta is None else q.beta,
@@ -155,7 +197,8 @@ def query(bank: ShardedBank, q: QueryInput, *, name: str, chunk_bytes: int) -> Q
     known = None if q.mask is None else torch.from_numpy(q.mask)
     cfg = bank.config.prefilter
     n = sum(s.count for s in shards)
-    use_index = all(s.has_index for s in shards) and not q.exact
+    # Strengths: the exact pass (the shards' candidate passes carry no log-priors yet).
+    use_index = all(s.has_index for s in shards) and not q.exact and not bank.has_prior
     if not use_index or n < cfg.min_size or cfg.k > n:
         raw = retrieve_dense(bank, shards, cue, known, params)
     else:
@@ -183,22 +226,34 @@ def energy(
     gradient: bool = False,
     filter: Any = None,
     chunk_bytes: int,
+    mask: np.ndarray | None = None,
 ) -> EnergyResult:
-    """E(v) (and ∇E) under a sharded bank: Model B by one merged pass, A and C on the view."""
+    """E(v) (and ∇E) under a sharded bank: Model B by one merged pass, A and C on the view.
+    `mask`: the read's rows of the global view (selection.visible: passing the filter, not
+    expired; None: all), over which E's constant log Σ s_μ runs."""
     flt = filter if filter is None or isinstance(filter, Filter) else parse_filter(filter)
     if bank.config.model != "B":
-        view: Any = bank if flt is None else SelectedBank(bank, select(bank, flt), name)
         return ops.energy(
-            view, states, beta=beta, constants=constants, gradient=gradient, chunk_bytes=chunk_bytes
+            _read_view(bank, flt, name) if mask is None else SelectedBank(bank, mask, name),
+            states,
+            beta=beta,
+            constants=constants,
+            gradient=gradient,
+            chunk_bytes=chunk_bytes,
         )
     b = check_beta(beta, bank.config.beta)
     shards = restricted(bank.shards(chunk_bytes), flt, name)
     v = torch.from_numpy(states)
     res = merge_round([s.dense(v, b, top_k=0, need_out=gradient) for s in shards], 0)
-    e = 0.5 * (v.double() ** 2).sum(dim=1) - res.lse.double() / b
+    e = 0.5 * (v.double() ** 2).sum(dim=1) - (res.lse.double() + bank.bias_offset()) / b
     if constants:
+        if bank.has_prior:
+            lp = bank.priors.log_prior[: bank.count]
+            log_n = log_mass(lp if mask is None else lp[mask], bank.bias_offset())
+        else:
+            log_n = math.log(sum(s.count for s in shards))
         m = max(s.max_norm() for s in shards)
-        e = e + math.log(sum(s.count for s in shards)) / b + 0.5 * m**2
+        e = e + log_n / b + 0.5 * m**2
     g = (v.float() - res.out).numpy() if gradient else None
     out = e.numpy()
     require_finite(out, *([] if g is None else [g]))

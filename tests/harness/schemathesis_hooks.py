@@ -65,15 +65,6 @@ BEYOND_SCHEMA: list[tuple[str, str, int, str, str]] = [
     ("POST", r"/v1/banks/\{bank\}/(memories|query|energy)", 422, "not_a_text_bank", ""),
     ("POST", r"/v1/banks", 422, "validation_error", "left out for a text bank only"),
     ("POST", r"/v1/banks/\{bank\}/query", 422, "invalid_parameter", "not to texts"),
-    # Forgetting is not on sharded banks yet: `shards` with a lifetime or half-life (create)
-    # or a bank's shard count (state: store, reinforce).
-    (
-        "(POST|PATCH)",
-        r"/v1/banks(/\{bank\}(/memories(/reinforce)?)?)?",
-        422,
-        "invalid_parameter",
-        "not supported on sharded banks",
-    ),
     # Which memories pass a filter is the bank's state.
     ("POST", r"/v1/banks/\{bank\}/(query|energy)", 409, "empty_selection", ""),
     # JSON Schema bounds items, not bytes: a body beyond LAM_MAX_BODY_BYTES.

@@ -1,5 +1,5 @@
 """Where features built apart meet: novelty with strengths and lifetimes, text banks with
-novelty and strengths, sharded banks with text and (refused) forgetting, the reaper beside
+novelty and strengths, sharded banks with text and forgetting, the reaper beside
 a sharded bank. Each feature has its own suite; these check that one does not drop or
 break another's data on the shared write path (Engine.upsert)."""
 
@@ -12,7 +12,6 @@ import pytest
 
 from lam_engine import BankConfig, Engine
 from lam_engine.clock import ManualClock
-from lam_engine.errors import InvalidParameterError
 from tests import reference as ref
 
 T0 = 1.8e9
@@ -67,27 +66,26 @@ def test_a_gated_batch_keeps_the_strengths_and_lifetimes_of_what_it_stores(
     assert engine.count("b") == 6
 
 
-def test_a_sharded_bank_refuses_forgetting_and_keeps_answering(engine_clock: Any) -> None:
-    engine, _ = engine_clock
-    with pytest.raises(InvalidParameterError):
-        engine.create_bank("s", BankConfig(dim=8, shards=3, half_life_s=60.0))
-    with pytest.raises(InvalidParameterError):
-        engine.create_bank("s", BankConfig(dim=8, shards=3, default_ttl_s=60.0))
-    engine.create_bank("s", BankConfig(dim=8, beta=BETA, shards=3))
+def test_a_sharded_bank_takes_forgetting_beside_a_one_shard_bank(engine_clock: Any) -> None:
+    """Strengths, lifetimes and reinforce on a sharded bank (test_shards_forgetting.py has the
+    equivalence); the reaper walks both banks and reports the earliest expiry of either."""
+    engine, clock = engine_clock
+    engine.create_bank("s", BankConfig(dim=8, beta=BETA, shards=3, half_life_s=60.0))
     engine.create_bank("one", BankConfig(dim=8, beta=BETA, default_ttl_s=100.0))
     xi = _unit(30, 8, 2)
     engine.upsert("s", xi, ids=[f"m{i}" for i in range(30)])
-    with pytest.raises(InvalidParameterError):
-        engine.upsert("s", xi[:1], ids=["x"], strengths=[2.0])
-    with pytest.raises(InvalidParameterError):
-        engine.reinforce("s", ["m1"])
-    assert engine.count("s") == 30
+    engine.upsert("s", xi[:1], ids=["x"], strengths=[2.0], ttl_s=[50.0])
+    assert engine.reinforce("s", ["m1", "gone"]) == 1
+    assert engine.count("s") == 31
     engine.upsert("one", xi[:2], ids=["a", "b"])
-    assert engine.reap() < float("inf")  # the reaper walks past the sharded bank
-    got = engine.get_memory("s", "m3").to_dict()
-    assert got["id"] == "m3" and "strength" not in got
-    res = engine.query("s", xi[:3], steps=0, top_k=1)
-    assert [r.matches[0].id for r in res.results] == ["m0", "m1", "m2"]
+    assert engine.reap() == pytest.approx(T0 + 50.0)  # the sharded bank's "x"
+    got = engine.get_memory("s", "x").to_dict()
+    assert got["id"] == "x" and got["strength"] == 2.0
+    res = engine.query("s", xi[1:3], steps=0, top_k=1)
+    assert [r.matches[0].id for r in res.results] == ["m1", "m2"]
+    clock.advance(50.0)
+    engine.reap()
+    assert engine.count("s") == 30 and "x" not in engine._banks["s"].bank
 
 
 def test_novelty_on_a_sharded_bank_matches_the_reference(engine_clock: Any) -> None:
