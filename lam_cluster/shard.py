@@ -69,6 +69,14 @@ class ClusterView:
     def count(self) -> int:
         return self.bank.count()
 
+    # Cluster banks keep no strengths or lifetimes (refused at create and store, see
+    # backend.py): no log-priors, so the merge ranks by score alone and E has no offset.
+    bias: torch.Tensor | None = None
+    has_prior = False
+
+    def bias_offset(self) -> float:
+        return 0.0
+
     def rows_for_keys(self, keys: np.ndarray) -> np.ndarray:
         out = np.full(np.shape(keys), -1, dtype=np.int64)
         for idx, code in np.ndenumerate(keys):
