@@ -95,6 +95,24 @@ INLINE void dot_tile(const void *xi, int dt, int64_t d, int64_t r, int R, const 
         }
 }
 
+/* One state (B = 1): row by row, four accumulators over k, a purely sequential read. */
+INLINE void dot_row_single(const void *xi, int dt, int64_t d, int64_t r, const float *v, float *sc,
+                           int64_t i0) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t k = 0;
+    const int64_t base = r * d;
+    for (; k + 32 <= d; k += 32) {
+        a0 = _mm256_fmadd_ps(load8(xi, dt, base + k), _mm256_loadu_ps(v + k), a0);
+        a1 = _mm256_fmadd_ps(load8(xi, dt, base + k + 8), _mm256_loadu_ps(v + k + 8), a1);
+        a2 = _mm256_fmadd_ps(load8(xi, dt, base + k + 16), _mm256_loadu_ps(v + k + 16), a2);
+        a3 = _mm256_fmadd_ps(load8(xi, dt, base + k + 24), _mm256_loadu_ps(v + k + 24), a3);
+    }
+    for (; k + 8 <= d; k += 8) a0 = _mm256_fmadd_ps(load8(xi, dt, base + k), _mm256_loadu_ps(v + k), a0);
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; k < d; k++) s += load1(xi, dt, base + k) * v[k];
+    sc[i0] = s;
+}
+
 #define DOT_ROWS(R)                                                                       \
     INLINE void dot_rows_##R(const void *xi, int dt, int64_t d, int64_t r, const float *v, \
                              int64_t b, float *sc, int64_t i0) {                          \
@@ -209,7 +227,9 @@ INLINE void run_range_dt(Range *a, const int dt) {
             r_in = 0;
         }
         int64_t i = 0;
-        if (widen) {
+        if (b == 1 && !widen) {
+            for (; i < c; i++) dot_row_single(rows, dt, d, r_in + i, a->v, sc, i);
+        } else if (widen) {
             for (; i + 4 <= c; i += 4) dot_rows_4(rows, DT_F32, d, r_in + i, a->v, b, sc, i);
             for (; i < c; i++) dot_rows_1(rows, DT_F32, d, r_in + i, a->v, b, sc, i);
         } else {
