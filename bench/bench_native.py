@@ -54,12 +54,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def paired(fns: dict[str, Any], reps: int) -> dict[str, float]:
-    """Median seconds of each function, timed in alternation after one warm-up each."""
+    """Median seconds of each function, timed in alternation, each timed call right after an
+    untimed one of the same function: torch's OpenMP threads spin-wait for a while after a
+    parallel region, and would otherwise take a core from whatever runs next."""
     times: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():
-        fn()
     for _ in range(reps):
         for name, fn in fns.items():
+            fn()
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
