@@ -240,14 +240,17 @@ def exact_top(
     top_r: torch.Tensor,
     k: int,
     rank_bias: torch.Tensor | None = None,
+    rank_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k best of the candidates by h = ξ·v in float32 (of the stored values), descending.
 
     Candidates with a -inf key are hidden or padding: they come back as (-inf, -1).
+    `rank_bias`·`rank_scale` is read at the candidates' rows only (the native pass passes
+    the bank's bias and 1/β rather than an (N,) bias/β per query).
     """
     if top_r.shape[1] == 0:
         return top_l, top_r
-    return _best(_exact_scores(xi, v, top_l, top_r), top_r, k, rank_bias)
+    return _best(_exact_scores(xi, v, top_l, top_r), top_r, k, rank_bias, rank_scale)
 
 
 def _exact_scores(
@@ -265,14 +268,18 @@ def _exact_scores(
 
 
 def _best(
-    h: torch.Tensor, cand_r: torch.Tensor, k: int, rank_bias: torch.Tensor | None = None
+    h: torch.Tensor,
+    cand_r: torch.Tensor,
+    k: int,
+    rank_bias: torch.Tensor | None = None,
+    rank_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The k best candidates by exact score h (+ `rank_bias` = bias/β: by weight), their
     scores h descending by weight, and their rows (-1: none)."""
     if rank_bias is None:
         h, order = torch.topk(h, k, dim=1)
     else:
-        key = h + rank_bias[cand_r.clamp_min(0)]
+        key = h + rank_bias[cand_r.clamp_min(0)] * rank_scale
         _, order = torch.topk(torch.where(torch.isfinite(h), key, -math.inf), k, dim=1)
         h = torch.gather(h, 1, order)
     rows = torch.gather(cand_r, 1, order)

@@ -118,14 +118,14 @@ def _native_pass(
     """
     beta2 = beta / _LN2
     v2 = v.to(xi.dtype).float() * beta2  # the state as the memories' dtype holds it, scaled
-    bias2 = None if bias is None else bias * (1.0 / _LN2)
-    p = native.native_pass(xi, v2, bias2, k, need_out)
+    # The bias goes in as it is, scaled to base 2 inside the C loop: an (N,) torch op per
+    # pass would wake torch's OpenMP team, whose spin-wait then takes a core from the pass.
+    p = native.native_pass(xi, v2, bias, 1.0 / _LN2, k, need_out)
     if not bool(torch.all((torch.isfinite(p.m) | torch.isneginf(p.m)) & torch.isfinite(p.s))):
         return None
     acc = Partials(m=p.m, s=p.s, v=p.out, top_scores=p.top_l, top_rows=p.top_r)
     top_s, top_r = p.top_l, p.top_r
     if k > 0:
-        rank_bias = None if bias is None else bias / beta
-        top_s, top_r = chunked.exact_top(xi, v, p.top_l, p.top_r, k, rank_bias)
+        top_s, top_r = chunked.exact_top(xi, v, p.top_l, p.top_r, k, bias, 1.0 / beta)
     out, lse = finish(acc, base2=True)
     return PassResult(out=out, lse=lse, top_scores=top_s, top_rows=top_r)

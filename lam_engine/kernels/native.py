@@ -127,8 +127,8 @@ def _library() -> ctypes.CDLL | None:
         return None
     fn = lib.lam_pass
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    fn.argtypes = [ptr, ctypes.c_int, i64, i64, ptr, i64, ptr, ctypes.c_int, ctypes.c_int,
-                   ctypes.c_int, ptr, ptr, ptr, ptr, ptr]  # fmt: skip
+    fn.argtypes = [ptr, ctypes.c_int, i64, i64, ptr, i64, ptr, ctypes.c_float, ctypes.c_int,
+                   ctypes.c_int, ctypes.c_int, ptr, ptr, ptr, ptr, ptr]  # fmt: skip
     fn.restype = ctypes.c_int
     return lib
 
@@ -160,18 +160,24 @@ class NativePartials:
 
 
 def native_pass(
-    xi: torch.Tensor, v2: torch.Tensor, bias2: torch.Tensor | None, k: int, need_out: bool
+    xi: torch.Tensor,
+    v2: torch.Tensor,
+    bias: torch.Tensor | None,
+    bias_scale: float,
+    k: int,
+    need_out: bool,
 ) -> NativePartials:
     """The C pass over all rows of `xi` for base-2 scaled states `v2` (B, d) float32 and a
-    base-2 `bias2` (N,) float32 or None. Raises MemoryError if the C side could not allocate."""
+    `bias` (N,) float32 or None that enters the logits times `bias_scale` (1/ln 2: base 2).
+    Raises MemoryError if the C side could not allocate."""
     lib = _library()
     assert lib is not None
     n, d = xi.shape
     b = v2.shape[0]
     f32 = torch.float32
     v2 = v2.to(f32).contiguous()
-    if bias2 is not None:
-        bias2 = bias2.to(f32).contiguous()
+    if bias is not None:
+        bias = bias.to(f32).contiguous()
     m = torch.empty(b, dtype=f32)
     s = torch.empty(b, dtype=f32)
     out = torch.empty(b, d if need_out else 0, dtype=f32)
@@ -180,7 +186,7 @@ def native_pass(
     threads = int(max(1, min(torch.get_num_threads(), n * d * b // _MACS_PER_THREAD)))
     rc = lib.lam_pass(
         xi.data_ptr(), DTYPES[xi.dtype], n, d, v2.data_ptr(), b,
-        None if bias2 is None else bias2.data_ptr(), k, int(need_out), threads,
+        None if bias is None else bias.data_ptr(), bias_scale, k, int(need_out), threads,
         m.data_ptr(), s.data_ptr(), out.data_ptr() if need_out else None,
         top_l.data_ptr(), top_r.data_ptr(),
     )  # fmt: skip

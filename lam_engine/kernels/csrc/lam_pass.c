@@ -6,7 +6,8 @@
  *
  *   m_b = max_μ a_bμ,  s_b = Σ_μ 2^(a_bμ − m_b),  o_b = Σ_μ 2^(a_bμ − m_b) ξ_μ,  top-k of a_b·
  *
- * with a_bμ = ξ_μ·v_b + bias_μ (bias in base 2; −inf hides a row). Rows are taken in blocks
+ * with a_bμ = ξ_μ·v_b + bias_scale · bias_μ (bias_scale = 1/ln 2 takes log-priors in nats to
+ * base 2; −inf hides a row). Rows are taken in blocks
  * of BLOCK: the block's scores are computed into a small buffer (L1/L2), the running
  * maximum and sums are rescaled when it grows (flash-decoding), and Ξᵀ e re-reads the block
  * from cache, so Ξ streams from memory once per pass. Half-precision rows are widened to
@@ -185,6 +186,7 @@ typedef struct {
     int dt;
     int64_t d, b, r0, r1;
     const float *v, *bias;
+    float bias_scale;
     int k, need_out;
     /* outputs of this range */
     float *m, *s, *o, *tl;
@@ -240,7 +242,7 @@ INLINE void run_range_dt(Range *a, const int dt) {
         for (int64_t q = 0; q < b; q++) {
             float *l = sc + q * BLOCK;
             if (a->bias)
-                for (int64_t j = 0; j < c; j++) l[j] += a->bias[r + j];
+                for (int64_t j = 0; j < c; j++) l[j] += a->bias[r + j] * a->bias_scale;
             __m256 vm = _mm256_set1_ps(-INFINITY);
             int64_t j = 0;
             for (; j + 8 <= c; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(l + j));
@@ -338,7 +340,7 @@ static void merge_into(Range *rs, int n, int64_t b, int64_t d, int k, int need_o
 /* The pass over rows [0, n). Returns 0, or −1 if memory ran out. Outputs: m, s (b),
  * o (b, d) when need_out, top_l (b, k) descending and top_r (b, k) (−1: none). */
 int lam_pass(const void *xi, int dt, int64_t n, int64_t d, const float *v, int64_t b,
-             const float *bias, int k, int need_out, int threads, float *m, float *s, float *o,
+             const float *bias, float bias_scale, int k, int need_out, int threads, float *m, float *s, float *o,
              float *top_l, int64_t *top_r) {
     if (threads < 1) threads = 1;
     int64_t blocks = (n + BLOCK - 1) / BLOCK;
@@ -359,6 +361,7 @@ int lam_pass(const void *xi, int dt, int64_t n, int64_t d, const float *v, int64
         a->b = b;
         a->v = v;
         a->bias = bias;
+        a->bias_scale = bias_scale;
         a->k = k;
         a->need_out = need_out;
         a->r0 = blocks * t / threads * BLOCK;
