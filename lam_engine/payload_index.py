@@ -208,7 +208,7 @@ class PayloadIndex:
         rows = e.rows[a:b]
         if ints_only:
             rows = rows[e.isint[a:b]]
-        return np.unique(rows)  # a row may hold several matching elements
+        return _sorted_unique(rows)  # a row may hold several matching elements
 
     def match_value(self, v: str | int | bool) -> np.ndarray:
         """Rows with an indexed element equal to v (same JSON kind); sorted, unique."""
@@ -231,7 +231,7 @@ class PayloadIndex:
         rows = e.rows[pos]
         if self._float:  # a float index answers integer values: 3 finds 3, not 3.0
             rows = rows[e.isint[pos]]
-        return np.unique(rows)  # a row may hold several matching elements
+        return _sorted_unique(rows)  # a row may hold several matching elements
 
     def _keys_of(self, vs: Iterable[str | int | bool]) -> list[int | float]:
         """The entry values that match values vs can equal (others match no entry: a
@@ -387,3 +387,12 @@ def validate_index_spec(spec: Any) -> dict[str, str]:
             raise InvalidParameterError(f"payload_index: {reason}"[:300], details)
         out[key] = kind
     return out
+
+
+def _sorted_unique(rows: np.ndarray) -> np.ndarray:
+    """np.unique(rows), skipped when rows are already strictly increasing (one value's rows
+    come sorted from the entries): np.unique hashes and sorts, 2.3 ms for a 1 % selection of
+    10⁶ rows against ≈ 10 µs for the check."""
+    if rows.size < 2 or bool(np.all(rows[1:] > rows[:-1])):
+        return rows if rows.base is None else rows.copy()  # never a view of the entries
+    return np.unique(rows)
