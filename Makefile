@@ -7,7 +7,7 @@ export LAM_DATA_DIR ?= ./data
 install:
 	$(PIP) install torch==2.13.0
 	$(PIP) install -c constraints.txt -e .
-	$(PY) -m lam_engine.kernels.native
+	$(PY) -m lam_engine.kernels.build
 
 install-dev: install
 	$(PIP) install -c constraints.txt -e ".[dev]"

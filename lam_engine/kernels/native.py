@@ -8,7 +8,7 @@ and Ξᵀ e fused (see the source's header), in float32 on the stored values.
 
 It is built with the system's C compiler into a cache directory (`LAM_NATIVE_CACHE`, else
 `$XDG_CACHE_HOME/lam/native`, else `~/.cache/lam/native`), named by a hash of the source
-and flags, at install (`python -m lam_engine.kernels.native`, which the Makefile runs) or
+and flags, at install (`python -m lam_engine.kernels.build`, which the Makefile runs) or
 at first use. Where it cannot be used (no compiler, a CPU without AVX2/FMA/F16C, another
 architecture, `LAM_NATIVE_KERNELS=0`) the torch passes run instead: same answers to
 float32 rounding, slower.
@@ -25,7 +25,6 @@ import platform
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,13 +195,8 @@ def native_pass(
 
 
 def main() -> int:
-    """`python -m lam_engine.kernels.native`: build now (the install runs it); exit 0 either
-    way, since the torch passes stand in where it cannot be built."""
+    """Build now (`python -m lam_engine.kernels.build`, which the install runs); exit 0
+    either way, since the torch passes stand in where it cannot be built."""
     path = build()
     print(f"native pass: {path}" if path else "native pass: not built (torch passes are used)")
     return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO)
-    sys.exit(main())
