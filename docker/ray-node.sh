@@ -20,6 +20,7 @@
 #   LAM_RAY_OBJECT_STORE_BYTES   the object store (in /dev/shm: size that volume above it)
 #   LAM_RAY_NUM_CPUS             the CPUs Ray may schedule (the container's limit)
 #   LAM_RAY_STOP_GRACE_S         on SIGTERM, `ray stop` waits this long (default 20)
+#   LAM_RAY_WAIT_S               seconds between two looks for the head (default 2)
 set -euo pipefail
 
 # Ray's default is to report usage to its makers; a LAM pod never calls outside its cluster.
