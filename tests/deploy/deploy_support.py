@@ -15,7 +15,7 @@ import pytest
 from tests.harness import REPO as REPO
 from tests.harness import free_port as free_port
 
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "cluster")
 INSTALL_HINT = "install it with `bash scripts/install-test-tools.sh` (run by `make test`)"
 
 

@@ -104,7 +104,8 @@ def test_torch_is_installed_first_at_the_pinned_version(repo: Path, name: str) -
     assert len(runs) == 2
     torch_run, project_run = runs
     assert "--index-url ${TORCH_INDEX_URL}" in torch_run and "torch==${TORCH_VERSION}" in torch_run
-    assert project_run.endswith("-c constraints.txt .")
+    # `.` plus the extras of --build-arg LAM_EXTRAS (none by default; cluster: Ray).
+    assert '-c constraints.txt ".${LAM_EXTRAS:+[$LAM_EXTRAS]}"' in project_run
     index = args["TORCH_INDEX_URL"] or ""
     if name == "Dockerfile":
         assert df.stages[-1].base == "python:3.11-slim"

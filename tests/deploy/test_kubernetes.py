@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.deploy_k8s import SERVER, by_kind, config, container, one, selected_statefulsets
 from tests.deploy.deploy_support import OVERLAYS
 
 try:
@@ -45,26 +46,6 @@ def need(module: Any, pip_name: str) -> Any:
     return module
 
 
-def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [o for o in objs if o["kind"] == kind]
-
-
-def one(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [o for o in by_kind(objs, kind) if name is None or o["metadata"]["name"] == name]
-    assert len(found) == 1, f"{kind} {name}: {len(found)} found"
-    return found[0]
-
-
-def container(objs: list[dict[str, Any]]) -> dict[str, Any]:
-    sts = one(objs, "StatefulSet")
-    (c,) = sts["spec"]["template"]["spec"]["containers"]
-    return c
-
-
-def config(objs: list[dict[str, Any]]) -> dict[str, str]:
-    return one(objs, "ConfigMap")["data"]
-
-
 @pytest.mark.parametrize("version", k8s_versions())
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_builtin_kinds_validate(rendered: dict, overlay: str, version: str) -> None:
@@ -81,14 +62,16 @@ def test_builtin_kinds_validate(rendered: dict, overlay: str, version: str) -> N
                 f"{overlay} {obj['kind']}/{obj['metadata']['name']} @ {version}: {e.message}"
             )
         checked.add(obj["kind"])
-    assert checked == {
-        "Namespace", "ServiceAccount", "ConfigMap", "Service", "StatefulSet", "PodDisruptionBudget"
-    }  # fmt: skip
+    want = {"Namespace", "ServiceAccount", "ConfigMap", "Service", "StatefulSet",
+            "PodDisruptionBudget"}  # fmt: skip
+    if overlay == "cluster":
+        want.add("NetworkPolicy")  # Ray has no authentication (deploy/overlays/cluster)
+    assert checked == want
 
 
 def test_kubernetes_validate_rejects_a_broken_statefulset(rendered: dict) -> None:
     kv = need(kubernetes_validate, "kubernetes-validate")
-    sts = copy.deepcopy(one(rendered["cpu"], "StatefulSet"))
+    sts = copy.deepcopy(one(rendered["cpu"], "StatefulSet", SERVER))
     sts["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pth"] = "/x"
     with pytest.raises(kv.ValidationError):
         kv.validate(sts, kv_utils.latest_version(), strict=True)
@@ -131,21 +114,22 @@ def test_prometheusrule_has_the_plain_rule_files_groups(repo: Path, rendered: di
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pod_is_locked_down(rendered: dict, overlay: str) -> None:
     objs = rendered[overlay]
-    pod = one(objs, "StatefulSet")["spec"]["template"]["spec"]
-    psc = pod["securityContext"]
-    assert psc["runAsNonRoot"] is True
-    assert psc["runAsUser"] == psc["runAsGroup"] == psc["fsGroup"] == 10001  # the image's uid
-    assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert pod["automountServiceAccountToken"] is False
-    c = container(objs)
-    csc = c["securityContext"]
-    assert csc["readOnlyRootFilesystem"] is True
-    assert csc["allowPrivilegeEscalation"] is False
-    assert csc["capabilities"] == {"drop": ["ALL"]}
-    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    assert "emptyDir" in volumes[mounts["/tmp"]]
-    assert mounts["/data"] == "data"
+    for sts in by_kind(objs, "StatefulSet"):  # every pod, the cluster's Ray nodes too
+        pod = sts["spec"]["template"]["spec"]
+        psc = pod["securityContext"]
+        assert psc["runAsNonRoot"] is True
+        assert psc["runAsUser"] == psc["runAsGroup"] == psc["fsGroup"] == 10001  # the image's
+        assert psc["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod["automountServiceAccountToken"] is False
+        (c,) = pod["containers"]
+        csc = c["securityContext"]
+        assert csc["readOnlyRootFilesystem"] is True
+        assert csc["allowPrivilegeEscalation"] is False
+        assert csc["capabilities"] == {"drop": ["ALL"]}
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]]
+        assert mounts["/data"] == "data"
     ns = one(objs, "Namespace")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert {o["metadata"].get("namespace") for o in objs if o["kind"] != "Namespace"} == {
@@ -156,13 +140,17 @@ def test_pod_is_locked_down(rendered: dict, overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_probes_ports_and_storage(rendered: dict, overlay: str) -> None:
     objs = rendered[overlay]
-    sts = one(objs, "StatefulSet")
+    sts = one(objs, "StatefulSet", SERVER)
     c = container(objs)
     cfg = config(objs)
     (port,) = c["ports"]
     assert port["name"] == "http" and str(port["containerPort"]) == cfg["LAM_PORT"]
     assert cfg["LAM_HOST"] == "0.0.0.0" and cfg["LAM_DATA_DIR"] == "/data"
-    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # The cluster's router also checks its raylet: lam-ray-node asks /healthz itself.
+    assert c["livenessProbe"].get("httpGet") == {"path": "/healthz", "port": "http"} or (
+        overlay == "cluster"
+        and c["livenessProbe"]["exec"]["command"] == ["lam-ray-node", "alive", "/healthz"]
+    )
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     startup = c["startupProbe"]
     assert startup["httpGet"]["path"] == "/healthz"
@@ -195,19 +183,27 @@ def test_services_select_the_pods_and_the_monitor_selects_one_service(
     rendered: dict, overlay: str
 ) -> None:
     objs = rendered[overlay]
-    sts = one(objs, "StatefulSet")
-    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
-    assert sts["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
     services = {s["metadata"]["name"]: s for s in by_kind(objs, "Service")}
-    assert sts["spec"]["serviceName"] in services
-    assert services[sts["spec"]["serviceName"]]["spec"]["clusterIP"] == "None"
+    for each in by_kind(objs, "StatefulSet"):
+        pod_labels = each["spec"]["template"]["metadata"]["labels"]
+        assert each["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+        # Its headless Service (stable per-pod DNS) selects its pods and no other's.
+        headless = services[each["spec"]["serviceName"]]
+        assert headless["spec"]["clusterIP"] == "None"
+        assert selected_statefulsets(objs, headless["spec"]["selector"]) == [
+            each["metadata"]["name"]
+        ]
+    sts = one(objs, "StatefulSet", SERVER)
+    pod_labels = sts["spec"]["template"]["metadata"]["labels"]
     for svc in services.values():
         selector = dict(svc["spec"]["selector"])
         # lam-primary pins lam-0 through the label the StatefulSet controller adds.
         pinned = selector.pop("statefulset.kubernetes.io/pod-name", None)
-        assert pinned in (None, f"{sts['metadata']['name']}-0")
-        assert selector.items() <= pod_labels.items(), svc["metadata"]["name"]
-        assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["http"]
+        (target,) = selected_statefulsets(objs, selector)
+        assert pinned in (None, f"{target}-0"), svc["metadata"]["name"]
+        (c,) = one(objs, "StatefulSet", target)["spec"]["template"]["spec"]["containers"]
+        names = {p["name"] for p in c["ports"]}
+        assert {p["targetPort"] for p in svc["spec"]["ports"]} <= names, svc["metadata"]["name"]
     sm = one(objs, "ServiceMonitor")
     want = sm["spec"]["selector"]["matchLabels"].items()
     scraped = [s for s in services.values() if want <= s["metadata"]["labels"].items()]
@@ -216,8 +212,12 @@ def test_services_select_the_pods_and_the_monitor_selects_one_service(
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
     assert sm["spec"]["jobLabel"] in scraped[0]["metadata"]["labels"]
     assert scraped[0]["metadata"]["labels"][sm["spec"]["jobLabel"]] == "lam"  # job="lam"
-    pdb = one(objs, "PodDisruptionBudget")
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    # One budget per StatefulSet, each selecting exactly its pods.
+    budgets = [
+        selected_statefulsets(objs, pdb["spec"]["selector"]["matchLabels"])
+        for pdb in by_kind(objs, "PodDisruptionBudget")
+    ]
+    assert sorted(budgets) == sorted([s["metadata"]["name"]] for s in by_kind(objs, "StatefulSet"))
 
 
 def test_overlays_differ_in_device_image_and_gpu(rendered: dict) -> None:
