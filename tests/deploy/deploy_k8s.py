@@ -34,8 +34,26 @@ def selected_statefulsets(objs: list[dict[str, Any]], selector: dict[str, str]) 
     ]
 
 
+def configmap(objs: list[dict[str, Any]], name: str = "lam-config") -> dict[str, Any]:
+    """The ConfigMap generated as `name` (kustomize appends a hash of its content)."""
+    (cm,) = [
+        o for o in by_kind(objs, "ConfigMap") if o["metadata"]["name"].rsplit("-", 1)[0] == name
+    ]
+    return cm
+
+
 def config(objs: list[dict[str, Any]]) -> dict[str, str]:
-    return one(objs, "ConfigMap")["data"]
+    return configmap(objs)["data"]
+
+
+def effective_env(objs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+    """The plain values a container's process sees: its ConfigMaps (envFrom), then `env`."""
+    maps = {cm["metadata"]["name"]: cm["data"] for cm in by_kind(objs, "ConfigMap")}
+    out: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        out.update(maps[source["configMapRef"]["name"]])
+    out.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return out
 
 
 _UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,

@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.deploy_k8s import SERVER, by_kind, config, container, one, selected_statefulsets
+from tests.deploy.deploy_k8s import (
+    SERVER,
+    by_kind,
+    config,
+    configmap,
+    container,
+    one,
+    selected_statefulsets,
+)
 from tests.deploy.deploy_support import OVERLAYS
 
 try:
@@ -169,10 +177,14 @@ def test_probes_ports_and_storage(rendered: dict, overlay: str) -> None:
 def test_config_and_secret_wiring(rendered: dict, overlay: str) -> None:
     objs = rendered[overlay]
     c = container(objs)
-    cm = one(objs, "ConfigMap")
-    assert c["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}]
+    cm = configmap(objs)
+    assert c["envFrom"][0] == {"configMapRef": {"name": cm["metadata"]["name"]}}
+    # The cluster's router also reads Ray's settings (the nodes' ConfigMap lam-ray-env).
+    extra = [configmap(objs, "lam-ray-env")["metadata"]["name"]] if overlay == "cluster" else []
+    assert [e["configMapRef"]["name"] for e in c["envFrom"][1:]] == extra
     assert all(k.startswith("LAM_") for k in cm["data"])
-    assert "LAM_API_KEYS" not in cm["data"]  # keys live in a Secret, never in a ConfigMap
+    for each in by_kind(objs, "ConfigMap"):  # keys live in a Secret, never in a ConfigMap
+        assert "LAM_API_KEYS" not in each["data"]
     (keys,) = [e for e in c["env"] if e["name"] == "LAM_API_KEYS"]
     ref = keys["valueFrom"]["secretKeyRef"]
     assert ref == {"name": "lam-api-keys", "key": "LAM_API_KEYS"}  # required: fail closed

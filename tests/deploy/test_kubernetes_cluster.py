@@ -21,7 +21,9 @@ from tests.deploy.deploy_k8s import (
     SERVER,
     by_kind,
     config,
+    configmap,
     container,
+    effective_env,
     env_of,
     one,
     probe_handlers,
@@ -52,7 +54,7 @@ def field_ref(c: dict[str, Any], name: str) -> str:
 
 def test_the_head_is_ordinal_0_at_the_headless_services_stable_address(objs: list) -> None:
     sts = one(objs, "StatefulSet", RAY)
-    cm = one(objs, "ConfigMap")
+    cm = configmap(objs)
     host, port = cm["data"]["LAM_RAY_ADDRESS"].rsplit(":", 1)
     # ray-node.sh makes ordinal 0 the head; everyone else reaches it by its per-pod DNS name.
     assert host == f"{RAY}-0.{sts['spec']['serviceName']}"
@@ -69,7 +71,7 @@ def test_the_head_is_ordinal_0_at_the_headless_services_stable_address(objs: lis
     # Nodes and router read the one address from the one ConfigMap.
     ref = env_of(c)["LAM_RAY_ADDRESS"]["valueFrom"]["configMapKeyRef"]
     assert ref == {"name": cm["metadata"]["name"], "key": "LAM_RAY_ADDRESS"}
-    assert container(objs)["envFrom"] == [{"configMapRef": {"name": cm["metadata"]["name"]}}]
+    assert container(objs)["envFrom"][0] == {"configMapRef": {"name": cm["metadata"]["name"]}}
     assert config(objs)["LAM_CLUSTER"] == "ray"
     # The node's resource is lam_node_<pod name> and Ray's address the pod's own.
     assert field_ref(c, "POD_NAME") == "metadata.name"
@@ -124,13 +126,17 @@ def test_ray_gets_a_memory_backed_dev_shm_and_no_usage_stats(objs: list, sts: st
     volumes = {v["name"]: v for v in spec["volumes"]}
     shm = volumes[mounts["/dev/shm"]]["emptyDir"]
     assert shm["medium"] == "Memory"
-    store = int(value(c, "LAM_RAY_OBJECT_STORE_BYTES"))
+    env = effective_env(objs, c)
+    store = int(env["LAM_RAY_OBJECT_STORE_BYTES"])
     assert OBJECT_STORE_MINIMUM_MEMORY_BYTES <= store < quantity(shm["sizeLimit"])
     # A memory volume is charged to the container: the processes need room beyond it.
     limit = quantity(c["resources"]["limits"]["memory"])
     assert limit >= quantity(shm["sizeLimit"]) + GiB
-    assert value(c, "RAY_USAGE_STATS_ENABLED") == "0"
-    assert value(c, "HOME") in mounts  # Ray writes under $HOME; the root is read-only
+    assert env["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert env["HOME"] in mounts  # Ray writes under $HOME; the root is read-only
+    # Ray's logs, in /tmp, stay well inside that volume's limit (over it: eviction).
+    logs = int(env["RAY_ROTATION_MAX_BYTES"]) * (1 + int(env["RAY_ROTATION_BACKUP_COUNT"]))
+    assert logs * 20 <= quantity(volumes[mounts["/tmp"]]["emptyDir"]["sizeLimit"])
 
 
 def test_probes(objs: list) -> None:
@@ -216,6 +222,8 @@ def test_docs_name_what_the_overlay_adds(repo: Path, objs: list) -> None:
     k8s = text[text.index("### On Kubernetes") : text.index("## What is guaranteed")]
     for obj in objs:
         name = obj["metadata"]["name"]
+        if obj["kind"] == "ConfigMap":
+            name = name.rsplit("-", 1)[0]  # without kustomize's hash
         if obj["kind"] in ("StatefulSet", "NetworkPolicy") or name.startswith(RAY):
             assert f"{obj['kind']} `{name}`" in k8s
     overlay = yaml.safe_load((repo / "deploy" / "overlays" / "cluster" / "kustomization.yaml")
