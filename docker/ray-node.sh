@@ -78,6 +78,10 @@ node() {
 	local ordinal="${POD_NAME##*-}" port="${LAM_RAY_ADDRESS##*:}"
 	[[ "$ordinal" =~ ^[0-9]+$ ]] || die "POD_NAME $POD_NAME is not <statefulset>-<ordinal>"
 	[[ "$port" =~ ^[0-9]+$ ]] || die "LAM_RAY_ADDRESS $LAM_RAY_ADDRESS is not host:port"
+	# The address must name this StatefulSet's ordinal 0, or the workers would wait forever
+	# for a head that is not the one started here.
+	local head="${POD_NAME%-*}-0" host="${LAM_RAY_ADDRESS%:*}"
+	[ "${host%%.*}" = "$head" ] || die "LAM_RAY_ADDRESS $LAM_RAY_ADDRESS is not the head pod $head"
 	common_flags
 	flags+=(--num-cpus "$LAM_RAY_NUM_CPUS" --resources "{\"lam_node_$POD_NAME\": 1}")
 	if [ "$ordinal" = 0 ]; then

@@ -138,6 +138,8 @@ def test_image_environment_serves_and_passes_its_healthcheck(
         build.apply(ins, run=True)
     venv = root / "opt" / "venv"
     assert (venv / "pyvenv.cfg").read_text().count("include-system-site-packages = false") == 1
+    # The Kubernetes pods' entry point (deploy/overlays/cluster), on the image's PATH.
+    assert os.access(venv / "bin" / "lam-ray-node", os.X_OK)
 
     # Runtime stage: RUNs create the user and /data (root-only, not replayed); the
     # venv is the builder's, at the same path.

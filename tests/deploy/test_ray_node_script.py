@@ -174,6 +174,7 @@ def test_sigterm_stops_ray_gracefully(stub: Stub) -> None:
         (["node"], {"POD_NAME": "lam-ray-0", "LAM_RAY_ADDRESS": ""}, "LAM_RAY_ADDRESS is not set"),
         (["node"], {"POD_NAME": "lam-ray"}, "is not <statefulset>-<ordinal>"),
         (["node"], {"POD_NAME": "lam-ray-0", "LAM_RAY_ADDRESS": "head"}, "is not host:port"),
+        (["node"], {"POD_NAME": "lam-nodes-1"}, "is not the head pod lam-nodes-0"),
         (["node"], {"POD_NAME": "lam-ray-0", "POD_IP": ""}, "POD_IP is not set"),
         (["router"], {}, "no command to run"),
         (["serve"], {}, "usage:"),
