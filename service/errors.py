@@ -98,20 +98,30 @@ def _mark(request: Request, code: str) -> None:
     request.scope.setdefault("state", {})["error_code"] = code
 
 
-async def _lam_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, LamError)
+def lam_error_response(request: Request, exc: LamError) -> Response:
+    """An engine error as its family's status (lam_engine/errors.py), counted by its code."""
     status = status_of(exc)
     if status == 500:  # a LamError subclass missing from the table is a server bug
-        return await _internal(request, exc)
+        _mark(request, "internal_error")
+        return internal_error_response(request_id_of(request.scope), exc)
     _mark(request, exc.code)
     details = exc.details if _is_json_like(exc.details) else None
     return error_response(status, exc.code, exc.message, details)
 
 
-async def _api_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
+def api_error_response(request: Request, exc: ApiError) -> Response:
     _mark(request, exc.code)
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _lam_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LamError)
+    return lam_error_response(request, exc)
+
+
+async def _api_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return api_error_response(request, exc)
 
 
 async def _request_validation_handler(request: Request, exc: Exception) -> Response:
@@ -164,11 +174,6 @@ def _templates(app: Any) -> list[tuple[re.Pattern[str], int, set[str]]]:
             cached.append((re.compile(rx), template.count("{"), {m.upper() for m in ops}))
         app.state.path_templates = cached
     return cached
-
-
-async def _internal(request: Request, exc: Exception) -> Response:
-    _mark(request, "internal_error")
-    return internal_error_response(request_id_of(request.scope), exc)
 
 
 def request_id_of(scope: Any) -> str:

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .deps import Runtime
 from .errors import ApiError, error_response, internal_error_response
+from .fastpath import QueryFastPath
 from .ratelimit import RateLimiter
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -30,6 +31,7 @@ class ServiceMiddleware:
         self.rt = rt
         spec = rt.settings.rate_limit
         self.rate_limiter = RateLimiter(spec) if spec else None
+        self.fast_query = QueryFastPath(rt)
 
     def _limit(self, scope: Scope) -> int:
         s = self.rt.settings
@@ -78,6 +80,8 @@ class ServiceMiddleware:
                 early = self.rate_limiter.check(scope, headers.get(b"authorization"))
             if early is not None:
                 await _send_error(early, scope, receive, send_wrapper, state)
+            elif (bank := self.fast_query.bank_of(scope)) is not None:
+                await self.fast_query(bank, scope, receive_wrapper, send_wrapper)
             else:
                 await self.app(scope, receive_wrapper, send_wrapper)
         except Exception as exc:
