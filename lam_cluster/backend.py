@@ -11,9 +11,12 @@ router's data directory, written atomically on every bank creation and deletion;
 router that starts again re-attaches to the named replica actors of every bank in it
 (`ClusterBank.create` with `get_if_exists`), so a restarted router finds its banks.
 
+Models A and C (query, energy), dynamics and diagnostics run the in-process sharded bank's
+code on the bank's gathered view (gathered.py: every memory fetched from the shards, cached
+per write sequence); snapshot export and import are snapshots.py, PATCH is patch.py.
+
 Not reachable through the shard seam, and so refused with 422 `invalid_parameter` (never
-a 500): Models A and C, text banks, forgetting (strengths, lifetimes, reinforce), the
-novelty gate, PATCH, dynamics, diagnostics and snapshots (`UNSUPPORTED`).
+a 500): text banks, forgetting (strengths, lifetimes, reinforce) and the novelty gate.
 """
 
 from __future__ import annotations
