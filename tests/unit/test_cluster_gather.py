@@ -9,6 +9,7 @@ tests/reference.py where it applies. The real cluster: tests/cluster/test_gather
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import sys
@@ -22,6 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lam_cluster.replica import ShardReplica
+from lam_engine import ops
 from lam_engine.shards import shard_of
 from lam_engine.store import snapshot as snapshot_io
 from service import Settings, create_app
@@ -328,17 +330,16 @@ def test_a_failed_import_leaves_no_bank_and_keeps_the_replaced_one(
     def broken(self: ShardReplica, data: bytes, seq: int) -> int:
         raise OSError("disk full")
 
-    monkeypatch.setattr(ShardReplica, "restore", broken)
-    assert c.post("/v1/banks/c/snapshot", content=exported, headers=SNAP).status_code >= 500
-    assert c.post("/v1/banks/b/snapshot", params={"replace": "true"}, content=exported,
-                  headers=SNAP).status_code >= 500  # fmt: skip
+    with monkeypatch.context() as m:
+        m.setattr(ShardReplica, "restore", broken)
+        assert c.post("/v1/banks/c/snapshot", content=exported, headers=SNAP).status_code >= 500
+        assert c.post("/v1/banks/b/snapshot", params={"replace": "true"}, content=exported,
+                      headers=SNAP).status_code >= 500  # fmt: skip
     assert [b["name"] for b in _ok(c.get("/v1/banks"))["banks"]] == ["b"]
     assert set(fake.actors) == actors  # the failed banks' replicas are gone
     # the old bank, untouched
     assert _members(_ok(c.get("/v1/banks/b/snapshot")).content) == _members(exported)
     # a restarted router finds only the old bank too
-    monkeypatch.undo()
-    monkeypatch.setitem(sys.modules, "ray", fake)
     c.__exit__(None, None, None)
     c = clients()
     assert [b["name"] for b in _ok(c.get("/v1/banks"))["banks"]] == ["b"]
@@ -360,7 +361,9 @@ def test_a_failed_import_leaves_no_bank_and_keeps_the_replaced_one(
     assert [b["name"] for b in _ok(c.get("/v1/banks"))["banks"]] == ["b"]
 
 
-def test_patch_reaches_every_replica_and_survives_restarts(clients: Any, fake: FakeRay) -> None:
+def test_patch_reaches_every_replica_and_survives_restarts(
+    clients: Any, fake: FakeRay, monkeypatch: Any
+) -> None:
     c, local = clients(), clients(cluster=False)
     mems, xi = _memories(30, seed=10)
     _three_banks(c, local, {"dim": D, "beta": BETA}, mems)
@@ -375,6 +378,11 @@ def test_patch_reaches_every_replica_and_survives_restarts(clients: Any, fake: F
     q = {"queries": (xi[:3] + 0.1).tolist(), "steps": 2, "top_k": 3, "exact": True}
     _same_everywhere(c, local, "post", "/v1/banks/{bank}/query", json=q)
     _same_everywhere(c, local, "get", "/v1/banks/{bank}/diagnostics")
+    # index diagnostics (a bank above exact_max): the shards' prefilters searched as one
+    with monkeypatch.context() as m:
+        m.setattr(ops, "DIAGNOSTICS", dataclasses.replace(ops.DIAGNOSTICS, exact_max=8))
+        got = _same_everywhere(c, local, "get", "/v1/banks/{bank}/diagnostics")
+        assert got["method"] == "index", got
     _error(c.patch("/v1/banks/b", json={"half_life_s": 5.0}), 422, "invalid_parameter")
     _error(c.patch("/v1/banks/b", json={"payload_index": {"odd": "nonsense"}}), 422,
            "validation_error")  # fmt: skip
