@@ -303,7 +303,11 @@ class ClusterEngine:
 
     def _gathered(self, name: str) -> Engine:
         """The in-process engine over the bank's gathered memories (gathered.py)."""
-        return gathered(self._bank(name), self._meta[name]["created_at"]).engine()
+        return gathered(self._bank(name), self.created_at(name)).engine()
+
+    def created_at(self, name: str) -> str:
+        """The bank's creation time (a bank deleted meanwhile: read as it was, "now")."""
+        return str(self._meta.get(name, {}).get("created_at", now()))
 
     def query(self, name: str, queries: QueryInput | Any, **params: Any) -> QueryBatchResult:
         if self._bank(name).config.model != "B":

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 def export_snapshot(engine: ClusterEngine, name: str, fileobj: BinaryIO) -> None:
     bank = engine._bank(name)
-    view = gathered(bank, engine._meta[name]["created_at"])
+    view = gathered(bank, engine.created_at(name))
     write(fileobj, view.snapshot, config=bank.config.to_dict())
 
 
