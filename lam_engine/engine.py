@@ -319,11 +319,14 @@ class Engine(StoredTable):
         shards: int | None = None,
     ) -> BankInfo:
         """Restore a snapshot into bank `name` (over `shards` shards: any count; None: the
-        snapshot's); `max_bytes` bounds the unpacked archive."""
+        snapshot's); `max_bytes` bounds the unpacked archive. A cluster bank's file (its
+        `replicas` > 1) is restored with one replica: replicas are a cluster's placement, as
+        shards are, and one process has none."""
         validate_bank_name(name)
         snap = snapshot_io.read_snapshot(fileobj, max_bytes=max_bytes)
         config = BankConfig.from_dict(snap.config)
         config = config if shards is None else config.with_changes(shards=shards)
+        config = config if config.replicas == 1 else config.with_changes(replicas=1)
         with self._table:
             old = self._banks.get(name)
             if old is not None and not replace:

@@ -311,6 +311,15 @@ def test_snapshots_round_trip_through_one_shard_banks_and_shard_counts(clients: 
         parts = bank.records(s)
         assert len(parts) == bank.config.replicas
         assert all(p[0] == parts[0][0] for p in parts) and parts[0][0]
+    # a replicated bank's file goes into one process too (with one replica: no cluster there)
+    r2 = _ok(c.get("/v1/banks/r2/snapshot")).content
+    assert snapshot_io.read_snapshot(io.BytesIO(r2)).config["replicas"] == 2
+    info = _ok(local.post("/v1/banks/r2/snapshot", content=r2, headers=SNAP), 201)
+    assert (info["shards"], info["replicas"], info["count"]) == (2, 1, 25)
+    assert (
+        snapshot_io.read_snapshot(io.BytesIO(_ok(local.get("/v1/banks/r2/snapshot")).content)).ids
+        == snapshot_io.read_snapshot(io.BytesIO(r2)).ids
+    )
     # bad files and refused contents: 4xx, and no bank left behind
     _error(c.post("/v1/banks/bad/snapshot", content=b"not a zip", headers=SNAP), 422,
            "invalid_snapshot")  # fmt: skip
