@@ -11,9 +11,12 @@ router's data directory, written atomically on every bank creation and deletion;
 router that starts again re-attaches to the named replica actors of every bank in it
 (`ClusterBank.create` with `get_if_exists`), so a restarted router finds its banks.
 
+Models A and C (query, energy), dynamics and diagnostics run the in-process sharded bank's
+code on the bank's gathered view (gathered.py: every memory fetched from the shards, cached
+per write sequence); snapshot export and import are snapshots.py, PATCH is patch.py.
+
 Not reachable through the shard seam, and so refused with 422 `invalid_parameter` (never
-a 500): Models A and C, text banks, forgetting (strengths, lifetimes, reinforce), the
-novelty gate, PATCH, dynamics, diagnostics and snapshots (`UNSUPPORTED`).
+a 500): text banks, forgetting (strengths, lifetimes, reinforce) and the novelty gate.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import uuid
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from lam_engine import BankConfig
+from lam_engine import BankConfig, Engine
 from lam_engine.config import validate_bank_name
 from lam_engine.errors import (
     BankExistsError,
@@ -44,7 +47,9 @@ from lam_engine.shards import shard_of
 from lam_engine.slot import now
 from lam_engine.vectors import as_matrix
 
+from . import patch, snapshots
 from .calls import ray_module
+from .gathered import gathered
 from .router import ClusterBank
 from .shard import KEY_BITS, ClusterView
 
@@ -147,8 +152,6 @@ class ClusterEngine:
     def create_bank(self, name: str, config: BankConfig) -> tuple[BankInfo, bool]:
         validate_bank_name(name)
         config = config.validate()
-        if config.model != "B":
-            raise unsupported(f"model {config.model}")
         if config.embedder is not None:
             raise unsupported("a text bank (embedder)")
         if config.default_ttl_s is not None or config.half_life_s is not None:
@@ -212,8 +215,7 @@ class ClusterEngine:
         return out
 
     def update_bank(self, name: str, **changes: Any) -> BankInfo:
-        self._bank(name)
-        raise unsupported("PATCH (changing a bank's config)")
+        return patch.update_bank(self, name, **changes)
 
     # ---- memories -----------------------------------------------------------------------------
     def upsert(
@@ -299,7 +301,17 @@ class ClusterEngine:
     def _view(self, name: str) -> ClusterView:
         return ClusterView(self._bank(name))
 
+    def _gathered(self, name: str) -> Engine:
+        """The in-process engine over the bank's gathered memories (gathered.py)."""
+        return gathered(self._bank(name), self.created_at(name)).engine()
+
+    def created_at(self, name: str) -> str:
+        """The bank's creation time (a bank deleted meanwhile: read as it was, "now")."""
+        return str(self._meta.get(name, {}).get("created_at", now()))
+
     def query(self, name: str, queries: QueryInput | Any, **params: Any) -> QueryBatchResult:
+        if self._bank(name).config.model != "B":
+            return self._gathered(name).query(name, queries, **params)
         view = self._view(name)
         q = (
             queries
@@ -324,6 +336,10 @@ class ClusterEngine:
         gradient: bool = False,
         filter: Any = None,
     ) -> EnergyResult:
+        if self._bank(name).config.model != "B":
+            return self._gathered(name).energy(
+                name, states, beta=beta, constants=constants, gradient=gradient, filter=filter
+            )
         view = self._view(name)
         v = as_matrix(states, view.config.dim, "states")
         flt = parse_filter(filter) if filter is not None else None
@@ -337,18 +353,15 @@ class ClusterEngine:
                 raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name}) from None
             raise
 
-    # ---- refused (module docstring) -------------------------------------------------------------
+    # ---- on the gathered view (gathered.py) and snapshots (snapshots.py) ------------------------
     def dynamics(self, name: str, state: Any, **params: Any) -> Any:
-        self._bank(name)
-        raise unsupported("dynamics")
+        return self._gathered(name).dynamics(name, state, **params)
 
     def diagnostics(self, name: str, **params: Any) -> Any:
-        self._bank(name)
-        raise unsupported("diagnostics")
+        return self._gathered(name).diagnostics(name, **params)
 
     def export_snapshot(self, name: str, fileobj: BinaryIO) -> None:
-        self._bank(name)
-        raise unsupported("snapshot export")
+        snapshots.export_snapshot(self, name, fileobj)
 
     def import_snapshot(self, name: str, fileobj: BinaryIO, **params: Any) -> BankInfo:
-        raise unsupported("snapshot import")
+        return snapshots.import_snapshot(self, name, fileobj, **params)

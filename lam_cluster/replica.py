@@ -28,6 +28,12 @@ from lam_engine.shards import LocalShard
 BANK = "shard"
 
 
+def replica_config(config: dict[str, Any]) -> BankConfig:
+    """A replica's bank: the shard of the cluster bank's config, storing vectors as given
+    (the router prepares every batch: normalized, content ids)."""
+    return BankConfig.from_dict({**config, "shards": 1, "replicas": 1, "normalize": False})
+
+
 def replica_dir(bank: str, shard: int, base: str | None = None) -> Path:
     root = base or os.environ.get("LAM_NODE_DATA_DIR") or os.path.join(os.getcwd(), "lam-node")
     return Path(root) / "replicas" / bank / str(shard)
@@ -40,8 +46,7 @@ class ShardReplica:
         torch.set_num_threads(1)  # actors share the node's cores; Ray sets OMP_NUM_THREADS too
         self.directory = replica_dir(bank, shard, base)
         self.engine = Engine.open(self.directory)
-        # The router prepares every batch (normalized, content ids): stored as given here.
-        cfg = BankConfig.from_dict({**config, "shards": 1, "replicas": 1, "normalize": False})
+        cfg = replica_config(config)
         try:
             self.engine.bank_info(BANK)
         except BankNotFoundError:
@@ -102,6 +107,20 @@ class ShardReplica:
             n = self.engine.delete_memories(BANK, filter=flt)
             self._applied_to(seq)
         return n
+
+    def update_config(self, seq: int, config: dict[str, Any]) -> None:
+        """PATCH: take what API.md lets PATCH change (beta, prefilter, payload_index) from
+        the cluster bank's new `config`, durably (the replica's store)."""
+        if seq > self.applied():
+            cfg = replica_config(config)
+            self.engine.update_bank(
+                BANK, beta=cfg.beta, prefilter=cfg.prefilter, payload_index=dict(cfg.payload_index)
+            )
+            self._applied_to(seq)
+
+    def config(self) -> dict[str, Any]:
+        """This replica's bank config (as its store keeps it)."""
+        return self.engine.bank_info(BANK).config.to_dict()
 
     def drop(self) -> None:
         """Delete this replica's store (its bank is deleted): a new bank of the same name

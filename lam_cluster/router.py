@@ -24,7 +24,6 @@ fault, not the replica's: it is raised again as itself and the replica stays act
 from __future__ import annotations
 
 import contextlib
-import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,6 +52,19 @@ CALL_TIMEOUT_S = 60.0
 PROBE_EVERY_S = 2.0  # how often a dead replica is asked whether it is back
 
 
+class WriteSequence:
+    """The router's write sequence numbers (`next`), remembering the last one handed out:
+    the bank's state changes only with a new one, so it keys what was read of the bank
+    (the gathered view, gathered.py)."""
+
+    def __init__(self, start: int) -> None:
+        self.last = start - 1
+
+    def __next__(self) -> int:
+        self.last += 1
+        return self.last
+
+
 @dataclass
 class Replica:
     handle: Any
@@ -70,13 +82,15 @@ class ClusterBank:
     nodes: list[str]  # node names, as in cluster.json
     replicas: list[list[Replica]] = field(default_factory=list)
     timeout_s: float = CALL_TIMEOUT_S  # a replica that does not answer a write in it is dead
-    _seq: Any = field(default_factory=lambda: itertools.count(1))
+    _seq: WriteSequence = field(default_factory=lambda: WriteSequence(1))
     # One write at a time (as the engine's writer mutex), and one catch-up at a time: the
     # replicas apply writes in sequence order and skip any at or below their last one.
     _write: threading.RLock = field(default_factory=threading.RLock)
     # An empty bank of the shards' config: it validates and prepares batches (normalized,
     # content ids) exactly as one bank would, and holds no memories.
     _prep: MemoryBank | None = None
+    # The gathered view (gathered.py) and the write sequence it was read at.
+    gathered: tuple[int, Any] | None = None
 
     @classmethod
     def create(
@@ -108,7 +122,7 @@ class ClusterBank:
                 ).remote(key, s, cfg)
                 row.append(Replica(handle, node))
             bank.replicas.append(row)
-        bank._seq = itertools.count(bank._attach() + 1)
+        bank._seq = WriteSequence(bank._attach() + 1)
         return bank
 
     def _attach(self) -> int:

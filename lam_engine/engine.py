@@ -39,10 +39,37 @@ from .store import snapshot as snapshot_io
 from .store.rows import row_times
 from .texts import apply_texts, batch_texts, check_embedder
 
-__all__ = ["INDEX_DIR", "STORE_FILE", "UNSET", "Engine"]
+__all__ = ["INDEX_DIR", "STORE_FILE", "UNSET", "Engine", "patched"]
 UNSET: Any = object()  # update_bank: a field not given (None clears it)
 
 log = logging.getLogger("lam.engine")
+
+
+def patched(
+    config: BankConfig,
+    *,
+    beta: float | None = None,
+    prefilter: PrefilterConfig | None = None,
+    payload_index: dict[str, str] | None = None,
+    default_ttl_s: Any = UNSET,
+    half_life_s: Any = UNSET,
+) -> BankConfig:
+    """The config PATCH makes of `config` (API.md: beta, prefilter, payload_index and the
+    forgetting fields; None / UNSET keep a field, except that None clears the forgetting
+    ones), validated. One source for the engine and the cluster router."""
+    changes: dict[str, Any] = {}
+    if beta is not None:
+        changes["beta"] = beta
+    if prefilter is not None:
+        if config.model != "B" and prefilter.kind != "none":
+            raise InvalidParameterError("a prefilter applies to Model B banks only")
+        changes["prefilter"] = prefilter.validate()
+    if payload_index is not None:
+        changes["payload_index"] = validate_index_spec(payload_index)
+    for key, value in (("default_ttl_s", default_ttl_s), ("half_life_s", half_life_s)):
+        if value is not UNSET:
+            changes[key] = value
+    return config.with_changes(**changes)
 
 
 class Engine(StoredTable):
@@ -103,19 +130,10 @@ class Engine(StoredTable):
         with slot.writer:
             if self._banks.get(name) is not slot:  # deleted or replaced meanwhile
                 raise BankNotFoundError(f"bank {name!r} not found", {"bank": name})
-            changes: dict[str, Any] = {}
-            if beta is not None:
-                changes["beta"] = beta
-            if prefilter is not None:
-                if slot.config.model != "B" and prefilter.kind != "none":
-                    raise InvalidParameterError("a prefilter applies to Model B banks only")
-                changes["prefilter"] = prefilter.validate()
-            if payload_index is not None:
-                changes["payload_index"] = validate_index_spec(payload_index)
-            for key, value in (("default_ttl_s", default_ttl_s), ("half_life_s", half_life_s)):
-                if value is not UNSET:
-                    changes[key] = value
-            config = slot.config.with_changes(**changes)
+            config = patched(
+                slot.config, beta=beta, prefilter=prefilter, payload_index=payload_index,
+                default_ttl_s=default_ttl_s, half_life_s=half_life_s,
+            )  # fmt: skip
             if config == slot.config:
                 return self.bank_info(name)
             self.storage.update_bank_config(name, config.to_dict())
@@ -301,11 +319,14 @@ class Engine(StoredTable):
         shards: int | None = None,
     ) -> BankInfo:
         """Restore a snapshot into bank `name` (over `shards` shards: any count; None: the
-        snapshot's); `max_bytes` bounds the unpacked archive."""
+        snapshot's); `max_bytes` bounds the unpacked archive. A cluster bank's file (its
+        `replicas` > 1) is restored with one replica: replicas are a cluster's placement, as
+        shards are, and one process has none."""
         validate_bank_name(name)
         snap = snapshot_io.read_snapshot(fileobj, max_bytes=max_bytes)
         config = BankConfig.from_dict(snap.config)
         config = config if shards is None else config.with_changes(shards=shards)
+        config = config if config.replicas == 1 else config.with_changes(replicas=1)
         with self._table:
             old = self._banks.get(name)
             if old is not None and not replace:
