@@ -113,7 +113,6 @@ def test_router_answers_as_one_bank_survives_a_node_and_a_restart(
     local.create_bank("one", BankConfig(dim=D, beta=BETA, normalize=True))
     body = {"name": "b", "dim": D, "beta": BETA, "normalize": True, "shards": 3, "replicas": 2}
     _error(c.post("/v1/banks", json={**body, "replicas": 4}), 422, "invalid_parameter")
-    _error(c.post("/v1/banks", json={**body, "half_life_s": 9.0}), 422, "invalid_parameter")
     assert c.post("/v1/banks", json=body).status_code == 201
     assert c.post("/v1/banks", json=body).status_code == 200  # the same config again
     _error(c.post("/v1/banks", json={**body, "beta": 1.0}), 409, "bank_exists")
@@ -182,8 +181,6 @@ def test_router_answers_as_one_bank_survives_a_node_and_a_restart(
     _error(c.get("/v1/banks/b/diagnostics"), 422, "invalid_parameter")
     _error(c.get("/v1/banks/b/snapshot"), 422, "invalid_parameter")
     _error(c.patch("/v1/banks/b", json={"beta": 1.0}), 422, "invalid_parameter")
-    mems = [{"vector": xi[0].tolist(), "ttl_s": 5}]
-    _error(c.post("/v1/banks/b/memories", json={"memories": mems}), 422, "invalid_parameter")
     # a node is lost: reads and writes go on; it comes back and catches up
     fake.kill_node("node1")
     new = rng.normal(size=(10, D)).astype(np.float32)  # new vectors: no ties in the top-k
