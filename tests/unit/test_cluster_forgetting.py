@@ -12,6 +12,7 @@ node lost while strengths are written and reinforced is caught up with its prior
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,7 @@ def test_a_cluster_bank_forgets_as_one_bank(cluster: FakeRouter, clock: ManualCl
         w = local.energy("one", q, constants=True, filter=flt)
         np.testing.assert_allclose(e["energies"], w.energies, rtol=1e-5, atol=1e-5)
         alive = [r.id for r in local.scroll("one", 100, None)[0]]
-        for mid in ("m1", "m2", "m22"):
+        for mid in ("m0", "m1", "m2", "m22", "n0"):
             want = local.get_memory("one", mid).to_dict() if mid in alive else None
             r = client.get(f"/v1/banks/c/memories/{mid}")
             if want is None:
@@ -149,11 +150,17 @@ def test_a_cluster_bank_forgets_as_one_bank(cluster: FakeRouter, clock: ManualCl
     p = ref.weights(xs, cue.astype(np.float64), BETA, bias)[0]
     for m in r["results"][0]["matches"]:
         assert abs(m["weight"] - p[live.index(m["id"])]) <= 1e-4
-    # The router's reaper deletes what expired, on every replica, by the replicated delete.
+    # The router's reaper thread deletes what expired, on every replica, by the replicated
+    # delete (it wakes at least once a second and finds the earliest expiry passed).
     engine = client.app.state.rt.engine  # type: ignore[attr-defined]
-    engine.reap()
-    local.reap()
     bank = engine._banks["c"]
+    deadline = time.monotonic() + 10.0
+    while sum(len(bank.records(sh)[0][0]) for sh in range(3)) > len(live):
+        assert time.monotonic() < deadline, "the router's reaper did not run"
+        time.sleep(0.05)
+    ends = [T0 + 7.0 * (i >= half) + ttl[i] for i in range(N) if ttl[i] is not None]
+    assert engine.reap() == pytest.approx(min(e for e in ends if e > now))  # the next one
+    local.reap()
     for sh in range(3):
         (ids0, v0, _), (ids1, v1, _) = bank.records(sh)
         assert dict(zip(ids0, v0.tolist(), strict=True)) == dict(
