@@ -179,7 +179,9 @@ class ClusterBank:
             except Exception:
                 continue  # still gone (or restarting)
             rep.state = CATCHING_UP
-            ctx = self.ctx()  # the peer's snapshot hides what has expired by then
+            # At time 0 the peer's snapshot keeps what has expired but is not reaped yet, so
+            # the copy is bit-equal to the peer (reads hide those rows at their own time).
+            ctx = (0.0, self.ctx()[1])
             try:
                 data, seq = ray.get(self.call(live[0], "snapshot", ctx=ctx), timeout=CALL_TIMEOUT_S)
                 ray.get(self.call(rep, "restore", data, seq, ctx=ctx), timeout=CALL_TIMEOUT_S)
