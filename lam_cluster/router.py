@@ -208,6 +208,7 @@ class ClusterBank:
         return int(next(self._seq))
 
     def all_live(self, s: int, method: str, *args: Any, ctx: Ctx | None = None) -> list[Any]:
+        """A write's call on every live replica of shard s (forgetting.reinforce's)."""
         return self._all_live(s, method, *args, ctx=ctx)
 
     def _all_live(self, s: int, method: str, *args: Any, ctx: Ctx | None = None) -> list[Any]:
