@@ -206,3 +206,43 @@ def test_a_cluster_bank_forgets_as_one_bank(cluster: FakeRouter, clock: ManualCl
     clock.advance(1.0)
     check()
     local.close()
+
+
+def test_a_default_lifetime_and_expires_at_on_a_cluster_bank(
+    cluster: FakeRouter, clock: ManualClock
+) -> None:
+    client = cluster.start()
+    local = Engine.open(None, clock=clock)
+    local.create_bank("one", BankConfig(dim=3, beta=2.0, default_ttl_s=30.0))
+    body = {"name": "d", "dim": 3, "beta": 2.0, "default_ttl_s": 30.0, "shards": 2, "replicas": 2}
+    assert client.post("/v1/banks", json=body).status_code == 201
+    xi = np.eye(3, dtype=np.float32)
+    at = T0 + 100.0
+    mems = [{"id": "a", "vector": xi[0].tolist()}, {"id": "b", "vector": xi[1].tolist(),
+            "expires_at": at}, {"id": "c", "vector": xi[2].tolist(), "ttl_s": 10}]  # fmt: skip
+    _ok(client.post("/v1/banks/d/memories", json={"memories": mems}))
+    local.upsert(
+        "one", xi, ids=["a", "b", "c"], expires_at=[None, at, None], ttl_s=[None, None, 10]
+    )
+    for mid in "abc":
+        want = _fields(local.get_memory("one", mid).to_dict())
+        assert _fields(client.get(f"/v1/banks/d/memories/{mid}").json()) == want
+    bad = [{"id": "x", "vector": xi[0].tolist(), "expires_at": "2001-01-01T00:00:00Z"}]
+    r = client.post("/v1/banks/d/memories", json={"memories": bad})
+    assert r.status_code == 422, r.text  # in the past: refused, nothing stored
+    for dt, alive in ((10.0, "ab"), (20.0, "b"), (70.0, "")):
+        clock.advance(dt)
+        page = _ok(client.get("/v1/banks/d/memories"))["memories"]
+        assert (
+            sorted(m["id"] for m in page)
+            == list(alive)
+            == sorted(r.id for r in local.scroll("one", 10, None)[0])
+        )
+        assert client.get("/v1/banks/d").json()["count"] == len(alive)
+    engine = client.app.state.rt.engine  # type: ignore[attr-defined]
+    assert engine.reap() == math.inf
+    bank = engine._banks["d"]
+    assert all(ids == [] for sh in range(2) for ids, _, _ in bank.records(sh))
+    r = client.post("/v1/banks/d/query", json={"queries": [[1.0, 0.0, 0.0]]})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "empty_bank", r.text
+    local.close()
