@@ -169,7 +169,6 @@ def test_a_cluster_bank_forgets_as_one_bank(cluster: FakeRouter, clock: ManualCl
         assert not set(ids0) - set(live)
     assert sum(len(bank.records(sh)[0][0]) for sh in range(3)) == len(live)
     assert now == clock.now()
-    check()
     # A node is lost while strengths are written and reinforced; it comes back, is caught up
     # from a peer's snapshot (strengths, times, lifetimes with it), and answers the same.
     fake.kill_node("node1")
