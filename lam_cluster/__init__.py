@@ -9,6 +9,8 @@ reads from an active replica, catches up a replica that missed writes from a pee
 snapshot, and merges the shards' partials exactly (lam_engine/math/merge.py), running
 lam_engine/shards/ops.py over `shard.RemoteShard`s. `backend.ClusterEngine` is what the
 FastAPI service calls in cluster mode (LAM_CLUSTER=ray): a router holding no memories.
+Forgetting, the novelty gate and text banks: `forgetting.py` / `timing.py` (one time for
+the whole bank: the router's), `novelty.py`, `text.py`.
 
 Ray is imported on use only: `import lam_cluster` needs no cluster.
 """

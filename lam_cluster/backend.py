@@ -14,9 +14,14 @@ router that starts again re-attaches to the named replica actors of every bank i
 Models A and C (query, energy), dynamics and diagnostics run the in-process sharded bank's
 code on the bank's gathered view (gathered.py: every memory fetched from the shards, cached
 per write sequence); snapshot export and import are snapshots.py, PATCH is patch.py.
+Forgetting (strengths, lifetimes, reinforce, the half-life, expiry) runs at the router's
+clock and reference time (lam_cluster/forgetting.py; the router's reaper thread deletes
+expired memories through the replicated delete); the novelty gate is judged on the merged
+pass under the bank's write lock (lam_cluster/novelty.py); text banks are embedded here and
+kept by the replicas (lam_cluster/text.py).
 
-Not reachable through the shard seam, and so refused with 422 `invalid_parameter` (never
-a 500): text banks, forgetting (strengths, lifetimes, reinforce) and the novelty gate.
+Refused with 422 `invalid_parameter` (never a 500): PATCH of the forgetting settings, and
+snapshot files carrying strengths, lifetimes or texts.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from lam_engine import BankConfig, Engine
+from lam_engine.clock import SYSTEM_CLOCK, Clock
 from lam_engine.config import validate_bank_name
 from lam_engine.errors import (
     BankExistsError,
@@ -40,23 +46,28 @@ from lam_engine.errors import (
 )
 from lam_engine.filters import parse_filter
 from lam_engine.inputs import QueryInput
+from lam_engine.reaper import Reaper
 from lam_engine.results import BankInfo, EnergyResult, MemoryRecord, QueryBatchResult, UpsertResult
 from lam_engine.selection import delete_filter
 from lam_engine.shards import ops as shard_ops
 from lam_engine.shards import shard_of
 from lam_engine.slot import now
+from lam_engine.texts import check_embedder
 from lam_engine.vectors import as_matrix
 
-from . import patch, snapshots
+from . import forgetting, patch, snapshots
 from .calls import ray_module
 from .gathered import gathered
+from .novelty import gate
 from .router import ClusterBank
 from .shard import KEY_BITS, ClusterView
+from .text import routed_texts
 
 COORDINATOR_FILE = "cluster_banks.json"
 NODE_RESOURCE = "lam_node_"
 NAMESPACE = "lam"
 DEVICE = "ray"  # a cluster bank's "device": its replicas choose theirs on their nodes
+CLOCK: Clock = SYSTEM_CLOCK  # the routers' clock unless one is given (tests set a manual one)
 
 
 def connect(address: str) -> None:
@@ -86,9 +97,16 @@ def unsupported(what: str) -> InvalidParameterError:
 class ClusterEngine:
     """The router's backend (see the module docstring); thread-safe like the Engine."""
 
-    def __init__(self, data_dir: str | Path, address: str, chunk_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        address: str,
+        chunk_bytes: int = 64 << 20,
+        clock: Clock | None = None,
+    ) -> None:
         connect(address)
         self.chunk_bytes = chunk_bytes
+        self.clock = clock or CLOCK
         self._dir = Path(data_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
         self._file = self._dir / COORDINATOR_FILE
@@ -99,8 +117,10 @@ class ClusterEngine:
             for name, meta in json.loads(self._file.read_text()).items():
                 cfg = BankConfig.from_dict(meta["config"])
                 inc = meta.get("incarnation", "")
-                self._banks[name] = ClusterBank.create(name, cfg, meta["nodes"], inc)
+                self._banks[name] = ClusterBank.create(name, cfg, meta["nodes"], inc, self.clock)
                 self._meta[name] = meta
+        # The one reaper of the cluster's banks (forgetting.py): replicas run none.
+        self._reaper = Reaper(self.reap, self.clock.now)
 
     def _save(self) -> None:
         tmp = self._file.with_suffix(".tmp")
@@ -112,6 +132,13 @@ class ClusterEngine:
 
     def close(self) -> None:
         """The replicas are detached actors: they stay up for the next router."""
+        self._reaper.stop()
+
+    def reap(self) -> float:
+        """Delete every bank's memories expired by now (replicated); the next expiry."""
+        with self._table:
+            banks = list(self._banks.values())
+        return min((forgetting.reap(bank) for bank in banks), default=float("inf"))
 
     # ---- nodes ------------------------------------------------------------------------------
     def nodes(self) -> list[dict[str, Any]]:
@@ -152,10 +179,7 @@ class ClusterEngine:
     def create_bank(self, name: str, config: BankConfig) -> tuple[BankInfo, bool]:
         validate_bank_name(name)
         config = config.validate()
-        if config.embedder is not None:
-            raise unsupported("a text bank (embedder)")
-        if config.default_ttl_s is not None or config.half_life_s is not None:
-            raise unsupported("forgetting (default_ttl_s, half_life_s)")
+        check_embedder(config)  # a text bank's model loads here, in the router (text.py)
         with self._table:
             existing = self._banks.get(name)
             if existing is not None:
@@ -171,7 +195,7 @@ class ClusterEngine:
                     {"replicas": config.replicas, "nodes": len(nodes)},
                 )
             incarnation = uuid.uuid4().hex[:12]
-            bank = ClusterBank.create(name, config, nodes, incarnation)
+            bank = ClusterBank.create(name, config, nodes, incarnation, self.clock)
             self._banks[name] = bank
             self._meta[name] = {
                 "config": config.to_dict(), "nodes": nodes, "created_at": now(),
@@ -231,23 +255,25 @@ class ClusterEngine:
         if_novel: float | None = None,
         texts: Any = None,
     ) -> UpsertResult:
+        """As `Engine.upsert`: validated and prepared here at the router's now, then routed."""
         bank = self._bank(name)
-        if not (strengths is None and ttl_s is None and expires_at is None):
-            raise unsupported("forgetting (strength, ttl_s, expires_at)")
-        if if_novel is not None:
-            raise unsupported("if_novel")
-        if texts is not None:
-            raise unsupported("text memories")
-        return bank.upsert(ids, vectors, payloads)
+        t = self.clock.now()
+        s, exp = forgetting.resolve(bank, vectors, ids, strengths, ttl_s, expires_at, t)
+        batch = bank.prepare(vectors, ids, payloads, strengths=s, expires=exp, stored_at=t)
+        assert bank._prep is not None
+        kept = routed_texts(bank._prep, batch, texts)
+        novel = None if if_novel is None else gate(if_novel, payloads, self.chunk_bytes)
+        return bank.store(batch, kept, t=t, gate=novel)
 
     def reinforce(self, name: str, ids: list[str], strength: float | None = None) -> int:
-        self._bank(name)
-        raise unsupported("reinforce")
+        return forgetting.reinforce(self._bank(name), ids, strength)
 
     def get_memory(self, name: str, memory_id: str) -> MemoryRecord:
         bank = self._bank(name)
-        vector, payload = bank.shard_call(shard_of(memory_id, bank.config.shards), "get", memory_id)
-        return MemoryRecord(id=memory_id, vector=vector, payload=payload)
+        record: MemoryRecord = bank.shard_call(
+            shard_of(memory_id, bank.config.shards), "get", memory_id
+        )
+        return record
 
     def delete_memory(self, name: str, memory_id: str) -> None:
         if self.delete_memories(name, [memory_id]) == 0:
@@ -291,7 +317,7 @@ class ClusterEngine:
         out: list[MemoryRecord] = []
         while s < bank.config.shards and len(out) < limit:
             page, nxt = bank.shard_call(s, "scroll", limit - len(out), local, with_vectors, filter)
-            out += [MemoryRecord(id=i, vector=v, payload=p) for i, v, p in page]
+            out += page
             if nxt is not None:
                 return out, str((s << KEY_BITS) | (int(nxt) + 1))
             s, local = s + 1, None
@@ -320,7 +346,8 @@ class ClusterEngine:
         )
         q.check_dim(view.config.dim)
         try:
-            return shard_ops.query(view, q, name=name, chunk_bytes=self.chunk_bytes)  # type: ignore[arg-type]
+            result = shard_ops.query(view, q, name=name, chunk_bytes=self.chunk_bytes)  # type: ignore[arg-type]
+            return view.attach_texts(result) if view.config.embedder is not None else result
         except EmptySelectionError:
             if q.filter is None:
                 raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name}) from None

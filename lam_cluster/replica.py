@@ -7,11 +7,18 @@ Writes carry the router's sequence number: a write at or below the last one appl
 acknowledged without applying it again (a retried write never duplicates; upserts and
 deletes by id are idempotent anyway, so a crash between the commit and the sequence file
 costs one harmless re-apply).
+
+Time is the router's (lam_cluster/forgetting.py): every call comes through `at` with the
+router's (now, reference time of the log-priors), so every replica of every shard judges
+lifetimes, stores times and keeps its log-prior bias at the same instants and in the same
+units, and the partials merge as in one process. The replica's engine runs no reaper: the
+router deletes expired memories through the replicated delete, so replicas stay equal.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import shutil
 from pathlib import Path
@@ -21,8 +28,11 @@ import numpy as np
 import torch
 
 from lam_engine import BankConfig, Engine
+from lam_engine.clock import ManualClock
 from lam_engine.errors import BankNotFoundError
+from lam_engine.fading import rebase
 from lam_engine.filters import Filter, parse_filter
+from lam_engine.results import MemoryRecord
 from lam_engine.shards import LocalShard
 
 BANK = "shard"
@@ -45,13 +55,34 @@ class ShardReplica:
     def __init__(self, bank: str, shard: int, config: dict[str, Any], base: str | None = None):
         torch.set_num_threads(1)  # actors share the node's cores; Ray sets OMP_NUM_THREADS too
         self.directory = replica_dir(bank, shard, base)
-        self.engine = Engine.open(self.directory)
+        self.clock = ManualClock()  # the router's time, set by every call (`at`)
+        self.engine = Engine.open(self.directory, clock=self.clock, background=False)
+        # The router prepares every batch (normalized, content ids, embedded texts): stored
+        # as given here; a text bank's model is loaded by the router only.
         cfg = replica_config(config)
         try:
             self.engine.bank_info(BANK)
         except BankNotFoundError:
-            self.engine.create_bank(BANK, cfg)
+            self.engine.create_bank(BANK, cfg, load_embedder=False)
         self._seq_file = self.directory / "applied_seq"
+
+    def at(self, ctx: tuple[float, float | None], method: str, *args: Any) -> Any:
+        """`method(*args)` at the router's time: ctx = (now, the log-priors' reference time,
+        None without a half-life). Ray runs an actor's calls one at a time."""
+        t, t_ref = ctx
+        self.clock.set(t)
+        if t_ref is not None:
+            self._align(float(t_ref))
+        return getattr(self, method)(*args)
+
+    def _align(self, t_ref: float) -> None:
+        """Bring the bias to the router's reference time (after a restart or a restore the
+        store's own; a no-op otherwise)."""
+        slot = self.engine._slot(BANK)
+        if slot.bank.priors.t_ref == t_ref:
+            return
+        with slot.lock.write():
+            rebase(slot.bank, t_ref)
 
     # ---- state ----------------------------------------------------------------------------
     def applied(self) -> int:
@@ -78,21 +109,54 @@ class ShardReplica:
         b = self.engine.bank_info(BANK)
         return b.count, b.memory_bytes
 
-    def restricted(self, flt: Any = None) -> tuple[int, float, bool]:
-        """(count, max ‖ξ‖, has an index) of the memories passing `flt` (Shard protocol)."""
+    def restricted(self, flt: Any = None) -> tuple[int, float, bool, float, bool]:
+        """(count, max ‖ξ‖, has an index, log Σ s_μ(now), has a prior) of the memories
+        passing `flt` (Shard protocol; the prior: strengths or a half-life, bank-wide)."""
         slot = self.engine._slot(BANK)
         with slot.lock.read():
             shard = LocalShard(slot.bank, slot.prefilter).restricted(_flt(flt))
+            prior = slot.bank.has_prior
             if shard is None:
-                return 0, 0.0, slot.prefilter is not None
-            return shard.count, shard.max_norm(), shard.has_index
+                return 0, 0.0, slot.prefilter is not None, -math.inf, prior
+            return shard.count, shard.max_norm(), shard.has_index, shard.log_mass(), prior
+
+    def expired(self) -> tuple[list[str], float]:
+        """The ids expired by now, and the earliest expiry of the others (inf: none)."""
+        slot = self.engine._slot(BANK)
+        with slot.lock.read():
+            bank, t = slot.bank, self.clock.now()
+            ids = [bank.id_at(int(r)) for r in bank.expired_rows(t)]
+            exp = bank.priors.expires_at[: bank._n]
+            later = exp[exp > t]
+            return ids, float(later.min()) if len(later) else math.inf
 
     # ---- writes ---------------------------------------------------------------------------
-    def upsert(self, seq: int, ids: list[str], vectors: np.ndarray, payloads: list[Any]) -> int:
+    def upsert(
+        self,
+        seq: int,
+        ids: list[str],
+        vectors: np.ndarray,
+        payloads: list[Any],
+        strengths: list[float] | None = None,
+        expires_at: list[float | None] | None = None,
+        texts: list[str | None] | None = None,
+    ) -> int:
+        """Store a prepared batch; `strengths`, `expires_at` (unix s, None: never) and
+        `texts` per id, as the router resolved them (None: all 1, never, no text)."""
         if seq > self.applied():
-            self.engine.upsert(BANK, vectors, ids, payloads)
+            self.engine.upsert(
+                BANK, vectors, ids, payloads, strengths=strengths, expires_at=expires_at,
+                texts=texts,
+            )  # fmt: skip
             self._applied_to(seq)
         return self.engine.bank_info(BANK).count
+
+    def reinforce(self, seq: int, ids: list[str], strength: float | None) -> int:
+        n = 0
+        if seq > self.applied():
+            n = self.engine.reinforce(BANK, ids, strength)
+            self._applied_to(seq)
+        return n
 
     def delete(self, seq: int, ids: list[str]) -> int:
         n = 0
@@ -129,18 +193,16 @@ class ShardReplica:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # ---- reads ----------------------------------------------------------------------------
-    def get(self, memory_id: str) -> tuple[np.ndarray | None, Any]:
-        rec = self.engine.get_memory(BANK, memory_id)
-        return rec.vector, rec.payload
+    def get(self, memory_id: str) -> MemoryRecord:
+        return self.engine.get_memory(BANK, memory_id)
 
     def vectors(self, ids: list[str]) -> list[np.ndarray | None]:
         return [self.engine.get_memory(BANK, i).vector for i in ids]
 
     def scroll(
         self, limit: int, cursor: str | None, with_vectors: bool, flt: Any
-    ) -> tuple[list[tuple[str, np.ndarray | None, Any]], str | None]:
-        recs, nxt = self.engine.scroll(BANK, limit, cursor, with_vectors=with_vectors, filter=flt)
-        return [(r.id, r.vector, r.payload) for r in recs], nxt
+    ) -> tuple[list[MemoryRecord], str | None]:
+        return self.engine.scroll(BANK, limit, cursor, with_vectors=with_vectors, filter=flt)
 
     def records(self) -> tuple[list[str], np.ndarray, list[Any]]:
         """(ids, vectors, payloads) in this replica's store order: what replicas compare."""
@@ -181,7 +243,18 @@ class ShardReplica:
             payloads = [
                 [slot.bank.payload_at(int(r)) if r >= 0 else None for r in row] for row in rows
             ]
+            # The top-k's log-priors (the router ranks the union by weight) and texts.
+            bias = slot.bank.bias
+            lp = np.zeros(rows.shape, dtype=np.float32)
+            if bias is not None and rows.size:
+                b = bias.float().cpu().numpy()
+                lp = np.where(rows >= 0, b[np.maximum(rows, 0)], 0.0).astype(np.float32)
+            texts = slot.bank.texts
             return {
+                "log_priors": lp,
+                "texts": [[texts.get(i) if i is not None else None for i in r] for r in ids]
+                if texts
+                else None,
                 "m": p.m.numpy(),
                 "s": p.s.numpy(),
                 "v": p.v.numpy(),

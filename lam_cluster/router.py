@@ -19,11 +19,16 @@ protocol of lam_engine/shards over Ray): filters and the prefilter included.
 
 An engine error raised inside a replica (a bad filter, an unknown id) is the caller's
 fault, not the replica's: it is raised again as itself and the replica stays active.
+
+Time: every replica call goes through `ShardReplica.at` with the router's (now, t_ref) of
+the request (lam_cluster/forgetting.py), so lifetimes and fading strengths are judged at
+one instant on every shard and the shards' log-prior biases share one reference time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,7 +38,8 @@ import numpy as np
 import torch
 
 from lam_engine import BankConfig
-from lam_engine.bank import MemoryBank
+from lam_engine.bank import MemoryBank, PreparedBatch
+from lam_engine.clock import SYSTEM_CLOCK, Clock
 from lam_engine.config import QUERY
 from lam_engine.errors import LamError
 from lam_engine.inputs import QueryInput
@@ -44,6 +50,7 @@ from lam_engine.shards import shard_config, split
 from .calls import get, ray_module
 from .replica import ShardReplica
 from .shard import ClusterView
+from .timing import Ctx, Timing
 
 ACTIVE, CATCHING_UP, DEAD = "active", "catching_up", "dead"
 CALL_TIMEOUT_S = 60.0
@@ -91,10 +98,18 @@ class ClusterBank:
     _prep: MemoryBank | None = None
     # The gathered view (gathered.py) and the write sequence it was read at.
     gathered: tuple[int, Any] | None = None
+    timing: Timing = field(default_factory=Timing)  # the router's clock and t_ref
+    # The earliest expiry of a memory (a lower bound; −inf: unknown, ask the replicas).
+    next_expiry: float = -math.inf
 
     @classmethod
     def create(
-        cls, name: str, config: BankConfig, nodes: list[str], incarnation: str = ""
+        cls,
+        name: str,
+        config: BankConfig,
+        nodes: list[str],
+        incarnation: str = "",
+        clock: Clock = SYSTEM_CLOCK,
     ) -> ClusterBank:
         """Place (or find again: `get_if_exists`) the bank's replicas. `incarnation` tells
         banks of one name apart over time: a replica store left on a node that was down
@@ -104,7 +119,7 @@ class ClusterBank:
         if config.replicas > len(nodes):
             raise ValueError(f"replicas ({config.replicas}) > nodes ({len(nodes)})")
         remote = ray.remote(ShardReplica)
-        bank = cls(name, config, nodes)
+        bank = cls(name, config, nodes, timing=Timing(clock))
         bank._prep = MemoryBank(shard_config(config), torch.device("cpu"))
         cfg = config.to_dict()
         for s in range(config.shards):
@@ -178,19 +193,44 @@ class ClusterBank:
             except Exception:
                 continue  # still gone (or restarting)
             rep.state = CATCHING_UP
+            # At time 0 the peer's snapshot keeps what has expired but is not reaped yet, so
+            # the copy is bit-equal to the peer (reads hide those rows at their own time).
+            ctx = (0.0, self.ctx()[1])
             try:
-                data, seq = ray.get(live[0].handle.snapshot.remote(), timeout=CALL_TIMEOUT_S)
-                ray.get(rep.handle.restore.remote(data, seq), timeout=CALL_TIMEOUT_S)
+                data, seq = ray.get(self.call(live[0], "snapshot", ctx=ctx), timeout=CALL_TIMEOUT_S)
+                ray.get(self.call(rep, "restore", data, seq, ctx=ctx), timeout=CALL_TIMEOUT_S)
             except Exception:
                 rep.state = DEAD  # lost again meanwhile: probed again later
                 continue
             rep.state = ACTIVE
 
-    def _all_live(self, s: int, method: str, *args: Any) -> list[Any]:
+    # ---- calls at the router's time (forgetting.py) -----------------------------------------
+    def ctx(self) -> Ctx:
+        """A read's (now, t_ref)."""
+        return self.timing.read(self.config.half_life_s)
+
+    def call(self, rep: Replica, method: str, *args: Any, ctx: Ctx | None = None) -> Any:
+        """Submit `method(*args)` to a replica at `ctx` (None: now); returns its ref."""
+        return rep.handle.at.remote(ctx or self.ctx(), method, *args)
+
+    @property
+    def write_lock(self) -> threading.RLock:
+        return self._write
+
+    def next_seq(self) -> int:
+        """The next write's sequence number (the caller holds the write lock)."""
+        return int(next(self._seq))
+
+    def all_live(self, s: int, method: str, *args: Any, ctx: Ctx | None = None) -> list[Any]:
+        """A write's call on every live replica of shard s (forgetting.reinforce's)."""
+        return self._all_live(s, method, *args, ctx=ctx)
+
+    def _all_live(self, s: int, method: str, *args: Any, ctx: Ctx | None = None) -> list[Any]:
         """Call `method` on every active replica of shard s; failing ones are marked dead."""
         self._revive(s)
         row = [rep for rep in self.replicas[s] if rep.state == ACTIVE]
-        refs = [getattr(rep.handle, method).remote(*args) for rep in row]
+        ctx = ctx or self.ctx()
+        refs = [self.call(rep, method, *args, ctx=ctx) for rep in row]
         out = []
         for rep, ref in zip(row, refs, strict=True):
             try:
@@ -225,21 +265,52 @@ class ClusterBank:
     # ---- writes -------------------------------------------------------------------------
     def upsert(self, ids: Any, vectors: Any, payloads: list[Any] | None = None) -> UpsertResult:
         """Store a batch (ids may be None: content ids), prepared as one bank would."""
+        return self.store(self.prepare(vectors, ids, payloads))
+
+    def prepare(self, vectors: Any, ids: Any, payloads: Any, **forgetting: Any) -> PreparedBatch:
+        """Validate and prepare a batch exactly as one bank would (`MemoryBank.prepare`)."""
         assert self._prep is not None
-        batch = self._prep.prepare(vectors, ids, payloads)
+        return self._prep.prepare(vectors, ids, payloads, **forgetting)
+
+    def store(
+        self,
+        batch: PreparedBatch,
+        texts: list[str | None] | None = None,
+        *,
+        t: float | None = None,
+        gate: Any = None,
+    ) -> UpsertResult:
+        """Route a prepared batch (`texts`: per unique id) to the owners' replicas with one
+        sequence number, at time t; `gate(bank, batch, texts)` → (batch, texts, skipped)
+        runs first under the write lock (the novelty gate: lam_cluster/novelty.py)."""
+        skipped = None
         with self._write:
+            if gate is not None:
+                batch, texts, skipped = gate(self, batch, texts)
+                if not batch.ids:  # everything skipped: no write
+                    return UpsertResult(ids=[], count=self.count(), skipped=skipped)
+            ctx = self.timing.write(
+                self.config.half_life_s, self.timing.clock.now() if t is None else t
+            )
             seq = next(self._seq)
             for s, pos in enumerate(split(batch.unique_ids, self.config.shards)):
-                if pos:
-                    self._all_live(
-                        s,
-                        "upsert",
-                        seq,
-                        [batch.unique_ids[p] for p in pos],
-                        batch.vectors[pos],
-                        [batch.payloads[p] for p in pos],
-                    )
-        return UpsertResult(ids=batch.ids, count=self.count())
+                if not pos:
+                    continue
+                self._all_live(
+                    s,
+                    "upsert",
+                    seq,
+                    [batch.unique_ids[p] for p in pos],
+                    batch.vectors[pos],
+                    [batch.payloads[p] for p in pos],
+                    None if batch.strengths is None else batch.strengths[pos].tolist(),
+                    None if batch.expires is None else _expiries(batch.expires[pos]),
+                    None if texts is None else [texts[p] for p in pos],
+                    ctx=ctx,
+                )
+            if batch.expires is not None and len(batch.expires):
+                self.next_expiry = min(self.next_expiry, float(batch.expires.min()))
+        return UpsertResult(ids=batch.ids, count=self.count(), skipped=skipped)
 
     def delete(self, ids: list[str] | None = None, flt: Any = None) -> int:
         """Delete by id (routed to the owners) or by filter (on every shard)."""
@@ -257,14 +328,15 @@ class ClusterBank:
         return done
 
     # ---- reads --------------------------------------------------------------------------
-    def read_all(self, method: str, *args: Any) -> list[Any]:
+    def read_all(self, method: str, *args: Any, ctx: Ctx | None = None) -> list[Any]:
         """`method` on one active replica of every shard, all at once; a replica that fails
         is marked dead and the shard asked again on another (R tries in all)."""
         out: list[Any] = [None] * self.config.shards
         todo = list(range(self.config.shards))
+        ctx = ctx or self.ctx()
         for _ in range(self.config.replicas):
             reps = {s: self.reader(s) for s in todo}
-            refs = {s: getattr(reps[s].handle, method).remote(*args) for s in todo}
+            refs = {s: self.call(reps[s], method, *args, ctx=ctx) for s in todo}
             failed = []
             for s in todo:
                 try:
@@ -287,12 +359,13 @@ class ClusterBank:
         ray = ray_module()
         return [ray.get(rep.handle.records.remote()) for rep in self.replicas[s]]
 
-    def shard_call(self, s: int, method: str, *args: Any) -> Any:
+    def shard_call(self, s: int, method: str, *args: Any, ctx: Ctx | None = None) -> Any:
         """`method` on one active replica of shard s (another one if it fails)."""
+        ctx = ctx or self.ctx()
         for _ in range(self.config.replicas):
             rep = self.reader(s)
             try:
-                return get(getattr(rep.handle, method).remote(*args), self.timeout_s)
+                return get(self.call(rep, method, *args, ctx=ctx), self.timeout_s)
             except LamError:
                 raise
             except Exception:
@@ -316,3 +389,8 @@ class ClusterBank:
             tol=tol, top_k=top_k, filter=flt,
         )  # fmt: skip
         return shard_ops.query(ClusterView(self), q, name=self.name, chunk_bytes=chunk_bytes)  # type: ignore[arg-type]
+
+
+def _expiries(exp: np.ndarray) -> list[float | None]:
+    """Unix seconds per memory as a replica's `expires_at` column (None: never)."""
+    return [None if math.isinf(x) else float(x) for x in exp.tolist()]

@@ -10,7 +10,12 @@ it merges, so the K calls of a round run at once (one call per shard per batch p
 Top-k entries carry *codes* as their global keys: (shard << KEY_BITS) | the replica's own
 key. Each answer brings the ids and payloads of its top-k, so the view maps a code to its
 memory from the very answer that produced it (a failover between replicas, whose own keys
-may differ, cannot mix them up).
+may differ, cannot mix them up). The answer brings their log-priors too (the bias the
+replica's pass added, aligned to the router's reference time: lam_cluster/forgetting.py),
+so the union of the shards' top-k is ranked by weight as one bank ranks it, and their texts.
+
+A view is one request at one time: every call it makes carries the router's (now, t_ref)
+read when the view was made, so every round of a multi-step query sees the same memories.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import torch
 from lam_engine.config import BankConfig
 from lam_engine.errors import LamError
 from lam_engine.math.merge import Partials
+from lam_engine.results import QueryBatchResult
 from lam_engine.shards import ShardPartials
 
 from .calls import get
+from .timing import Timing
 
 KEY_BITS = 40  # a replica's keys are its store's seq: far below 2**40
 
@@ -39,7 +46,10 @@ class ClusterView:
         self.config: BankConfig = bank.config
         self.device = torch.device("cpu")
         self.dtype = torch.float32
+        self.ctx = bank.ctx()  # this request's (now, t_ref)
         self._known: dict[int, tuple[int, str, Any]] = {}  # code → (shard, id, payload)
+        self._log_prior: dict[int, float] = {}  # code → its log-prior (float32 bias)
+        self._texts: dict[str, str] = {}  # id → text, of the matches stored as text
         self._rows: list[tuple[int, str, Any]] = []
         self._vectors: dict[str, np.ndarray] = {}
         self._restricted: tuple[Any, list[Any]] | None = None
@@ -47,12 +57,13 @@ class ClusterView:
     def shards(self, chunk_bytes: int) -> list[RemoteShard]:
         return [RemoteShard(self, s) for s in range(self.config.shards)]
 
-    def restriction(self, s: int, flt: Any) -> tuple[int, float, bool]:
-        """(count, max ‖ξ‖, has index) of shard s under `flt`: all shards asked at once."""
+    def restriction(self, s: int, flt: Any) -> tuple[int, float, bool, float]:
+        """(count, max ‖ξ‖, has index, log Σ s_μ) of shard s under `flt`: all shards asked
+        at once."""
         if self._restricted is None or self._restricted[0] is not flt:
-            self._restricted = (flt, self.bank.read_all("restricted", flt))
-        count, norm, index = self._restricted[1][s]
-        return int(count), float(norm), bool(index)
+            self._restricted = (flt, self.bank.read_all("restricted", flt, ctx=self.ctx))
+        count, norm, index, mass, _ = self._restricted[1][s]
+        return int(count), float(norm), bool(index), float(mass)
 
     def learn(self, s: int, answer: dict[str, Any]) -> np.ndarray:
         """The codes of an answer's top-k (−1: none), remembering their memories."""
@@ -61,21 +72,52 @@ class ClusterView:
         for i, row in enumerate(codes):
             for j, code in enumerate(row):
                 if code >= 0:
-                    self._known[int(code)] = (s, answer["ids"][i][j], answer["payloads"][i][j])
+                    mid = answer["ids"][i][j]
+                    self._known[int(code)] = (s, mid, answer["payloads"][i][j])
+                    self._log_prior[int(code)] = float(answer["log_priors"][i][j])
+                    text = answer["texts"][i][j] if answer["texts"] is not None else None
+                    if text is not None:
+                        self._texts[mid] = text
         return codes
+
+    def attach_texts(self, result: QueryBatchResult) -> QueryBatchResult:
+        """Matches that carry their payload carry their text (texts.attach_texts)."""
+        for r in result.results:
+            for m in r.matches:
+                if m.with_payload:
+                    m.text = self._texts.get(m.id)
+        return result
 
     # ---- what ops.py reads of a bank -------------------------------------------------------
     @property
     def count(self) -> int:
         return self.bank.count()
 
-    # Cluster banks keep no strengths or lifetimes (refused at create and store, see
-    # backend.py): no log-priors, so the merge ranks by score alone and E has no offset.
-    bias: torch.Tensor | None = None
-    has_prior = False
+    @property
+    def has_prior(self) -> bool:
+        """Strengths other than 1 on some shard, or a half-life (as `ShardedBank`'s)."""
+        if self.config.half_life_s is not None:
+            return True
+        if self._restricted is None:
+            self._restricted = (None, self.bank.read_all("restricted", None, ctx=self.ctx))
+        return any(bool(r[4]) for r in self._restricted[1])
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        """None when no shard has a prior (the merge ranks by score alone). Otherwise only
+        its presence is read (shards/ops.key_bias): the values come per key, from the
+        answers (`key_log_prior`), as the view holds no row of its own."""
+        return torch.zeros(0) if self.has_prior else None
+
+    def key_log_prior(self, keys: torch.Tensor) -> torch.Tensor:
+        """The log-prior of codes (B, k), 0 for −1 (`ShardedBank.key_log_prior`)."""
+        lp = self._log_prior
+        out = [[lp.get(int(c), 0.0) if c >= 0 else 0.0 for c in row] for row in keys.tolist()]
+        return torch.tensor(out, dtype=torch.float32).reshape(keys.shape)
 
     def bias_offset(self) -> float:
-        return 0.0
+        """The log-priors' common part at this request's time, in E only."""
+        return Timing.offset(self.ctx, self.config.half_life_s)
 
     def rows_for_keys(self, keys: np.ndarray) -> np.ndarray:
         out = np.full(np.shape(keys), -1, dtype=np.int64)
@@ -101,7 +143,8 @@ class ClusterView:
                     by_shard.setdefault(s, []).append(i)
             for s, ids in by_shard.items():
                 ids = list(dict.fromkeys(ids))
-                for i, vec in zip(ids, self.bank.shard_call(s, "vectors", ids), strict=True):
+                vecs = self.bank.shard_call(s, "vectors", ids, ctx=self.ctx)
+                for i, vec in zip(ids, vecs, strict=True):
                     self._vectors[i] = np.asarray(vec)
         return self._vectors[mid]
 
@@ -114,12 +157,12 @@ class RemoteShard:
         view: ClusterView,
         s: int,
         flt: Any = None,
-        info: tuple[int, float, bool] | None = None,
+        info: tuple[int, float, bool, float] | None = None,
     ) -> None:
         self.view, self.s, self.flt = view, s, flt
         self._info = info
 
-    def _get_info(self) -> tuple[int, float, bool]:
+    def _get_info(self) -> tuple[int, float, bool, float]:
         if self._info is None:
             self._info = self.view.restriction(self.s, self.flt)
         return self._info
@@ -134,6 +177,9 @@ class RemoteShard:
 
     def max_norm(self) -> float:
         return float(self._get_info()[1])
+
+    def log_mass(self) -> float:
+        return float(self._get_info()[3])
 
     @property
     def has_index(self) -> bool:
@@ -163,7 +209,7 @@ class _Pending:
         self.shard, self.method, self.args = shard, method, args
         bank = shard.view.bank
         self._rep = bank.reader(shard.s)
-        self._ref = getattr(self._rep.handle, method).remote(*args)
+        self._ref = bank.call(self._rep, method, *args, ctx=shard.view.ctx)
         self._done: ShardPartials | None = None
 
     def _resolve(self) -> ShardPartials:
@@ -177,7 +223,7 @@ class _Pending:
             raise
         except Exception:
             bank.dead(self._rep)
-            answer = bank.shard_call(s, self.method, *self.args)
+            answer = bank.shard_call(s, self.method, *self.args, ctx=view.ctx)
         states = self.args[0]
         if answer is None:  # emptied since it was counted: it adds nothing
             b, d = states.shape

@@ -87,10 +87,15 @@ class Engine(StoredTable):
         super().close()
 
     # ---- banks ----------------------------------------------------------------------------
-    def create_bank(self, name: str, config: BankConfig) -> tuple[BankInfo, bool]:
+    def create_bank(
+        self, name: str, config: BankConfig, *, load_embedder: bool = True
+    ) -> tuple[BankInfo, bool]:
+        """`load_embedder=False`: a text bank whose texts are embedded elsewhere (a cluster
+        replica keeps the texts its router embedded), so its model is never loaded here."""
         validate_bank_name(name)
         config = config.validate()
-        check_embedder(config)  # a text bank's model loads (seconds, once): outside the lock
+        if load_embedder:
+            check_embedder(config)  # a text bank's model loads (seconds, once): outside the lock
         with self._table:
             existing = self._banks.get(name)
             if existing is not None:

@@ -23,6 +23,18 @@ def reinforce(bank: MemoryBank, rows: np.ndarray, t: float, strength: float | No
     bank._set_priors(rows, s, pr.stored_at[rows], np.full(len(rows), t), pr.expires_at[rows])
 
 
+def rebase(bank: MemoryBank, t_ref: float) -> bool:
+    """Move the reference time of the bank's log-priors to `t_ref` (every row's bias again,
+    O(N)); the shards of one bank share one, so their partials merge unchanged
+    (math/strengths.py). Returns whether anything moved."""
+    if bank.priors.t_ref == t_ref:
+        return False
+    bank.priors.t_ref = t_ref
+    bank.priors.refresh(bank._n)
+    bank._rebias()
+    return True
+
+
 def snapshot_rows(
     bank: MemoryBank,
 ) -> tuple[list[str], np.ndarray, list[dict[str, Any] | None], dict[str, list[Any]]]:

@@ -113,6 +113,19 @@ def judge(
             row_bias = bank.bias.double().cpu().numpy()
             best = best + np.where(top_rows >= 0, row_bias[np.maximum(top_rows, 0)], 0.0)
         best = np.where((top_rows >= 0) & np.isfinite(lse), best, -np.inf)
+    accepted, energy, ref = judge_rows(v, lse, best, beta, tau, chunk_bytes)
+    return accepted, energy, ref, top_rows
+
+
+def judge_rows(
+    v: torch.Tensor, lse: np.ndarray, best: np.ndarray, beta: float, tau: float, chunk_bytes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Judge request rows v (B, d), in order, given the bank's part of each row's softmax:
+    lse (B,) = log Σ_μ s_μ e^{β ξ_μ·v} and best (B,) its largest logit (−inf: no memory).
+    The sharded router gives these from its merged pass (lam_cluster/novelty.py).
+    Returns accepted, energy and ref, as `judge`."""
+    x = v.cpu().numpy()
+    b = x.shape[0]
     run = Running.from_bank(lse, best)
     half_sq = 0.5 * (x.astype(np.float64) ** 2).sum(axis=1)  # (B,) ½‖x‖², as /energy
     accepted = np.zeros(b, dtype=bool)
@@ -123,13 +136,13 @@ def judge(
         rows = slice(start, stop)
         earlier = np.flatnonzero(accepted[:start])
         if len(earlier):  # the batch's accepted rows before this block: one (C, A) GEMM
-            idx = torch.from_numpy(earlier).to(bank.device)
+            idx = torch.from_numpy(earlier).to(v.device)
             add_logits(run, rows, _logits(v[rows], v.index_select(0, idx), beta), earlier)
         within = _logits(v[rows], v[rows], beta)  # (C, C)
         accepted[rows], energy[rows] = judge_in_order(run, start, half_sq[rows], within, beta, tau)
     # A skipped row has E ≤ τ; JSON cannot carry a NaN or −inf one (an overflowing β·h).
     require_finite(energy[~accepted], beta=beta)
-    return accepted, energy, run.ref, top_rows
+    return accepted, energy, run.ref
 
 
 def _logits(a: torch.Tensor, b: torch.Tensor, beta: float) -> np.ndarray:

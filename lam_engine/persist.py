@@ -65,10 +65,13 @@ class StoredTable(BankTable):
         default_device: str = "auto",
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         clock: Clock | None = None,
+        background: bool = True,
     ) -> Self:
         """Open (or create) the store under directory `path` and load every bank onto its device.
 
-        `path=None` keeps everything in memory (tests, embedded scratch use).
+        `path=None` keeps everything in memory (tests, embedded scratch use). `background=False`
+        starts no reaper: expired memories are then deleted only when the owner says so (a
+        cluster replica, whose router drives expiry so that its replicas stay equal).
         """
         index_dir = None
         if path is None:
@@ -91,7 +94,8 @@ class StoredTable(BankTable):
         )
         try:
             engine._load_all()
-            engine.start_background()
+            if background:
+                engine.start_background()
         except BaseException:
             storage.close()
             raise

@@ -27,6 +27,7 @@ import torch
 from ..bank import MemoryBank, PreparedBatch
 from ..clock import SYSTEM_CLOCK, Clock
 from ..config import BankConfig
+from ..fading import rebase
 from ..index import Prefilter, make_prefilter
 from ..payload_index import PayloadIndexes
 from ..priors import RowPriors, gathered
@@ -212,10 +213,7 @@ class ShardedBank(MemoryBank):
         a shard is rebased only when another one moved (its first write, a rebase)."""
         t_ref = max(bank.priors.t_ref for bank in self.parts)
         for bank in self.parts:
-            if bank.priors.t_ref != t_ref:
-                bank.priors.t_ref = t_ref
-                bank.priors.refresh(bank._n)
-                bank._rebias()
+            rebase(bank, t_ref)
         self._changed()
 
     def _set_priors(
@@ -324,6 +322,14 @@ class ShardedBank(MemoryBank):
             lp = self.priors.log_prior[: len(view.keys)]
             view.bias = torch.from_numpy(lp).to(self.device, torch.float32)
         return view.bias
+
+    def key_log_prior(self, keys: torch.Tensor) -> torch.Tensor:
+        """The log-prior (float32 bias) of global keys (B, k), 0 for −1 (shards/ops.py ranks
+        the union of the shards' top-k by weight with it)."""
+        bias = self.bias
+        b = torch.zeros(1) if bias is None else bias.cpu()
+        rows = torch.from_numpy(self.rows_for_keys(keys.numpy()))
+        return torch.where(rows >= 0, b[rows.clamp_min(0)], 0.0)
 
     @property
     def xi(self) -> torch.Tensor:

@@ -61,6 +61,9 @@ class LocalShard:
     def max_norm(self) -> float:
         return self.bank.max_norm() if self.bank.count else 0.0
 
+    def log_mass(self) -> float:
+        return self.bank.log_mass() if self.bank.count else -math.inf
+
     def _keys(self, rows: torch.Tensor) -> torch.Tensor:
         """Global keys of view rows (B, k); −1 stays −1."""
         r = rows.cpu().numpy()

@@ -88,14 +88,11 @@ KeyBias = Callable[[torch.Tensor], torch.Tensor]
 
 def key_bias(bank: ShardedBank, beta: float) -> KeyBias | None:
     """log-prior / β of global keys (B, k) from the bank's view (0 for −1); None: no prior."""
-    bias = bank.bias
-    if bias is None:
+    if bank.bias is None:
         return None
-    b = bias.cpu()
 
     def of(keys: torch.Tensor) -> torch.Tensor:
-        rows = torch.from_numpy(bank.rows_for_keys(keys.numpy()))
-        return torch.where(rows >= 0, b[rows.clamp_min(0)], 0.0) / beta
+        return bank.key_log_prior(keys) / beta
 
     return of
 
@@ -247,9 +244,8 @@ def energy(
     res = merge_round([s.dense(v, b, top_k=0, need_out=gradient) for s in shards], 0)
     e = 0.5 * (v.double() ** 2).sum(dim=1) - (res.lse.double() + bank.bias_offset()) / b
     if constants:
-        if bank.has_prior:
-            lp = bank.priors.log_prior[: bank.count]
-            log_n = log_mass(lp if mask is None else lp[mask], bank.bias_offset())
+        if bank.has_prior:  # the restricted shards' masses, their common offset included
+            log_n = log_mass(np.asarray([s.log_mass() for s in shards]), 0.0)
         else:
             log_n = math.log(sum(s.count for s in shards))
         m = max(s.max_norm() for s in shards)

@@ -49,6 +49,11 @@ class Shard(Protocol):
         """max ‖ξ‖ over this shard's memories; 0 for none."""
         ...
 
+    def log_mass(self) -> float:
+        """log Σ_μ s_μ(now) over this shard's memories (log N_s when every s_μ = 1): the
+        shards' part of E's constant β⁻¹ log Σ s_μ."""
+        ...
+
     def dense(
         self,
         states: torch.Tensor,
