@@ -45,6 +45,7 @@ from lam_engine.slot import now
 from lam_engine.vectors import as_matrix
 
 from .calls import ray_module
+from .observe import NULL, Observer
 from .router import ClusterBank
 from .shard import KEY_BITS, ClusterView
 
@@ -81,9 +82,16 @@ def unsupported(what: str) -> InvalidParameterError:
 class ClusterEngine:
     """The router's backend (see the module docstring); thread-safe like the Engine."""
 
-    def __init__(self, data_dir: str | Path, address: str, chunk_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        address: str,
+        chunk_bytes: int = 64 << 20,
+        observer: Observer = NULL,  # the service's metrics (observe.py)
+    ) -> None:
         connect(address)
         self.chunk_bytes = chunk_bytes
+        self.observer = observer
         self._dir = Path(data_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
         self._file = self._dir / COORDINATOR_FILE
@@ -94,7 +102,7 @@ class ClusterEngine:
             for name, meta in json.loads(self._file.read_text()).items():
                 cfg = BankConfig.from_dict(meta["config"])
                 inc = meta.get("incarnation", "")
-                self._banks[name] = ClusterBank.create(name, cfg, meta["nodes"], inc)
+                self._banks[name] = ClusterBank.create(name, cfg, meta["nodes"], inc, observer)
                 self._meta[name] = meta
 
     def _save(self) -> None:
@@ -168,7 +176,7 @@ class ClusterEngine:
                     {"replicas": config.replicas, "nodes": len(nodes)},
                 )
             incarnation = uuid.uuid4().hex[:12]
-            bank = ClusterBank.create(name, config, nodes, incarnation)
+            bank = ClusterBank.create(name, config, nodes, incarnation, self.observer)
             self._banks[name] = bank
             self._meta[name] = {
                 "config": config.to_dict(), "nodes": nodes, "created_at": now(),
@@ -308,7 +316,8 @@ class ClusterEngine:
         )
         q.check_dim(view.config.dim)
         try:
-            return shard_ops.query(view, q, name=name, chunk_bytes=self.chunk_bytes)  # type: ignore[arg-type]
+            with view.bank.timed():
+                return shard_ops.query(view, q, name=name, chunk_bytes=self.chunk_bytes)  # type: ignore[arg-type]
         except EmptySelectionError:
             if q.filter is None:
                 raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name}) from None
@@ -328,10 +337,11 @@ class ClusterEngine:
         v = as_matrix(states, view.config.dim, "states")
         flt = parse_filter(filter) if filter is not None else None
         try:
-            return shard_ops.energy(
-                view, v, name=name, beta=beta, constants=constants, gradient=gradient,  # type: ignore[arg-type]
-                filter=flt, chunk_bytes=self.chunk_bytes,
-            )  # fmt: skip
+            with view.bank.timed():
+                return shard_ops.energy(
+                    view, v, name=name, beta=beta, constants=constants, gradient=gradient,  # type: ignore[arg-type]
+                    filter=flt, chunk_bytes=self.chunk_bytes,
+                )  # fmt: skip
         except EmptySelectionError:
             if flt is None:
                 raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name}) from None

@@ -105,7 +105,10 @@ async def _lam_handler(request: Request, exc: Exception) -> Response:
         return await _internal(request, exc)
     _mark(request, exc.code)
     details = exc.details if _is_json_like(exc.details) else None
-    return error_response(status, exc.code, exc.message, details)
+    # A family that the client should retry later (a shard with no live replica) says when.
+    retry = getattr(exc, "retry_after_s", None)
+    headers = {"Retry-After": str(retry)} if retry is not None else None
+    return error_response(status, exc.code, exc.message, details, headers)
 
 
 async def _api_handler(request: Request, exc: Exception) -> Response:
