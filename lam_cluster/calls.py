@@ -36,5 +36,6 @@ class ShardUnavailableError(LamError):
     status = 503
     retry_after_s = 1
 
-    def __init__(self, bank: str, shard: int, what: str = "no live replica") -> None:
-        super().__init__(f"shard {shard} of bank {bank!r}: {what}", {"bank": bank, "shard": shard})
+    @classmethod
+    def of(cls, bank: str, shard: int, what: str = "no live replica") -> ShardUnavailableError:
+        return cls(f"shard {shard} of bank {bank!r}: {what}", {"bank": bank, "shard": shard})

@@ -298,7 +298,7 @@ class ClusterBank:
             except Exception:
                 self.dead(c.rep)
         if not out:
-            raise ShardUnavailableError(self.name, s)
+            raise ShardUnavailableError.of(self.name, s)
         self._acked[s] = seq
         return out
 
@@ -313,7 +313,7 @@ class ClusterBank:
         for rep in self.replicas[s]:
             if rep.state == ACTIVE:
                 return rep
-        raise ShardUnavailableError(self.name, s)
+        raise ShardUnavailableError.of(self.name, s)
 
     def describe(self) -> list[dict[str, Any]]:
         """The "shards" of this bank in GET /v1/cluster."""
@@ -376,7 +376,7 @@ class ClusterBank:
             todo = failed
             if not todo:
                 return out
-        raise ShardUnavailableError(self.name, todo[0], "no replica answered")
+        raise ShardUnavailableError.of(self.name, todo[0], "no replica answered")
 
     def count(self, flt: Any = None) -> int:
         return int(sum(self.read_all("count", flt)))
@@ -396,7 +396,7 @@ class ClusterBank:
                 raise
             except Exception:
                 self.dead(rep)
-        raise ShardUnavailableError(self.name, s, "no replica answered")
+        raise ShardUnavailableError.of(self.name, s, "no replica answered")
 
     def query(
         self,
