@@ -9,6 +9,9 @@ reads from an active replica, catches up a replica that missed writes from a pee
 snapshot, and merges the shards' partials exactly (lam_engine/math/merge.py), running
 lam_engine/shards/ops.py over `shard.RemoteShard`s. `backend.ClusterEngine` is what the
 FastAPI service calls in cluster mode (LAM_CLUSTER=ray): a router holding no memories.
+A shard with no live replica is `calls.ShardUnavailableError` (503 shard_unavailable).
+`observe.Observer` is what the router tells of its calls (the service's metrics, the
+benchmark's figures): lam_cluster never imports the service.
 
 Ray is imported on use only: `import lam_cluster` needs no cluster.
 """
