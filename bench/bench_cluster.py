@@ -204,7 +204,11 @@ def model(rows: list[dict[str, Any]], n_model: int, n: int, a: float) -> dict[st
     """The K = 8-64 model from the R = 1 rows (module docstring); `a`: ms per row of a pass."""
     base = [r for r in rows if r["replicas"] == 1]
     ks = [float(r["shards"]) for r in base]
-    # a dense pass = c0 + a · rows per shard: c0 what the replicas measured beyond a · N/K
+    # a dense pass = c0 + a · rows per shard. a: the in-process slope, but never above what a
+    # replica's own pass gives per row (load swings between the two measurements); c0: what
+    # the replicas measured beyond a · N/K.
+    a_in_process = a
+    a = min([a] + [r["compute_per_pass_ms"] * r["shards"] / n for r in base])
     c0 = statistics.median(max(0.0, r["compute_per_pass_ms"] - a * n / r["shards"]) for r in base)
     # the rest of a round (Ray calls + router) = f0 + f1 · K; the router's part alone likewise
     f0, f1 = fit(ks, [r["overhead_per_round_ms"] for r in base])
@@ -229,7 +233,7 @@ def model(rows: list[dict[str, Any]], n_model: int, n: int, a: float) -> dict[st
         "n_model": n_model,
         "rounds": rounds,
         "dense_rounds": dense,
-        "pass_ms": {"c0": c0, "per_row_us": 1e3 * a},
+        "pass_ms": {"c0": c0, "per_row_us": 1e3 * a, "in_process_per_row_us": 1e3 * a_in_process},
         "fanout_ms": {"f0": f0, "per_shard": f1},
         "router_ms": {"m0": m0, "per_shard": m1},
         "rows": out,

@@ -149,8 +149,9 @@ class ClusterBank:
 
     # ---- calls --------------------------------------------------------------------------
     def submit(self, rep: Replica, method: str, *args: Any) -> Call:
+        t0 = time.perf_counter()  # before .remote(): Ray serializes the arguments there
         ref = getattr(rep.handle, method).remote(*args)
-        return Call(rep, method, ref, payload_bytes(args), time.perf_counter())
+        return Call(rep, method, ref, payload_bytes(args), t0)
 
     def wait(self, call: Call, timeout: float | None = None) -> Any:
         """The call's answer (calls.get), told to the observer with its outcome."""
