@@ -42,6 +42,8 @@ BENCHMARKS: dict[str, tuple[str, list[str]]] = {
     # 10⁷ × 128 float16 takes longer to build than the full run's budget allows: run
     # `python -m bench.bench_scale` alone for it; the suite uses 2·10⁶.
     "scale": ("bench_scale.py", ["--n", "2000000"]),
+    # A real local Ray cluster (3 nodes; 1 with --tiny); exits 0 with a note without Ray.
+    "cluster": ("bench_cluster.py", []),
 }
 # Opt-in only (`--only peer`), never in the default suite: it installs Chroma into a venv
 # of its own (bench/peer/.venv, ≈ 2 GB, once) and embeds the text workload (≈ 3 min, once).
@@ -58,6 +60,7 @@ TINY = {
     "scale": ["--n", "20000"],
     "store_http": ["--m", "2000"],
     "store_reload": ["--n", "10000", "--batch", "2000"],
+    "cluster": ["--tiny"],
 }
 # Extra --quick arguments where the full-mode arguments name a variant.
 QUICK = {"prefilter384": ["--d", "96", "--kinds", "flat", "ivf", "--no-sweeps"]}

@@ -11,6 +11,9 @@ lam_engine/shards/ops.py over `shard.RemoteShard`s. `backend.ClusterEngine` is w
 FastAPI service calls in cluster mode (LAM_CLUSTER=ray): a router holding no memories.
 Forgetting, the novelty gate and text banks: `forgetting.py` / `timing.py` (one time for
 the whole bank: the router's), `novelty.py`, `text.py`.
+A shard with no live replica is `calls.ShardUnavailableError` (503 shard_unavailable).
+`observe.Observer` is what the router tells of its calls (the service's metrics, the
+benchmark's figures): lam_cluster never imports the service.
 
 Ray is imported on use only: `import lam_cluster` needs no cluster.
 """

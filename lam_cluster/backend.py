@@ -59,6 +59,7 @@ from . import forgetting, patch, snapshots
 from .calls import ray_module
 from .gathered import gathered
 from .novelty import gate
+from .observe import NULL, Observer
 from .router import ClusterBank
 from .shard import KEY_BITS, ClusterView
 from .text import routed_texts
@@ -103,10 +104,12 @@ class ClusterEngine:
         address: str,
         chunk_bytes: int = 64 << 20,
         clock: Clock | None = None,
+        observer: Observer = NULL,  # the service's metrics (observe.py)
     ) -> None:
         connect(address)
         self.chunk_bytes = chunk_bytes
         self.clock = clock or CLOCK
+        self.observer = observer
         self._dir = Path(data_dir)
         self._dir.mkdir(parents=True, exist_ok=True)
         self._file = self._dir / COORDINATOR_FILE
@@ -117,7 +120,9 @@ class ClusterEngine:
             for name, meta in json.loads(self._file.read_text()).items():
                 cfg = BankConfig.from_dict(meta["config"])
                 inc = meta.get("incarnation", "")
-                self._banks[name] = ClusterBank.create(name, cfg, meta["nodes"], inc, self.clock)
+                self._banks[name] = ClusterBank.create(
+                    name, cfg, meta["nodes"], inc, self.clock, observer
+                )
                 self._meta[name] = meta
         # The one reaper of the cluster's banks (forgetting.py): replicas run none.
         self._reaper = Reaper(self.reap, self.clock.now)
@@ -195,7 +200,7 @@ class ClusterEngine:
                     {"replicas": config.replicas, "nodes": len(nodes)},
                 )
             incarnation = uuid.uuid4().hex[:12]
-            bank = ClusterBank.create(name, config, nodes, incarnation, self.clock)
+            bank = ClusterBank.create(name, config, nodes, incarnation, self.clock, self.observer)
             self._banks[name] = bank
             self._meta[name] = {
                 "config": config.to_dict(), "nodes": nodes, "created_at": now(),
@@ -346,7 +351,8 @@ class ClusterEngine:
         )
         q.check_dim(view.config.dim)
         try:
-            result = shard_ops.query(view, q, name=name, chunk_bytes=self.chunk_bytes)  # type: ignore[arg-type]
+            with view.bank.timed():
+                result = shard_ops.query(view, q, name=name, chunk_bytes=self.chunk_bytes)  # type: ignore[arg-type]
             return view.attach_texts(result) if view.config.embedder is not None else result
         except EmptySelectionError:
             if q.filter is None:
@@ -371,10 +377,11 @@ class ClusterEngine:
         v = as_matrix(states, view.config.dim, "states")
         flt = parse_filter(filter) if filter is not None else None
         try:
-            return shard_ops.energy(
-                view, v, name=name, beta=beta, constants=constants, gradient=gradient,  # type: ignore[arg-type]
-                filter=flt, chunk_bytes=self.chunk_bytes,
-            )  # fmt: skip
+            with view.bank.timed():
+                return shard_ops.energy(
+                    view, v, name=name, beta=beta, constants=constants, gradient=gradient,  # type: ignore[arg-type]
+                    filter=flt, chunk_bytes=self.chunk_bytes,
+                )  # fmt: skip
         except EmptySelectionError:
             if flt is None:
                 raise EmptyBankError(f"bank {name!r} has no memories", {"bank": name}) from None

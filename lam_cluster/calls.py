@@ -1,4 +1,5 @@
-"""Ray, imported on use, and the one way the router waits for a replica's answer."""
+"""Ray, imported on use, the one way the router waits for a replica's answer, and the error
+of a shard that no replica answers for."""
 
 from __future__ import annotations
 
@@ -25,3 +26,16 @@ def get(ref: Any, timeout: float) -> Any:
         if isinstance(cause, LamError):
             raise cause from None
         raise
+
+
+class ShardUnavailableError(LamError):
+    """Every replica of a shard is dead or catching up: 503 with Retry-After (API.md's
+    "503 not ready"), which clients retry; the replicas come back when their node does."""
+
+    code = "shard_unavailable"
+    status = 503
+    retry_after_s = 1
+
+    @classmethod
+    def of(cls, bank: str, shard: int, what: str = "no live replica") -> ShardUnavailableError:
+        return cls(f"shard {shard} of bank {bank!r}: {what}", {"bank": bank, "shard": shard})

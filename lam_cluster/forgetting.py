@@ -64,7 +64,7 @@ def reinforce(bank: ClusterBank, ids: Any, strength: float | None) -> int:
         for shard, pos in enumerate(split(unique, bank.config.shards)):
             if pos:
                 mine = [unique[p] for p in pos]
-                done += bank.all_live(shard, "reinforce", seq, mine, s, ctx=ctx)[0]
+                done += bank.all_live(shard, "reinforce", seq, mine, s, ctx=ctx, acked=seq)[0]
     return int(done)
 
 

@@ -48,7 +48,7 @@ def update_bank(
         if config != bank.config:
             seq = next(bank._seq)
             for s in range(config.shards):
-                bank._all_live(s, "update_config", seq, config.to_dict())
+                bank._all_live(s, "update_config", seq, config.to_dict(), acked=seq)
             engine._meta[name] = {**engine._meta[name], "config": config.to_dict()}
             engine._save()
             bank.config = config

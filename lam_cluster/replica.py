@@ -21,6 +21,7 @@ import io
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +231,7 @@ class ShardReplica:
         )
 
     def _pass(self, flt: Any, run: Any, states: np.ndarray) -> dict[str, Any] | None:
+        t0 = time.perf_counter()
         slot = self.engine._slot(BANK)
         with slot.lock.read():
             shard = LocalShard(slot.bank, slot.prefilter).restricted(_flt(flt))
@@ -263,6 +265,8 @@ class ShardReplica:
                 "ids": ids,
                 "payloads": payloads,
                 "log_tail": ans.log_tail,
+                # The pass as this replica ran it (observe.py: compute vs the call's cost).
+                "compute_s": time.perf_counter() - t0,
             }
 
     # ---- catch-up -------------------------------------------------------------------------

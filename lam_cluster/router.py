@@ -18,11 +18,17 @@ are lam_engine/shards/ops.py's own code, run over `shard.RemoteShard`s (the `Sha
 protocol of lam_engine/shards over Ray): filters and the prefilter included.
 
 An engine error raised inside a replica (a bad filter, an unknown id) is the caller's
-fault, not the replica's: it is raised again as itself and the replica stays active.
+fault, not the replica's: it is raised again as itself and the replica stays active. A shard
+with no live replica is `ShardUnavailableError` (503 shard_unavailable, Retry-After), for
+reads and writes alike.
 
 Time: every replica call goes through `ShardReplica.at` with the router's (now, t_ref) of
 the request (lam_cluster/forgetting.py), so lifetimes and fading strengths are judged at
 one instant on every shard and the shards' log-prior biases share one reference time.
+
+Every replica call goes through `submit` / `wait`, which tell the bank's observer
+(observe.py: metrics, benchmarks) its shard, method, outcome, latency and sizes; replica
+state changes, catch-ups and replicas marked dead are told too.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import contextlib
 import math
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +54,8 @@ from lam_engine.results import QueryBatchResult, UpsertResult
 from lam_engine.shards import ops as shard_ops
 from lam_engine.shards import shard_config, split
 
-from .calls import get, ray_module
+from .calls import ShardUnavailableError, get, ray_module
+from .observe import FAILED, NULL, OK, REFUSED, Observer, payload_bytes
 from .replica import ShardReplica
 from .shard import ClusterView
 from .timing import Ctx, Timing
@@ -78,6 +86,19 @@ class Replica:
     node: str
     state: str = ACTIVE
     next_probe: float = 0.0
+    shard: int = 0
+    index: int = 0  # r: the replica's place in its shard's row
+
+
+@dataclass
+class Call:
+    """A replica call in flight (`ClusterBank.submit`)."""
+
+    rep: Replica
+    method: str
+    ref: Any
+    sent: int
+    t0: float
 
 
 @dataclass
@@ -101,6 +122,13 @@ class ClusterBank:
     timing: Timing = field(default_factory=Timing)  # the router's clock and t_ref
     # The earliest expiry of a memory (a lower bound; −inf: unknown, ask the replicas).
     next_expiry: float = -math.inf
+    observer: Observer = NULL
+    # Per shard, the sequence of its last acknowledged write (None: not known, a router that
+    # found no replica of it answering): a replica holding it may serve with no peer active.
+    _acked: list[int | None] = field(default_factory=list)
+    # Seconds this thread spent waiting on replica calls: a read's own router time is its
+    # wall time less these (`timed`).
+    _waits: threading.local = field(default_factory=threading.local)
 
     @classmethod
     def create(
@@ -110,6 +138,7 @@ class ClusterBank:
         nodes: list[str],
         incarnation: str = "",
         clock: Clock = SYSTEM_CLOCK,
+        observer: Observer = NULL,
     ) -> ClusterBank:
         """Place (or find again: `get_if_exists`) the bank's replicas. `incarnation` tells
         banks of one name apart over time: a replica store left on a node that was down
@@ -119,7 +148,7 @@ class ClusterBank:
         if config.replicas > len(nodes):
             raise ValueError(f"replicas ({config.replicas}) > nodes ({len(nodes)})")
         remote = ray.remote(ShardReplica)
-        bank = cls(name, config, nodes, timing=Timing(clock))
+        bank = cls(name, config, nodes, timing=Timing(clock), observer=observer)
         bank._prep = MemoryBank(shard_config(config), torch.device("cpu"))
         cfg = config.to_dict()
         for s in range(config.shards):
@@ -135,28 +164,85 @@ class ClusterBank:
                     resources={f"lam_node_{node}": 0.001},
                     get_if_exists=True,
                 ).remote(key, s, cfg)
-                row.append(Replica(handle, node))
+                row.append(Replica(handle, node, shard=s, index=r))
             bank.replicas.append(row)
         bank._seq = WriteSequence(bank._attach() + 1)
+        for row in bank.replicas:
+            for rep in row:
+                observer.replica_state(name, rep.shard, rep.index, rep.state)
         return bank
+
+    # ---- calls --------------------------------------------------------------------------
+    def submit(self, rep: Replica, method: str, *args: Any, ctx: Ctx | None = None) -> Call:
+        """`method(*args)` on a replica at `ctx` (None: the router's now), not waited for."""
+        t0 = time.perf_counter()  # before .remote(): Ray serializes the arguments there
+        ref = rep.handle.at.remote(ctx or self.ctx(), method, *args)
+        return Call(rep, method, ref, payload_bytes(args), t0)
+
+    def wait(self, call: Call, timeout: float | None = None) -> Any:
+        """The call's answer (calls.get), told to the observer with its outcome."""
+        t = time.perf_counter()
+        outcome, out = FAILED, None
+        try:
+            out = get(call.ref, self.timeout_s if timeout is None else timeout)
+            outcome = OK
+            return out
+        except LamError:
+            outcome = REFUSED
+            raise
+        finally:
+            end = time.perf_counter()
+            self._waits.total = getattr(self._waits, "total", 0.0) + (end - t)
+            compute = out.get("compute_s") if isinstance(out, dict) else None
+            self.observer.call(
+                self.name, call.rep.shard, call.method, outcome, end - call.t0, call.sent,
+                payload_bytes(out) if outcome == OK else 0, compute,
+            )  # fmt: skip
+
+    def call(
+        self,
+        rep: Replica,
+        method: str,
+        *args: Any,
+        ctx: Ctx | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        return self.wait(self.submit(rep, method, *args, ctx=ctx), timeout)
+
+    @contextlib.contextmanager
+    def timed(self) -> Iterator[None]:
+        """Around one read: tells the observer the router's own time in it (`merge`)."""
+        t0, w0 = time.perf_counter(), getattr(self._waits, "total", 0.0)
+        try:
+            yield
+        finally:
+            waited = getattr(self._waits, "total", 0.0) - w0
+            self.observer.merge(self.name, max(0.0, time.perf_counter() - t0 - waited))
+
+    def _state(self, rep: Replica, state: str) -> None:
+        if rep.state != state:
+            rep.state = state
+            self.observer.replica_state(self.name, rep.shard, rep.index, state)
 
     def _attach(self) -> int:
         """Each replica's applied sequence; one that does not answer, or is behind its
         shard's best (it missed writes while no router watched, e.g. across a router
         restart), is dead until caught up. Returns the highest sequence applied."""
-        refs = [[rep.handle.applied.remote() for rep in row] for row in self.replicas]
+        calls = [[self.submit(rep, "applied") for rep in row] for row in self.replicas]
         top = 0
-        for row, row_refs in zip(self.replicas, refs, strict=True):
+        self._acked = []
+        for row, row_calls in zip(self.replicas, calls, strict=True):
             applied = []
-            for ref in row_refs:
+            for c in row_calls:
                 try:
-                    applied.append(int(get(ref, self.timeout_s)))
+                    applied.append(int(self.wait(c)))
                 except Exception:
                     applied.append(-1)
             best = max(applied)
+            self._acked.append(best if best >= 0 else None)
             for rep, seq in zip(row, applied, strict=True):
                 if seq < best:
-                    rep.state, rep.next_probe = DEAD, 0.0
+                    rep.state, rep.next_probe = DEAD, 0.0  # told at create, with the rest
             top = max(top, best)
         return top
 
@@ -170,6 +256,7 @@ class ClusterBank:
                 with contextlib.suppress(Exception):
                     ray.get(rep.handle.drop.remote(), timeout=5.0)
                 ray.kill(rep.handle, no_restart=True)
+        self.observer.forget(self.name)
 
     # ---- replica health -----------------------------------------------------------------
     def _revive(self, s: int) -> None:
@@ -181,37 +268,62 @@ class ClusterBank:
             self._revive_locked(s)
 
     def _revive_locked(self, s: int) -> None:
-        ray = ray_module()
         row = self.replicas[s]
+        if not any(rep.state == ACTIVE for rep in row):
+            self._reactivate(s)
         live = [rep for rep in row if rep.state == ACTIVE]
         for rep in row:
             if rep.state == ACTIVE or not live or time.monotonic() < rep.next_probe:
                 continue
             rep.next_probe = time.monotonic() + PROBE_EVERY_S
             try:
-                ray.get(rep.handle.applied.remote(), timeout=0.5)
+                self.call(rep, "applied", timeout=0.5)
             except Exception:
                 continue  # still gone (or restarting)
-            rep.state = CATCHING_UP
+            self._state(rep, CATCHING_UP)
             # At time 0 the peer's snapshot keeps what has expired but is not reaped yet, so
             # the copy is bit-equal to the peer (reads hide those rows at their own time).
             ctx = (0.0, self.ctx()[1])
             try:
-                data, seq = ray.get(self.call(live[0], "snapshot", ctx=ctx), timeout=CALL_TIMEOUT_S)
-                ray.get(self.call(rep, "restore", data, seq, ctx=ctx), timeout=CALL_TIMEOUT_S)
+                data, seq = self.call(live[0], "snapshot", ctx=ctx, timeout=CALL_TIMEOUT_S)
+                self.call(rep, "restore", data, seq, ctx=ctx, timeout=CALL_TIMEOUT_S)
             except Exception:
-                rep.state = DEAD  # lost again meanwhile: probed again later
+                self._state(rep, DEAD)  # lost again meanwhile: probed again later
+                self.observer.catch_up(self.name, s, False)
                 continue
-            rep.state = ACTIVE
+            self._state(rep, ACTIVE)
+            self.observer.catch_up(self.name, s, True)
+
+    def _reactivate(self, s: int) -> None:
+        """No replica of shard s is active (R = 1 and its node came back, or all R lost): one
+        that answers and holds every write acknowledged on s serves again with no catch-up —
+        its applied sequence at least the shard's last acknowledged one, or, when that is not
+        known (`_acked`), the highest of all its replicas, every one answering. The others
+        then catch up from it. A replica behind them never serves first: no write lost."""
+        row, now = self.replicas[s], time.monotonic()
+        applied: dict[int, int] = {}
+        for rep in row:
+            if now < rep.next_probe:
+                continue
+            try:
+                applied[rep.index] = int(self.call(rep, "applied", timeout=0.5))
+            except Exception:
+                rep.next_probe = now + PROBE_EVERY_S  # still gone (or restarting)
+        need = self._acked[s]
+        if need is None:
+            if len(applied) < len(row):
+                return
+            need = max(applied.values())
+        for rep in row:
+            if applied.get(rep.index, -1) >= need:
+                self._acked[s] = need
+                self._state(rep, ACTIVE)
+                return
 
     # ---- calls at the router's time (forgetting.py) -----------------------------------------
     def ctx(self) -> Ctx:
         """A read's (now, t_ref)."""
         return self.timing.read(self.config.half_life_s)
-
-    def call(self, rep: Replica, method: str, *args: Any, ctx: Ctx | None = None) -> Any:
-        """Submit `method(*args)` to a replica at `ctx` (None: now); returns its ref."""
-        return rep.handle.at.remote(ctx or self.ctx(), method, *args)
 
     @property
     def write_lock(self) -> threading.RLock:
@@ -221,31 +333,39 @@ class ClusterBank:
         """The next write's sequence number (the caller holds the write lock)."""
         return int(next(self._seq))
 
-    def all_live(self, s: int, method: str, *args: Any, ctx: Ctx | None = None) -> list[Any]:
+    def all_live(
+        self, s: int, method: str, *args: Any, ctx: Ctx | None = None, acked: int | None = None
+    ) -> list[Any]:
         """A write's call on every live replica of shard s (forgetting.reinforce's)."""
-        return self._all_live(s, method, *args, ctx=ctx)
+        return self._all_live(s, method, *args, ctx=ctx, acked=acked)
 
-    def _all_live(self, s: int, method: str, *args: Any, ctx: Ctx | None = None) -> list[Any]:
-        """Call `method` on every active replica of shard s; failing ones are marked dead."""
+    def _all_live(
+        self, s: int, method: str, *args: Any, ctx: Ctx | None = None, acked: int | None = None
+    ) -> list[Any]:
+        """A write on every active replica of shard s; failing ones are marked dead. `acked`:
+        the write's sequence number, acknowledged on s when one or more replica has it."""
         self._revive(s)
         row = [rep for rep in self.replicas[s] if rep.state == ACTIVE]
         ctx = ctx or self.ctx()
-        refs = [self.call(rep, method, *args, ctx=ctx) for rep in row]
+        calls = [self.submit(rep, method, *args, ctx=ctx) for rep in row]
         out = []
-        for rep, ref in zip(row, refs, strict=True):
+        for c in calls:
             try:
-                out.append(get(ref, self.timeout_s))
+                out.append(self.wait(c))
             except LamError:
                 raise
             except Exception:
-                rep.state = DEAD
-                rep.next_probe = time.monotonic() + PROBE_EVERY_S
+                self.dead(c.rep)
         if not out:
-            raise RuntimeError(f"shard {s} of bank {self.name!r}: no live replica")
+            raise ShardUnavailableError.of(self.name, s)
+        if acked is not None:
+            self._acked[s] = acked
         return out
 
     def dead(self, rep: Replica) -> None:
-        rep.state = DEAD
+        if rep.state != DEAD:
+            self.observer.marked_dead(self.name, rep.shard)
+        self._state(rep, DEAD)
         rep.next_probe = time.monotonic() + PROBE_EVERY_S
 
     def reader(self, s: int) -> Replica:
@@ -253,7 +373,7 @@ class ClusterBank:
         for rep in self.replicas[s]:
             if rep.state == ACTIVE:
                 return rep
-        raise RuntimeError(f"shard {s} of bank {self.name!r}: no active replica")
+        raise ShardUnavailableError.of(self.name, s)
 
     def describe(self) -> list[dict[str, Any]]:
         """The "shards" of this bank in GET /v1/cluster."""
@@ -307,6 +427,7 @@ class ClusterBank:
                     None if batch.expires is None else _expiries(batch.expires[pos]),
                     None if texts is None else [texts[p] for p in pos],
                     ctx=ctx,
+                    acked=seq,
                 )
             if batch.expires is not None and len(batch.expires):
                 self.next_expiry = min(self.next_expiry, float(batch.expires.min()))
@@ -319,12 +440,12 @@ class ClusterBank:
             seq = next(self._seq)
             if ids is None:
                 for s in range(self.config.shards):
-                    done += self._all_live(s, "delete_where", seq, flt)[0]
+                    done += self._all_live(s, "delete_where", seq, flt, acked=seq)[0]
                 return done
             unique = list(dict.fromkeys(ids))
             for s, pos in enumerate(split(unique, self.config.shards)):
                 if pos:
-                    done += self._all_live(s, "delete", seq, [unique[p] for p in pos])[0]
+                    done += self._all_live(s, "delete", seq, [unique[p] for p in pos], acked=seq)[0]
         return done
 
     # ---- reads --------------------------------------------------------------------------
@@ -335,21 +456,20 @@ class ClusterBank:
         todo = list(range(self.config.shards))
         ctx = ctx or self.ctx()
         for _ in range(self.config.replicas):
-            reps = {s: self.reader(s) for s in todo}
-            refs = {s: self.call(reps[s], method, *args, ctx=ctx) for s in todo}
+            calls = {s: self.submit(self.reader(s), method, *args, ctx=ctx) for s in todo}
             failed = []
             for s in todo:
                 try:
-                    out[s] = get(refs[s], self.timeout_s)
+                    out[s] = self.wait(calls[s])
                 except LamError:
                     raise
                 except Exception:
-                    self.dead(reps[s])
+                    self.dead(calls[s].rep)
                     failed.append(s)
             todo = failed
             if not todo:
                 return out
-        raise RuntimeError(f"bank {self.name!r}: shards {todo} answered from no replica")
+        raise ShardUnavailableError.of(self.name, todo[0], "no replica answered")
 
     def count(self, flt: Any = None) -> int:
         return int(sum(self.read_all("count", flt)))
@@ -365,12 +485,12 @@ class ClusterBank:
         for _ in range(self.config.replicas):
             rep = self.reader(s)
             try:
-                return get(self.call(rep, method, *args, ctx=ctx), self.timeout_s)
+                return self.call(rep, method, *args, ctx=ctx)
             except LamError:
                 raise
             except Exception:
                 self.dead(rep)
-        raise RuntimeError(f"shard {s} of bank {self.name!r}: no replica answered")
+        raise ShardUnavailableError.of(self.name, s, "no replica answered")
 
     def query(
         self,
@@ -388,7 +508,8 @@ class ClusterBank:
             np.asarray(queries, dtype=np.float32), dim=self.config.dim, beta=beta, steps=steps,
             tol=tol, top_k=top_k, filter=flt,
         )  # fmt: skip
-        return shard_ops.query(ClusterView(self), q, name=self.name, chunk_bytes=chunk_bytes)  # type: ignore[arg-type]
+        with self.timed():
+            return shard_ops.query(ClusterView(self), q, name=self.name, chunk_bytes=chunk_bytes)  # type: ignore[arg-type]
 
 
 def _expiries(exp: np.ndarray) -> list[float | None]:

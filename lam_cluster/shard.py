@@ -32,7 +32,6 @@ from lam_engine.math.merge import Partials
 from lam_engine.results import QueryBatchResult
 from lam_engine.shards import ShardPartials
 
-from .calls import get
 from .timing import Timing
 
 KEY_BITS = 40  # a replica's keys are its store's seq: far below 2**40
@@ -208,8 +207,7 @@ class _Pending:
     def __init__(self, shard: RemoteShard, method: str, args: tuple[Any, ...]) -> None:
         self.shard, self.method, self.args = shard, method, args
         bank = shard.view.bank
-        self._rep = bank.reader(shard.s)
-        self._ref = bank.call(self._rep, method, *args, ctx=shard.view.ctx)
+        self._call = bank.submit(bank.reader(shard.s), method, *args, ctx=shard.view.ctx)
         self._done: ShardPartials | None = None
 
     def _resolve(self) -> ShardPartials:
@@ -218,11 +216,11 @@ class _Pending:
         view, s = self.shard.view, self.shard.s
         bank = view.bank
         try:
-            answer = get(self._ref, bank.timeout_s)
+            answer = bank.wait(self._call)
         except LamError:
             raise
         except Exception:
-            bank.dead(self._rep)
+            bank.dead(self._call.rep)
             answer = bank.shard_call(s, self.method, *self.args, ctx=view.ctx)
         states = self.args[0]
         if answer is None:  # emptied since it was counted: it adds nothing

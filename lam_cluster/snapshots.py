@@ -74,7 +74,7 @@ def restore(bank: ClusterBank, snap: snapshot_io.Snapshot) -> None:
                     k: [col[p] for p in pos] for k, col in snap.times.items()
                 },
             )  # fmt: skip
-            bank._all_live(s, "restore", f.getvalue(), seq)
+            bank._all_live(s, "restore", f.getvalue(), seq, acked=seq)
 
 
 def import_snapshot(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Annotated, Any, TypeVar, cast
 from fastapi import Depends, Request
 
 from lam_engine import Engine, setup
+from lam_engine.errors import LamError
 
 from .auth import KeyTable, require_read, require_write
 from .batching import MicroBatcher
@@ -71,7 +73,9 @@ class Runtime:
             # Engine methods the routes call (and refuses what it cannot do yet, 422).
             from lam_cluster.backend import ClusterEngine
 
-            cluster = ClusterEngine(s.data_dir, s.ray_address, chunk_bytes=s.chunk_bytes)
+            cluster = ClusterEngine(
+                s.data_dir, s.ray_address, chunk_bytes=s.chunk_bytes, observer=self.metrics.cluster
+            )
             self.engine = cast(Engine, cluster)
         else:
             self.engine = Engine.open(
@@ -80,7 +84,9 @@ class Runtime:
                 default_device=s.device,
                 chunk_bytes=s.chunk_bytes,
             )
-        self.metrics.set_banks(self.engine.list_banks())
+        # A cluster bank with a shard down (503) must not keep the router from starting.
+        with contextlib.suppress(LamError):
+            self.metrics.set_banks(self.engine.list_banks())
         self.metrics.set_disk(s.data_dir)
 
     async def stop(self) -> None:

@@ -106,7 +106,10 @@ def lam_error_response(request: Request, exc: LamError) -> Response:
         return internal_error_response(request_id_of(request.scope), exc)
     _mark(request, exc.code)
     details = exc.details if _is_json_like(exc.details) else None
-    return error_response(status, exc.code, exc.message, details)
+    # A family that the client should retry later (a shard with no live replica) says when.
+    retry = getattr(exc, "retry_after_s", None)
+    headers = {"Retry-After": str(retry)} if retry is not None else None
+    return error_response(status, exc.code, exc.message, details, headers)
 
 
 def api_error_response(request: Request, exc: ApiError) -> Response:

@@ -1,4 +1,7 @@
-"""lam_* Prometheus metrics, one CollectorRegistry per app (tests build many apps)."""
+"""lam_* Prometheus metrics, one CollectorRegistry per app (tests build many apps).
+
+`ClusterMetrics` is the router's (LAM_CLUSTER=ray) observer of its replica calls
+(lam_cluster/observe.py): lam_cluster never imports the service, the service hands it this."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ disable_created_metrics()
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 _STEP_BUCKETS = (1, 2, 3, 5, 10, 20, 50, 100, 1000)
+REPLICA_STATES = ("active", "catching_up", "dead")  # lam_cluster/router.py's
 
 
 class Metrics:
@@ -78,6 +82,7 @@ class Metrics:
             "lam_data_dir_total_bytes", "Size of LAM_DATA_DIR's disk", registry=r
         )
         self._bank_labels: set[str] = set()
+        self.cluster = ClusterMetrics(r)
 
     # ---- refreshers ----------------------------------------------------------------------
     def set_banks(self, infos: Iterable[Any]) -> None:
@@ -142,3 +147,91 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ClusterMetrics:
+    """The lam_cluster_* metrics (docs/operations.md, "Cluster metrics"): the router's calls to
+    the shards' replicas, its merge, the replicas' states. Labels: bank, shard, replica (an
+    index), method (a ShardReplica method), outcome, state — never an id."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        shard = ["bank", "shard"]
+        self.calls = Counter(
+            "lam_cluster_calls", "Replica calls by outcome (ok, refused: an engine error, "
+            "failed: lost or timed out)", [*shard, "method", "outcome"], registry=r,
+        )  # fmt: skip
+        self.latency = Histogram(
+            "lam_cluster_call_duration_seconds", "Replica call latency, submit to answer",
+            [*shard, "method"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.compute = Histogram(
+            "lam_cluster_shard_compute_seconds", "A shard's pass as its replica timed it",
+            [*shard, "method"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.sent = Counter(
+            "lam_cluster_sent_bytes", "Bytes of call arguments sent (estimated)", shard,
+            registry=r,
+        )  # fmt: skip
+        self.received = Counter(
+            "lam_cluster_received_bytes", "Bytes of answers received (estimated)", shard,
+            registry=r,
+        )  # fmt: skip
+        self.merge_s = Histogram(
+            "lam_cluster_merge_seconds", "Router time per query/energy outside replica calls",
+            ["bank"], buckets=_LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.state = Gauge(
+            "lam_cluster_replica_state", "1 for a replica's current state, else 0",
+            [*shard, "replica", "state"], registry=r,
+        )  # fmt: skip
+        self.catchups = Counter(
+            "lam_cluster_catchups", "Replica catch-ups from a peer's snapshot",
+            [*shard, "outcome"], registry=r,
+        )  # fmt: skip
+        self.dead = Counter(
+            "lam_cluster_replicas_marked_dead", "Replicas marked dead by the router", shard,
+            registry=r,
+        )  # fmt: skip
+        self._children: dict[str, set[tuple[Any, tuple[str, ...]]]] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        self._children.setdefault(labels[0], set()).add((metric, labels))
+        return metric.labels(*labels)
+
+    def call(
+        self,
+        bank: str,
+        shard: int,
+        method: str,
+        outcome: str,
+        seconds: float,
+        sent: int,
+        received: int,
+        compute_s: float | None,
+    ) -> None:
+        s = str(shard)
+        self._child(self.calls, bank, s, method, outcome).inc()
+        self._child(self.latency, bank, s, method).observe(seconds)
+        if compute_s is not None:
+            self._child(self.compute, bank, s, method).observe(compute_s)
+        self._child(self.sent, bank, s).inc(sent)
+        if received:
+            self._child(self.received, bank, s).inc(received)
+
+    def merge(self, bank: str, seconds: float) -> None:
+        self._child(self.merge_s, bank).observe(seconds)
+
+    def replica_state(self, bank: str, shard: int, replica: int, state: str) -> None:
+        for st in REPLICA_STATES:
+            self._child(self.state, bank, str(shard), str(replica), st).set(st == state)
+
+    def catch_up(self, bank: str, shard: int, ok: bool) -> None:
+        self._child(self.catchups, bank, str(shard), "ok" if ok else "failed").inc()
+
+    def marked_dead(self, bank: str, shard: int) -> None:
+        self._child(self.dead, bank, str(shard)).inc()
+
+    def forget(self, bank: str) -> None:
+        for metric, labels in self._children.pop(bank, set()):
+            with contextlib.suppress(KeyError):
+                metric.remove(*labels)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
+
+from lam_engine.errors import LamError
 
 from ..auth import require_read
 from ..deps import Runtime, runtime
@@ -48,7 +52,10 @@ async def metrics(request: Request) -> Response:
     if rt.settings.metrics_auth:
         await require_read(request)
     if rt.ready and rt.engine is not None:
-        # Bank gauges come fresh from the engine at scrape time (and after bank changes).
-        rt.metrics.set_banks(await rt.run(rt.engine.list_banks))
+        # Bank gauges come fresh from the engine at scrape time (and after bank changes);
+        # a bank that cannot be described now (a cluster shard with no live replica, 503)
+        # keeps its last values, and the rest still scrapes.
+        with contextlib.suppress(LamError):
+            rt.metrics.set_banks(await rt.run(rt.engine.list_banks))
         rt.metrics.set_disk(rt.settings.data_dir)
     return Response(rt.metrics.render(), media_type=CONTENT_TYPE_LATEST)
