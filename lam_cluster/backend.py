@@ -244,8 +244,10 @@ class ClusterEngine:
 
     def get_memory(self, name: str, memory_id: str) -> MemoryRecord:
         bank = self._bank(name)
-        vector, payload = bank.shard_call(shard_of(memory_id, bank.config.shards), "get", memory_id)
-        return MemoryRecord(id=memory_id, vector=vector, payload=payload)
+        rec: MemoryRecord = bank.shard_call(
+            shard_of(memory_id, bank.config.shards), "get", memory_id
+        )
+        return rec
 
     def delete_memory(self, name: str, memory_id: str) -> None:
         if self.delete_memories(name, [memory_id]) == 0:
@@ -289,7 +291,7 @@ class ClusterEngine:
         out: list[MemoryRecord] = []
         while s < bank.config.shards and len(out) < limit:
             page, nxt = bank.shard_call(s, "scroll", limit - len(out), local, with_vectors, filter)
-            out += [MemoryRecord(id=i, vector=v, payload=p) for i, v, p in page]
+            out += page
             if nxt is not None:
                 return out, str((s << KEY_BITS) | (int(nxt) + 1))
             s, local = s + 1, None

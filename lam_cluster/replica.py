@@ -23,6 +23,7 @@ import torch
 from lam_engine import BankConfig, Engine
 from lam_engine.errors import BankNotFoundError
 from lam_engine.filters import Filter, parse_filter
+from lam_engine.results import MemoryRecord
 from lam_engine.shards import LocalShard
 
 BANK = "shard"
@@ -110,18 +111,18 @@ class ShardReplica:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # ---- reads ----------------------------------------------------------------------------
-    def get(self, memory_id: str) -> tuple[np.ndarray | None, Any]:
-        rec = self.engine.get_memory(BANK, memory_id)
-        return rec.vector, rec.payload
+    # get and scroll answer the replica's records whole: API.md's fields beyond vector and
+    # payload (strength, strength_now, the times) are the store's, as on one bank.
+    def get(self, memory_id: str) -> MemoryRecord:
+        return self.engine.get_memory(BANK, memory_id)
 
     def vectors(self, ids: list[str]) -> list[np.ndarray | None]:
         return [self.engine.get_memory(BANK, i).vector for i in ids]
 
     def scroll(
         self, limit: int, cursor: str | None, with_vectors: bool, flt: Any
-    ) -> tuple[list[tuple[str, np.ndarray | None, Any]], str | None]:
-        recs, nxt = self.engine.scroll(BANK, limit, cursor, with_vectors=with_vectors, filter=flt)
-        return [(r.id, r.vector, r.payload) for r in recs], nxt
+    ) -> tuple[list[MemoryRecord], str | None]:
+        return self.engine.scroll(BANK, limit, cursor, with_vectors=with_vectors, filter=flt)
 
     def records(self) -> tuple[list[str], np.ndarray, list[Any]]:
         """(ids, vectors, payloads) in this replica's store order: what replicas compare."""
