@@ -19,9 +19,15 @@ that leave them out, so a test that asks for `"shards": 1` (or 5) still gets it.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+
+from service import Settings, create_app
+from tests.api.api_support import wait_ready
 
 BACKENDS = ("engine", "cluster", "ray")
 ENV = "LAM_API_BACKENDS"
@@ -53,8 +59,34 @@ class ShardingClient(TestClient):
 NODES = ["node0", "node1", "node2"]  # the `cluster` backend's stand-in nodes
 
 
-def drop_banks(client: TestClient) -> None:
-    """Delete every bank a router holds (a real cluster's replica actors outlive the test)."""
-    engine = client.app.state.rt.engine  # type: ignore[attr-defined]
-    for name in engine.bank_names():
-        engine.delete_bank(name)
+def install_ray(
+    backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, nodes: Path
+) -> None:
+    """What the backend's router joins: stand-in actors (`cluster`, their nodes' stores
+    under `nodes`), the session's real cluster (`ray`), nothing (`engine`)."""
+    if backend == "cluster":
+        from tests.harness.fake_ray import FakeRay
+
+        monkeypatch.setitem(sys.modules, "ray", FakeRay(nodes, NODES))
+    elif backend == "ray":
+        request.getfixturevalue("ray_cluster")
+
+
+def open_client(backend: str, **settings: Any) -> TestClient:
+    """A started, ready TestClient over `create_app(Settings(**settings))`, as the router
+    (LAM_CLUSTER=ray, a ShardingClient) on the routed backends."""
+    cls, routed = TestClient, {}
+    if backend in ROUTED:
+        cls, routed = ShardingClient, {"cluster": "ray", "ray_address": "auto"}
+    client = cls(create_app(Settings(**{**routed, **settings})), raise_server_exceptions=False)
+    client.__enter__()
+    wait_ready(client)
+    return client
+
+
+def close_client(backend: str, client: TestClient) -> None:
+    if backend == "ray":  # the replicas are detached actors: end the client's banks
+        engine = client.app.state.rt.engine  # type: ignore[attr-defined]
+        for name in engine.bank_names():
+            engine.delete_bank(name)
+    client.__exit__(None, None, None)

@@ -28,6 +28,12 @@ SKIP: dict[str, dict[str, str]] = {
             "tests/unit/test_cluster_router.py checks the bound)"
         ),
     },
+    "text banks": {
+        "test_text_banks::test_texts_survive_a_restart": (
+            "restarts the module's own server process (`server`, engine backend) and reads "
+            "it back; the router's restart is tests/unit/test_cluster_router.py's"
+        ),
+    },
     "GET /v1/cluster": {
         "test_api_cluster::test_cluster_lists_the_local_node_and_every_banks_shards": (
             'asserts the answer outside cluster mode (one "local" node, one active replica); '
@@ -96,6 +102,20 @@ XFAIL: dict[str, dict[str, str]] = {
             "if_novel is built on cluster banks"
         ),
     },
+    "text banks": {
+        f"test_text_banks::{name}": REFUSED.format(
+            "text banks (embedder) and text memories reach the replicas"
+        )
+        for name in (
+            "test_create_takes_dim_and_normalize_from_the_model",
+            "test_paraphrases_find_their_sentence",
+            "test_get_scroll_and_energy",
+            "test_content_ids_and_mixed_batches",
+            "test_text_refusals_change_nothing",
+            "test_snapshot_round_trip_keeps_texts",
+            "test_text_memories_take_if_novel_and_strengths",
+        )
+    },
     "scroll order": {
         "test_api_shards::test_sharded_answers_equal_one_shard_over_http": (
             "not refused but not built: a cluster bank's scroll walks the shards one after "
@@ -116,3 +136,14 @@ def reasons() -> dict[str, tuple[str, str]]:
                 assert key not in out, f"{key} is listed twice"
                 out[key] = (kind, f"{feature}: {why}")
     return out
+
+
+def markdown() -> str:
+    """The table as docs/cluster.md "Tests" shows it (tests/api/test_cluster_cases.py keeps
+    the two equal)."""
+    rows = ["| feature | case (tests/api/…) | on cluster, ray | why |", "| --- | --- | --- | --- |"]
+    for kind, table in (("skip", SKIP), ("xfail (strict)", XFAIL)):
+        for feature, cases in table.items():
+            for key, why in cases.items():
+                rows.append(f"| {feature} | `{key}` | {kind} | {why} |")
+    return "\n".join(rows) + "\n"

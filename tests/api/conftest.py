@@ -5,7 +5,6 @@ The cases that cannot run as they are on a cluster bank are tests/api/cluster_ca
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,16 +12,17 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service import Settings, create_app
 from tests.api import backends, cluster_cases
-from tests.api.api_support import ClientFactory, make_bank, wait_ready
+from tests.api.api_support import ClientFactory, make_bank
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "api_backend" in metafunc.fixturenames:
-        metafunc.parametrize("api_backend", backends.selected())
+        # module scope: a module's fixtures may open one client per backend (test_text_banks)
+        metafunc.parametrize("api_backend", backends.selected(), scope="module")
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects: the ray cases are slow
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     table = cluster_cases.reasons()
     for item in items:
@@ -44,31 +44,16 @@ def make_client(
 ) -> Iterator[ClientFactory]:
     """make_client(**settings) → a started, ready TestClient; all are closed at teardown."""
     stack: list[TestClient] = []
-    cls = TestClient
-    routed: dict[str, Any] = {}
-    if api_backend in backends.ROUTED:
-        cls, routed = backends.ShardingClient, {"cluster": "ray", "ray_address": "auto"}
-    if api_backend == "cluster":
-        from tests.harness.fake_ray import FakeRay
-
-        monkeypatch.setitem(sys.modules, "ray", FakeRay(tmp_path / "nodes", backends.NODES))
-    elif api_backend == "ray":
-        request.getfixturevalue("ray_cluster")
+    backends.install_ray(api_backend, request, monkeypatch, tmp_path / "nodes")
 
     def make(**overrides: Any) -> TestClient:
         overrides.setdefault("data_dir", tmp_path / f"data{len(stack)}")
-        app = create_app(Settings(**{**routed, **overrides}))
-        client = cls(app, raise_server_exceptions=False)
-        client.__enter__()
-        stack.append(client)
-        wait_ready(client)
-        return client
+        stack.append(backends.open_client(api_backend, **overrides))
+        return stack[-1]
 
     yield make
     for client in reversed(stack):
-        if api_backend == "ray":  # the replicas are detached actors: end the test's banks
-            backends.drop_banks(client)
-        client.__exit__(None, None, None)
+        backends.close_client(api_backend, client)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -19,9 +20,15 @@ def test_every_entry_names_a_test_on_the_api_fixtures(key: str) -> None:
     fn = getattr(importlib.import_module(f"tests.api.{module}"), name, None)
     assert callable(fn), f"{key}: no such test"
     uses = set(inspect.signature(fn).parameters)
-    assert uses & {"client", "bank", "make_client"}, f"{key} does not run on the backends"
+    on_backends = {"client", "bank", "make_client", "http", "notes"}  # conftest, test_text_banks
+    assert uses & on_backends, f"{key} does not run on the backends"
     kind, why = cluster_cases.reasons()[key]
     assert kind in ("skip", "xfail") and len(why) > 20
+
+
+def test_docs_show_the_table_as_it_is() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cluster.md").read_text()
+    assert cluster_cases.markdown() in doc, "docs/cluster.md: paste cluster_cases.markdown()"
 
 
 def test_backends_selection(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from lam_client import AsyncClient, Client
 from lam_engine.embed import text_extra_installed
+from tests.api import backends
 from tests.harness import LamServer
 from tests.harness.fixtures import serve
 
@@ -65,10 +66,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LamServer]:
 
 
 @pytest.fixture(scope="module")
-def http(server: LamServer) -> Iterator[httpx.Client]:
-    # The first text request loads the model in the server: allow it the time.
-    with httpx.Client(base_url=server.url, timeout=120.0) as c:
-        yield c
+def http(
+    api_backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
+    """The module's server over HTTP (`engine`), or the cluster router of the backend
+    (tests/api/backends.py): a TestClient, an httpx.Client too."""
+    if api_backend == "engine":
+        server = request.getfixturevalue("server")
+        # The first text request loads the model in the server: allow it the time.
+        with httpx.Client(base_url=server.url, timeout=120.0) as c:
+            yield c
+        return
+    d = tmp_path_factory.mktemp(f"text-{api_backend}")
+    with pytest.MonkeyPatch.context() as mp:
+        backends.install_ray(api_backend, request, mp, d / "nodes")
+        c = backends.open_client(api_backend, data_dir=d / "router")
+        try:
+            yield c
+        finally:
+            backends.close_client(api_backend, c)
 
 
 def error(r: httpx.Response, status: int, code: str | None = None) -> dict:
