@@ -3,8 +3,7 @@
 - `engine`: `create_app` over an in-process Engine (the default, and the only one in the
   default run);
 - `cluster`: the router (`LAM_CLUSTER=ray`, lam_cluster/backend.py) with the replica actors
-  in this process (tests/harness/fake_ray.py, 3 nodes) — fast, in the default run when
-  selected;
+  in this process (tests/harness/fake_ray.py, 3 nodes): no cluster needed, not `slow`;
 - `ray`: the same router over the session's real 3-node local Ray cluster
   (tests/conftest.py `ray_cluster`); its cases are marked `slow`.
 

@@ -2,6 +2,11 @@
 it as a driver. One per session (tests/conftest.py `ray_cluster`): the cluster tests
 (tests/cluster) and the API suite's `ray` backend (tests/api) share it, because a process
 can be the driver of one Ray cluster only, and each start costs ≈ 10–40 s on 2 shared cores.
+
+LAM_TEST_RAY_HEAD (default 127.0.0.2, `lam cluster up`'s) moves the nodes to other loopback
+addresses (head there, workers on the next ones): `up` refuses a head address that already
+runs Ray, and `down` ends the processes of its nodes' addresses, so two test sessions on one
+machine (other checkouts' included) must not share them.
 """
 
 from __future__ import annotations
@@ -12,10 +17,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from lam_client import cluster_local
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+HEAD_ENV = "LAM_TEST_RAY_HEAD"
+
+
+def _addresses(head: str) -> Any:
+    """cluster_local's node addresses from `head` on (node i at head + i)."""
+    base = int(head.rsplit(".", 1)[1])
+    if not (head.startswith("127.0.0.") and 2 <= base <= 240):
+        raise ValueError(f"{HEAD_ENV}={head!r}: a 127.0.0.x address, 2 <= x <= 240")
+    return mock.patch.multiple(cluster_local, HEAD_IP=head, node_ip=lambda i: f"127.0.0.{base + i}")
 
 
 @contextmanager
@@ -23,6 +40,11 @@ def local_ray_cluster(d: Path, nodes: int = 3) -> Iterator[dict[str, Any]]:
     """`lam cluster up` in `d`, ray.init to it; on exit ray.shutdown and `down`."""
     import ray
 
+    with _addresses(os.environ.get(HEAD_ENV, cluster_local.HEAD_IP)):
+        yield from _up(ray, d, nodes)
+
+
+def _up(ray: Any, d: Path, nodes: int) -> Iterator[dict[str, Any]]:
     # The nodes' workers import lam_engine / lam_cluster from this checkout.
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + old if old else "")
