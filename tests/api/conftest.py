@@ -26,12 +26,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     table = cluster_cases.reasons()
     for item in items:
-        backend = getattr(item, "callspec", None) and item.callspec.params.get("api_backend")
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("api_backend") if callspec is not None else None
         if backend not in backends.ROUTED:
             continue
         if backend == "ray":
             item.add_marker(pytest.mark.slow)
-        kind, why = table.get(f"{item.path.stem}::{item.originalname}", (None, ""))  # type: ignore[attr-defined]
+        name = getattr(item, "originalname", item.name)  # the test, without its parameters
+        kind, why = table.get(f"{item.path.stem}::{name}", ("", ""))
         if kind == "skip":
             item.add_marker(pytest.mark.skip(reason=f"cannot apply on a cluster bank: {why}"))
         elif kind == "xfail":

@@ -11,6 +11,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -68,9 +69,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LamServer]:
 @pytest.fixture(scope="module")
 def http(
     api_backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[httpx.Client]:
+) -> Iterator[Any]:
     """The module's server over HTTP (`engine`), or the cluster router of the backend
-    (tests/api/backends.py): a TestClient, an httpx.Client too."""
+    (tests/api/backends.py): a TestClient, which has httpx.Client's methods."""
     if api_backend == "engine":
         server = request.getfixturevalue("server")
         # The first text request loads the model in the server: allow it the time.
@@ -80,11 +81,11 @@ def http(
     d = tmp_path_factory.mktemp(f"text-{api_backend}")
     with pytest.MonkeyPatch.context() as mp:
         backends.install_ray(api_backend, request, mp, d / "nodes")
-        c = backends.open_client(api_backend, data_dir=d / "router")
+        router = backends.open_client(api_backend, data_dir=d / "router")
         try:
-            yield c
+            yield router
         finally:
-            backends.close_client(api_backend, c)
+            backends.close_client(api_backend, router)
 
 
 def error(r: httpx.Response, status: int, code: str | None = None) -> dict:
