@@ -14,20 +14,3 @@ settings.load_profile("lam")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
-
-
-# The real local Ray cluster (tests/harness/ray_cluster.py): one per session, shared by the
-# cluster tests and the API suite's `ray` backend; started only by a test that asks for it.
-from collections.abc import Iterator  # noqa: E402
-from typing import Any  # noqa: E402
-
-import pytest  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    pytest.importorskip("ray")
-    from tests.harness.ray_cluster import local_ray_cluster
-
-    with local_ray_cluster(tmp_path_factory.mktemp("raycluster")) as doc:
-        yield doc

@@ -4,8 +4,9 @@
   default run);
 - `cluster`: the router (`LAM_CLUSTER=ray`, lam_cluster/backend.py) with the replica actors
   in this process (tests/harness/fake_ray.py, 3 nodes): no cluster needed, not `slow`;
-- `ray`: the same router over the session's real 3-node local Ray cluster
-  (tests/conftest.py `ray_cluster`); its cases are marked `slow`.
+- `ray`: the same router over a real 3-node local Ray cluster, one for the package
+  (tests/api/conftest.py `ray_cluster`; LAM_TEST_RAY_HEAD, default 127.0.0.2, its head's
+  loopback address); its cases are marked `slow`.
 
 On `cluster` and `ray` every bank the tests create is sharded and replicated
 (`SHARDS` × `REPLICAS`) unless the request names `shards` or `replicas` itself. This is
@@ -31,6 +32,7 @@ from tests.api.api_support import wait_ready
 BACKENDS = ("engine", "cluster", "ray")
 ENV = "LAM_API_BACKENDS"
 SHARDS, REPLICAS = 3, 2
+HEAD_ENV = "LAM_TEST_RAY_HEAD"
 ROUTED = ("cluster", "ray")  # the router's backends: cluster_cases.py applies to them
 
 
@@ -62,7 +64,7 @@ def install_ray(
     backend: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, nodes: Path
 ) -> None:
     """What the backend's router joins: stand-in actors (`cluster`, their nodes' stores
-    under `nodes`), the session's real cluster (`ray`), nothing (`engine`)."""
+    under `nodes`), the package's real cluster (`ray`), nothing (`engine`)."""
     if backend == "cluster":
         from tests.harness.fake_ray import FakeRay
 

@@ -5,6 +5,7 @@ The cases that cannot run as they are on a cluster bank are tests/api/cluster_ca
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=f"cannot apply on a cluster bank: {why}"))
         elif kind == "xfail":
             item.add_marker(pytest.mark.xfail(strict=True, reason=why))
+
+
+@pytest.fixture(scope="package")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The `ray` backend's real cluster: one for the API suite (tests/harness/ray_cluster.py;
+    LAM_TEST_RAY_HEAD moves its addresses off another session's)."""
+    pytest.importorskip("ray")
+    from tests.harness.ray_cluster import local_ray_cluster
+
+    head = os.environ.get(backends.HEAD_ENV, "127.0.0.2")
+    with local_ray_cluster(tmp_path_factory.mktemp("raycluster"), head=head) as doc:
+        yield doc
 
 
 @pytest.fixture

@@ -1,12 +1,14 @@
 """The real 3-node local Ray cluster of the slow tests, with this test process connected to
-it as a driver. One per session (tests/conftest.py `ray_cluster`): the cluster tests
-(tests/cluster) and the API suite's `ray` backend (tests/api) share it, because a process
-can be the driver of one Ray cluster only, and each start costs ≈ 10–40 s on 2 shared cores.
+it as a driver: one per package that asks for it (tests/cluster/conftest.py `cluster`,
+tests/api/conftest.py `ray_cluster`), each down before the next package's comes up — a
+process can be the driver of one Ray cluster only, and tests/cluster/test_local_cluster.py
+runs `lam cluster up` itself, which refuses while another cluster holds its head address.
 
-LAM_TEST_RAY_HEAD (default 127.0.0.2, `lam cluster up`'s) moves the nodes to other loopback
-addresses (head there, workers on the next ones): `up` refuses a head address that already
-runs Ray, and `down` ends the processes of its nodes' addresses, so two test sessions on one
-machine (other checkouts' included) must not share them.
+`head` (default 127.0.0.2, `lam cluster up`'s) moves the nodes to other loopback addresses
+(the head there, the workers on the next ones): `up` refuses a head address that already
+runs Ray, and `down` ends the processes of its nodes' addresses, so two test sessions on
+one machine (other checkouts' included) must not share them. The API suite takes it from
+LAM_TEST_RAY_HEAD.
 """
 
 from __future__ import annotations
@@ -24,23 +26,23 @@ from lam_client import cluster_local
 ROOT = Path(__file__).resolve().parents[2]
 
 
-HEAD_ENV = "LAM_TEST_RAY_HEAD"
-
-
 def _addresses(head: str) -> Any:
     """cluster_local's node addresses from `head` on (node i at head + i)."""
     base = int(head.rsplit(".", 1)[1])
     if not (head.startswith("127.0.0.") and 2 <= base <= 240):
-        raise ValueError(f"{HEAD_ENV}={head!r}: a 127.0.0.x address, 2 <= x <= 240")
+        raise ValueError(f"head {head!r}: a 127.0.0.x address, 2 <= x <= 240")
     return mock.patch.multiple(cluster_local, HEAD_IP=head, node_ip=lambda i: f"127.0.0.{base + i}")
 
 
 @contextmanager
-def local_ray_cluster(d: Path, nodes: int = 3) -> Iterator[dict[str, Any]]:
-    """`lam cluster up` in `d`, ray.init to it; on exit ray.shutdown and `down`."""
+def local_ray_cluster(
+    d: Path, nodes: int = 3, head: str = cluster_local.HEAD_IP
+) -> Iterator[dict[str, Any]]:
+    """`lam cluster up` in `d` (its head at `head`), ray.init to it; on exit ray.shutdown
+    and `down`."""
     import ray
 
-    with _addresses(os.environ.get(HEAD_ENV, cluster_local.HEAD_IP)):
+    with _addresses(head):
         yield from _up(ray, d, nodes)
 
 
