@@ -194,6 +194,8 @@ class ShardReplica:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     # ---- reads ----------------------------------------------------------------------------
+    # get and scroll answer the replica's records whole: API.md's fields beyond vector and
+    # payload (strength, strength_now, the times) are the store's, as on one bank.
     def get(self, memory_id: str) -> MemoryRecord:
         return self.engine.get_memory(BANK, memory_id)
 

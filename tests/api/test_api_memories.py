@@ -110,6 +110,18 @@ def test_scroll_pages_through_everything_in_order(client: TestClient, bank: str)
     assert_error(client.get(f"/v1/banks/{bank}/memories", params={"cursor": "xyz"}), 422)
 
 
+def test_scroll_pages_show_strength_and_times(client: TestClient, bank: str) -> None:
+    """API.md "Forgetting": get and scroll show a memory's strength and times, alike."""
+    fields = {"strength", "strength_now", "stored_at", "reinforced_at", "expires_at"}
+    page = client.get(f"/v1/banks/{bank}/memories", params={"limit": 100}).json()["memories"]
+    assert sorted(m["id"] for m in page) == sorted(IDS)
+    for m in page:
+        assert fields <= set(m) and m["strength"] == m["strength_now"] == 1.0
+        assert m["stored_at"].endswith("Z") and m["expires_at"] is None
+        got = client.get(f"/v1/banks/{bank}/memories/{m['id']}").json()
+        assert {k: got[k] for k in fields} == {k: m[k] for k in fields}
+
+
 def _state(client: TestClient, bank: str) -> tuple[int, list[float]]:
     count = client.get(f"/v1/banks/{bank}").json()["count"]
     return count, client.get(f"/v1/banks/{bank}/memories/a").json()["vector"]

@@ -11,6 +11,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 
 from lam_client import AsyncClient, Client
 from lam_engine.embed import text_extra_installed
+from tests.api import backends
 from tests.harness import LamServer
 from tests.harness.fixtures import serve
 
@@ -65,10 +67,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LamServer]:
 
 
 @pytest.fixture(scope="module")
-def http(server: LamServer) -> Iterator[httpx.Client]:
-    # The first text request loads the model in the server: allow it the time.
-    with httpx.Client(base_url=server.url, timeout=120.0) as c:
-        yield c
+def http(
+    api_backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """The module's server over HTTP (`engine`), or the cluster router of the backend
+    (tests/api/backends.py): a TestClient, which has httpx.Client's methods."""
+    if api_backend == "engine":
+        server = request.getfixturevalue("server")
+        # The first text request loads the model in the server: allow it the time.
+        with httpx.Client(base_url=server.url, timeout=120.0) as c:
+            yield c
+        return
+    d = tmp_path_factory.mktemp(f"text-{api_backend}")
+    with pytest.MonkeyPatch.context() as mp:
+        backends.install_ray(api_backend, request, mp, d / "nodes")
+        router = backends.open_client(api_backend, data_dir=d / "router")
+        try:
+            yield router
+        finally:
+            backends.close_client(api_backend, router)
 
 
 def error(r: httpx.Response, status: int, code: str | None = None) -> dict:

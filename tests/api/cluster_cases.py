@@ -1,0 +1,149 @@
+"""The API suite's cases that do not run as they are on a cluster bank (backends
+`cluster` and `ray`, tests/api/backends.py): ONE table, grouped by feature, each entry with
+its argument. docs/cluster.md "Tests" shows it.
+
+- `SKIP`: cannot apply on a cluster bank (the test asserts something only an in-process
+  bank has); skipped there, with the argument as the reason. It runs on `engine`.
+- `XFAIL`: the router refuses it today (422 `invalid_parameter`, docs/cluster.md "Refused
+  on a cluster bank"); `xfail(strict=True)`, so that once the work named merges the case
+  XPASSes, the run fails, and the entry is removed.
+
+A key is `<file stem>::<test name>` (every parameter of the test).
+"""
+
+from __future__ import annotations
+
+REFUSED = "refused on cluster banks until {} (422 invalid_parameter today)"
+
+# feature → {test key: argument}
+SKIP: dict[str, dict[str, str]] = {
+    "bank description": {
+        "test_api_banks::test_create_returns_201_with_defaults_of_api_md": (
+            'asserts "device": "cpu", the process\'s own device; a cluster bank has none '
+            '(its replicas pick theirs on their nodes): the router says "ray"'
+        ),
+        "test_api_shards::test_create_sharded_bank_describes_shards_and_refuses_replicas": (
+            "asserts replicas > 1 is 422 cluster_required, which API.md says only outside "
+            "cluster mode (the router takes replicas up to its live nodes, "
+            "tests/unit/test_cluster_router.py checks the bound)"
+        ),
+    },
+    "text banks": {
+        "test_text_banks::test_texts_survive_a_restart": (
+            "restarts the module's own server process (`server`, engine backend) and reads "
+            "it back; the router's restart is tests/unit/test_cluster_router.py's"
+        ),
+    },
+    "GET /v1/cluster": {
+        "test_api_cluster::test_cluster_lists_the_local_node_and_every_banks_shards": (
+            'asserts the answer outside cluster mode (one "local" node, one active replica); '
+            "the router's answer (its Ray nodes, replica states) is "
+            "tests/unit/test_cluster_router.py's and tests/cluster/test_router.py's"
+        ),
+    },
+}
+XFAIL: dict[str, dict[str, str]] = {
+    "Models A and C": {
+        "test_api_openapi::test_integers_may_be_spelled_3_0_but_not_as_strings": REFUSED.format(
+            "Models A/C reach the shard seam (it creates a Model A bank)"
+        ),
+    },
+    "PATCH": {
+        "test_api_banks::test_patch_changes_beta_and_merges_prefilter": REFUSED.format(
+            "PATCH reaches the replicas"
+        ),
+        "test_api_auth::test_write_key_may_write": REFUSED.format(
+            "PATCH reaches the replicas (the write key's check PATCHes a bank)"
+        ),
+        "test_api_filters::test_errors": REFUSED.format(
+            "PATCH reaches the replicas (the test ends by PATCHing payload_index)"
+        ),
+    },
+    "dynamics": {
+        "test_api_retrieval::test_empty_bank_is_409_for_query_energy_dynamics": REFUSED.format(
+            "dynamics is built on cluster banks (an empty bank's dynamics: 409 empty_bank)"
+        ),
+        "test_api_retrieval::test_dynamics_energy_never_increases": REFUSED.format(
+            "dynamics is built on cluster banks"
+        ),
+        "test_api_retrieval::test_dynamics_limits": REFUSED.format(
+            "dynamics is built on cluster banks"
+        ),
+    },
+    "diagnostics": {
+        "test_api_retrieval::test_diagnostics": REFUSED.format(
+            "diagnostics are built on cluster banks"
+        ),
+    },
+    "snapshots": {
+        "test_api_banks::test_snapshot_round_trip_is_exact": REFUSED.format(
+            "snapshot export and import are built on cluster banks"
+        ),
+        "test_api_shards::test_snapshot_of_a_sharded_bank_reimports_with_another_shard_count": (
+            REFUSED.format("snapshot export and import are built on cluster banks")
+        ),
+    },
+    "forgetting": {
+        "test_api_forgetting::test_strengths_in_and_out_and_reinforce": REFUSED.format(
+            "forgetting (strengths, half_life_s, reinforce) reaches the replicas"
+        ),
+    },
+    "novelty gate (if_novel)": {
+        "test_api_novelty::test_gated_store_skips_near_duplicates": REFUSED.format(
+            "if_novel is built on cluster banks"
+        ),
+        "test_api_novelty::test_without_if_novel_the_answer_is_unchanged": REFUSED.format(
+            "if_novel is built on cluster banks (it compares answers with and without it)"
+        ),
+        "test_api_novelty::test_all_skipped_changes_nothing": REFUSED.format(
+            "if_novel is built on cluster banks"
+        ),
+        "test_api_novelty::test_empty_bank_never_answers_infinity": REFUSED.format(
+            "if_novel is built on cluster banks"
+        ),
+    },
+    "text banks": {
+        f"test_text_banks::{name}": REFUSED.format(
+            "text banks (embedder) and text memories reach the replicas"
+        )
+        for name in (
+            "test_create_takes_dim_and_normalize_from_the_model",
+            "test_paraphrases_find_their_sentence",
+            "test_get_scroll_and_energy",
+            "test_content_ids_and_mixed_batches",
+            "test_text_refusals_change_nothing",
+            "test_snapshot_round_trip_keeps_texts",
+            "test_text_memories_take_if_novel_and_strengths",
+        )
+    },
+    "scroll order": {
+        "test_api_shards::test_sharded_answers_equal_one_shard_over_http": (
+            "not refused but not built: a cluster bank's scroll walks the shards one after "
+            "another (docs/cluster.md), not in the one-shard bank's insertion order that "
+            "API.md's GET /memories order promises; a merge of the shards' pages by write "
+            "sequence is the fix (not small: the cursor and the replicas' keys change)"
+        ),
+    },
+}
+
+
+def reasons() -> dict[str, tuple[str, str]]:
+    """test key → ("skip" | "xfail", reason), over every feature group."""
+    out: dict[str, tuple[str, str]] = {}
+    for kind, table in (("skip", SKIP), ("xfail", XFAIL)):
+        for feature, cases in table.items():
+            for key, why in cases.items():
+                assert key not in out, f"{key} is listed twice"
+                out[key] = (kind, f"{feature}: {why}")
+    return out
+
+
+def markdown() -> str:
+    """The table as docs/cluster.md "Tests" shows it (tests/api/test_cluster_cases.py keeps
+    the two equal)."""
+    rows = ["| feature | case (tests/api/…) | on cluster, ray | why |", "| --- | --- | --- | --- |"]
+    for kind, table in (("skip", SKIP), ("xfail (strict)", XFAIL)):
+        for feature, cases in table.items():
+            for key, why in cases.items():
+                rows.append(f"| {feature} | `{key}` | {kind} | {why} |")
+    return "\n".join(rows) + "\n"
