@@ -43,80 +43,23 @@ SKIP: dict[str, dict[str, str]] = {
     },
 }
 XFAIL: dict[str, dict[str, str]] = {
-    "Models A and C": {
-        "test_api_openapi::test_integers_may_be_spelled_3_0_but_not_as_strings": REFUSED.format(
-            "Models A/C reach the shard seam (it creates a Model A bank)"
-        ),
-    },
-    "PATCH": {
-        "test_api_banks::test_patch_changes_beta_and_merges_prefilter": REFUSED.format(
-            "PATCH reaches the replicas"
-        ),
-        "test_api_auth::test_write_key_may_write": REFUSED.format(
-            "PATCH reaches the replicas (the write key's check PATCHes a bank)"
-        ),
-        "test_api_filters::test_errors": REFUSED.format(
-            "PATCH reaches the replicas (the test ends by PATCHing payload_index)"
-        ),
-    },
-    "dynamics": {
-        "test_api_retrieval::test_empty_bank_is_409_for_query_energy_dynamics": REFUSED.format(
-            "dynamics is built on cluster banks (an empty bank's dynamics: 409 empty_bank)"
-        ),
-        "test_api_retrieval::test_dynamics_energy_never_increases": REFUSED.format(
-            "dynamics is built on cluster banks"
-        ),
-        "test_api_retrieval::test_dynamics_limits": REFUSED.format(
-            "dynamics is built on cluster banks"
-        ),
-    },
-    "diagnostics": {
-        "test_api_retrieval::test_diagnostics": REFUSED.format(
-            "diagnostics are built on cluster banks"
-        ),
-    },
-    "snapshots": {
-        "test_api_banks::test_snapshot_round_trip_is_exact": REFUSED.format(
-            "snapshot export and import are built on cluster banks"
-        ),
-        "test_api_shards::test_snapshot_of_a_sharded_bank_reimports_with_another_shard_count": (
-            REFUSED.format("snapshot export and import are built on cluster banks")
-        ),
-    },
-    "forgetting": {
+    "PATCH of the forgetting settings": {
         "test_api_forgetting::test_strengths_in_and_out_and_reinforce": REFUSED.format(
-            "forgetting (strengths, half_life_s, reinforce) reaches the replicas"
+            "PATCH of half_life_s / default_ttl_s reaches the router's timing and the "
+            "replicas (the test ends by PATCHing them)"
         ),
     },
-    "novelty gate (if_novel)": {
-        "test_api_novelty::test_gated_store_skips_near_duplicates": REFUSED.format(
-            "if_novel is built on cluster banks"
+    "snapshots with texts": {
+        "test_text_banks::test_snapshot_round_trip_keeps_texts": REFUSED.format(
+            "snapshot files carrying texts (or strengths, lifetimes) are imported into "
+            "cluster banks"
         ),
-        "test_api_novelty::test_without_if_novel_the_answer_is_unchanged": REFUSED.format(
-            "if_novel is built on cluster banks (it compares answers with and without it)"
-        ),
-        "test_api_novelty::test_all_skipped_changes_nothing": REFUSED.format(
-            "if_novel is built on cluster banks"
-        ),
-        "test_api_novelty::test_empty_bank_never_answers_infinity": REFUSED.format(
-            "if_novel is built on cluster banks"
-        ),
-    },
-    "text banks": {
-        f"test_text_banks::{name}": REFUSED.format(
-            "text banks (embedder) and text memories reach the replicas"
-        )
-        for name in (
-            "test_create_takes_dim_and_normalize_from_the_model",
-            "test_paraphrases_find_their_sentence",
-            "test_get_scroll_and_energy",
-            "test_content_ids_and_mixed_batches",
-            "test_text_refusals_change_nothing",
-            "test_snapshot_round_trip_keeps_texts",
-            "test_text_memories_take_if_novel_and_strengths",
-        )
     },
     "scroll order": {
+        "test_text_banks::test_get_scroll_and_energy": (
+            "not refused but not built: its first page of a scroll is the one-shard bank's "
+            "first three memories (see the next entry)"
+        ),
         "test_api_shards::test_sharded_answers_equal_one_shard_over_http": (
             "not refused but not built: a cluster bank's scroll walks the shards one after "
             "another (docs/cluster.md), not in the one-shard bank's insertion order that "
