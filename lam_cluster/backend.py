@@ -21,7 +21,7 @@ pass under the bank's write lock (lam_cluster/novelty.py); text banks are embedd
 kept by the replicas (lam_cluster/text.py).
 
 Refused with 422 `invalid_parameter` (never a 500): PATCH of the forgetting settings, and
-snapshot files carrying strengths, lifetimes or texts.
+the import of a snapshot with strengths into a bank with a half-life.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ as it was (with `replace`, the old bank is deleted only once the new one is in).
 from __future__ import annotations
 
 import io
-import math
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from lam_engine import BankConfig
@@ -40,19 +39,17 @@ def export_snapshot(engine: ClusterEngine, name: str, fileobj: BinaryIO) -> None
     write(fileobj, view.snapshot, config=bank.config.to_dict())
 
 
-def _refuse_forgetting(snap: snapshot_io.Snapshot) -> None:
-    """Cluster banks keep no strengths or lifetimes yet (backend.py's refusals)."""
+def _refuse_fading(snap: snapshot_io.Snapshot, config: BankConfig) -> None:
+    """A bank with a half-life keeps its strengths as log-priors at the router's reference
+    time (forgetting.py); a file's strengths are not rebased to it on import yet. Strengths
+    without a half-life, lifetimes and texts are restored as they are."""
     from .backend import unsupported
 
+    if config.half_life_s is None:
+        return
     t = snap.times or {}
-    if any(x != 1 for x in t.get("strengths", [])) or any(
-        x is not None and math.isfinite(x)
-        for key in ("reinforced_at", "expires_at")
-        for x in t.get(key, [])
-    ):
-        raise unsupported("forgetting (strengths, lifetimes in a snapshot)")
-    if snap.texts is not None and any(x is not None for x in snap.texts):
-        raise unsupported("text memories")
+    if any(x != 1 for x in t.get("strengths", [])):
+        raise unsupported("a snapshot with strengths into a bank with a half-life")
 
 
 def restore(bank: ClusterBank, snap: snapshot_io.Snapshot) -> None:
@@ -70,6 +67,7 @@ def restore(bank: ClusterBank, snap: snapshot_io.Snapshot) -> None:
                 ids=[snap.ids[p] for p in pos],
                 vectors=snap.vectors[pos],
                 payloads=[snap.payloads[p] for p in pos],
+                texts=None if snap.texts is None else [snap.texts[p] for p in pos],
                 times=None if snap.times is None else {
                     k: [col[p] for p in pos] for k, col in snap.times.items()
                 },
@@ -90,7 +88,7 @@ def import_snapshot(
     snap = snapshot_io.read_snapshot(fileobj, max_bytes=max_bytes)
     config = BankConfig.from_dict(snap.config)
     config = config if shards is None else config.with_changes(shards=shards)
-    _refuse_forgetting(snap)
+    _refuse_fading(snap, config)
     with engine._table:
         old, old_meta = engine._banks.get(name), engine._meta.get(name)
         if old is not None and not replace:

@@ -49,22 +49,18 @@ XFAIL: dict[str, dict[str, str]] = {
             "replicas (the test ends by PATCHing them)"
         ),
     },
-    "snapshots with texts": {
-        "test_text_banks::test_snapshot_round_trip_keeps_texts": REFUSED.format(
-            "snapshot files carrying texts (or strengths, lifetimes) are imported into "
-            "cluster banks"
-        ),
-    },
     "scroll order": {
         "test_text_banks::test_get_scroll_and_energy": (
             "not refused but not built: its first page of a scroll is the one-shard bank's "
             "first three memories (see the next entry)"
         ),
         "test_api_shards::test_sharded_answers_equal_one_shard_over_http": (
-            "not refused but not built: a cluster bank's scroll walks the shards one after "
-            "another (docs/cluster.md), not in the one-shard bank's insertion order that "
-            "API.md's GET /memories order promises; a merge of the shards' pages by write "
-            "sequence is the fix (not small: the cursor and the replicas' keys change)"
+            "compares scroll pages with a one-shard bank's, which come in insertion order; "
+            "a cluster bank's scroll walks the shards one after another (docs/cluster.md). "
+            "API.md calls GET /memories' order the bank's memory order without fixing it, "
+            "and dynamics' `hidden` follows the same order on both; one global insertion "
+            "order needs a merge of the shards' pages by write sequence (the cursor and "
+            "the replicas' keys change)"
         ),
     },
 }
