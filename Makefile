@@ -22,7 +22,7 @@ test-tools:
 # Lint first: a tree that is not ruff-clean and typed does not pass.
 test: install-dev test-tools
 	$(MAKE) --no-print-directory lint PY=$(PY)
-	$(PY) -m pytest -q
+	PY=$(PY) bash scripts/test-ci.sh
 
 # The tests marked `slow` (left out of `make test`; each has a smaller case in it).
 test-slow: install-dev test-tools

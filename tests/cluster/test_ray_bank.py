@@ -101,6 +101,7 @@ def _more(figures: dict[str, int]) -> Any:
     return lambda: figures["writes"] > w and figures["reads"] > r
 
 
+@pytest.mark.cluster_ci
 def test_node_loss_loses_no_acknowledged_write(
     cluster: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -34,7 +34,7 @@ from tests import reference as ref
 from tests.harness.server import LamServer
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster_ci]
 D = 6
 
 
