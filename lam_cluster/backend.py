@@ -89,12 +89,6 @@ def connect(address: str) -> None:
     )
 
 
-def unsupported(what: str) -> InvalidParameterError:
-    return InvalidParameterError(
-        f"{what} is not supported on cluster banks yet (LAM_CLUSTER=ray)", {"cluster": "ray"}
-    )
-
-
 class ClusterEngine:
     """The router's backend (see the module docstring); thread-safe like the Engine."""
 

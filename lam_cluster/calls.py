@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lam_engine.errors import LamError
+from lam_engine.errors import InvalidParameterError, LamError
 
 
 def ray_module() -> Any:
@@ -39,3 +39,10 @@ class ShardUnavailableError(LamError):
     @classmethod
     def of(cls, bank: str, shard: int, what: str = "no live replica") -> ShardUnavailableError:
         return cls(f"shard {shard} of bank {bank!r}: {what}", {"bank": bank, "shard": shard})
+
+
+def unsupported(what: str) -> InvalidParameterError:
+    """422 for what a cluster bank does not do yet (docs/cluster.md, "Refused")."""
+    return InvalidParameterError(
+        f"{what} is not supported on cluster banks yet (LAM_CLUSTER=ray)", {"cluster": "ray"}
+    )

@@ -14,15 +14,16 @@ Forgetting (`default_ttl_s`, `half_life_s`) is refused as at creation (backend.p
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lam_engine.config import PrefilterConfig
 from lam_engine.engine import UNSET, patched
 from lam_engine.results import BankInfo
 from lam_engine.shards import shard_config
 
-if TYPE_CHECKING:
-    from .backend import ClusterEngine
+# The engine is backend.ClusterEngine, which imports this module: typed loosely here so
+# that the imports stay a DAG.
+ClusterEngine = Any
 
 
 def update_bank(
@@ -35,7 +36,7 @@ def update_bank(
     default_ttl_s: Any = UNSET,
     half_life_s: Any = UNSET,
 ) -> BankInfo:
-    from .backend import unsupported
+    from .calls import unsupported
 
     bank = engine._bank(name)
     if any(x is not UNSET and x is not None for x in (default_ttl_s, half_life_s)):

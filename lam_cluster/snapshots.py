@@ -16,7 +16,7 @@ as it was (with `replace`, the old bank is deleted only once the new one is in).
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from lam_engine import BankConfig
 from lam_engine.config import validate_bank_name
@@ -25,12 +25,14 @@ from lam_engine.results import BankInfo
 from lam_engine.shards import split
 from lam_engine.store import snapshot as snapshot_io
 
+from .calls import unsupported
 from .gathered import gathered, write
 from .replica import BANK, replica_config
 from .router import ClusterBank
 
-if TYPE_CHECKING:
-    from .backend import ClusterEngine
+# The engine is backend.ClusterEngine, which imports this module: typed loosely here so
+# that the imports stay a DAG.
+ClusterEngine = Any
 
 
 def export_snapshot(engine: ClusterEngine, name: str, fileobj: BinaryIO) -> None:
@@ -43,8 +45,6 @@ def _refuse_fading(snap: snapshot_io.Snapshot, config: BankConfig) -> None:
     """A bank with a half-life keeps its strengths as log-priors at the router's reference
     time (forgetting.py); a file's strengths are not rebased to it on import yet. Strengths
     without a half-life, lifetimes and texts are restored as they are."""
-    from .backend import unsupported
-
     if config.half_life_s is None:
         return
     t = snap.times or {}

@@ -110,10 +110,11 @@ def test_node_loss_loses_no_acknowledged_write(
     the router noticing the loss (node2's replicas dead), writes and reads going on while
     node2 is down, node2 back (its `ray start` again, same name, resource and data
     directory) and its replicas caught up."""
-    import lam_cluster.router as router
-    from lam_cluster.router import ACTIVE, DEAD, ClusterBank
+    import lam_cluster.replica_calls as replica_calls
+    from lam_cluster.replica_calls import ACTIVE, DEAD
+    from lam_cluster.router import ClusterBank
 
-    monkeypatch.setattr(router, "PROBE_EVERY_S", 1.0)  # a node back is noticed sooner
+    monkeypatch.setattr(replica_calls, "PROBE_EVERY_S", 1.0)  # a node back is noticed sooner
     kills = int(os.environ.get("LAM_CHAOS_KILLS", "5"))
     cfg = BankConfig(dim=4, beta=2.0, shards=3, replicas=2)
     bank = ClusterBank.create("chaos", cfg, _nodes(cluster))

@@ -21,11 +21,13 @@ from tests.harness.fake_ray import FakeRay
 class FakeRouter:
     def __init__(self, tmp_path: Path, monkeypatch: Any, clock: Clock | None = None) -> None:
         import lam_cluster.backend as backend
-        import lam_cluster.router as router
+        import lam_cluster.replica_calls as replica_calls
 
         self.ray = FakeRay(tmp_path / "nodes", ["node0", "node1", "node2"])
         monkeypatch.setitem(sys.modules, "ray", self.ray)
-        monkeypatch.setattr(router, "PROBE_EVERY_S", 0.0)  # a revived replica: probed at once
+        monkeypatch.setattr(
+            replica_calls, "PROBE_EVERY_S", 0.0
+        )  # a revived replica: probed at once
         if clock is not None:
             monkeypatch.setattr(backend, "CLOCK", clock)
         self.data_dir = tmp_path / "router"

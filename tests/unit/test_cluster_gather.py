@@ -37,11 +37,11 @@ SNAP = {"content-type": "application/octet-stream"}
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: Any) -> FakeRay:
-    import lam_cluster.router as router
+    import lam_cluster.replica_calls as replica_calls
 
     ray = FakeRay(tmp_path / "nodes", ["node0", "node1", "node2"])
     monkeypatch.setitem(sys.modules, "ray", ray)
-    monkeypatch.setattr(router, "PROBE_EVERY_S", 0.0)  # a revived replica is probed at once
+    monkeypatch.setattr(replica_calls, "PROBE_EVERY_S", 0.0)  # a revived replica is probed at once
     return ray
 
 
