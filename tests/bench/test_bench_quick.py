@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.timeout(230)
 @pytest.mark.skipif(sys.platform != "linux", reason="the service benchmark needs Linux")
 def test_bench_tiny_runs_and_writes_results(tmp_path: Path) -> None:
-    # bench_cluster starts a real Ray cluster: it runs in the cluster lane of `make test`
+    # bench_cluster starts a real Ray cluster: it runs in the second lane of `make test`
     # (tests/cluster/test_bench_cluster_smoke.py), beside this run.
     names = [name for name in BENCHMARKS if name != "cluster"]
     proc = subprocess.run(

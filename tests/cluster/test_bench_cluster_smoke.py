@@ -1,7 +1,7 @@
 """`python -m bench --tiny --only cluster` end to end (the CI smoke of bench_cluster.py).
 
 It starts its own one-node Ray cluster on the loopback addresses the package's cluster
-uses, so it runs in `make test`'s cluster lane (scripts/test-ci.sh) before any test of this
+uses, so it runs in `make test`'s second lane (scripts/test-ci.sh) before any test of this
 package starts that one: the file name sorts first, and nothing here asks for `cluster`.
 """
 
