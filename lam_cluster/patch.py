@@ -21,6 +21,8 @@ from lam_engine.engine import UNSET, patched
 from lam_engine.results import BankInfo
 from lam_engine.shards import shard_config
 
+from .calls import unsupported
+
 # The engine is backend.ClusterEngine, which imports this module: typed loosely here so
 # that the imports stay a DAG.
 ClusterEngine = Any
@@ -36,8 +38,6 @@ def update_bank(
     default_ttl_s: Any = UNSET,
     half_life_s: Any = UNSET,
 ) -> BankInfo:
-    from .calls import unsupported
-
     bank = engine._bank(name)
     if any(x is not UNSET and x is not None for x in (default_ttl_s, half_life_s)):
         raise unsupported("forgetting (default_ttl_s, half_life_s)")

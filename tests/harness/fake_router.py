@@ -18,16 +18,22 @@ from tests.api.api_support import wait_ready
 from tests.harness.fake_ray import FakeRay
 
 
+def install_fake_ray(tmp_path: Path, monkeypatch: Any) -> FakeRay:
+    """A fake 3-node cluster (node0..node2) in place of `ray`, for this test; a replica that
+    comes back is probed at once."""
+    import lam_cluster.replica_calls as replica_calls
+
+    ray = FakeRay(tmp_path / "nodes", ["node0", "node1", "node2"])
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    monkeypatch.setattr(replica_calls, "PROBE_EVERY_S", 0.0)
+    return ray
+
+
 class FakeRouter:
     def __init__(self, tmp_path: Path, monkeypatch: Any, clock: Clock | None = None) -> None:
         import lam_cluster.backend as backend
-        import lam_cluster.replica_calls as replica_calls
 
-        self.ray = FakeRay(tmp_path / "nodes", ["node0", "node1", "node2"])
-        monkeypatch.setitem(sys.modules, "ray", self.ray)
-        monkeypatch.setattr(
-            replica_calls, "PROBE_EVERY_S", 0.0
-        )  # a revived replica: probed at once
+        self.ray = install_fake_ray(tmp_path, monkeypatch)
         if clock is not None:
             monkeypatch.setattr(backend, "CLOCK", clock)
         self.data_dir = tmp_path / "router"

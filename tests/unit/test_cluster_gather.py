@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from service import Settings, create_app
 from tests import reference as ref
 from tests.api.api_support import wait_ready
 from tests.harness.fake_ray import FakeRay
+from tests.harness.fake_router import install_fake_ray
 
 D, BETA, K = 5, 2.5, 3
 SNAP = {"content-type": "application/octet-stream"}
@@ -37,12 +37,7 @@ SNAP = {"content-type": "application/octet-stream"}
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: Any) -> FakeRay:
-    import lam_cluster.replica_calls as replica_calls
-
-    ray = FakeRay(tmp_path / "nodes", ["node0", "node1", "node2"])
-    monkeypatch.setitem(sys.modules, "ray", ray)
-    monkeypatch.setattr(replica_calls, "PROBE_EVERY_S", 0.0)  # a revived replica is probed at once
-    return ray
+    return install_fake_ray(tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ time, replica states, replicas marked dead and catch-ups."""
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,14 @@ from lam_engine.shards import shard_of
 from service import Settings, create_app
 from tests.api.api_support import wait_ready
 from tests.harness.fake_ray import FakeRay
+from tests.harness.fake_router import install_fake_ray
 
 D = 4
 
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: Any) -> FakeRay:
-    import lam_cluster.replica_calls as replica_calls
-
-    ray = FakeRay(tmp_path / "nodes", ["node0", "node1", "node2"])
-    monkeypatch.setitem(sys.modules, "ray", ray)
-    monkeypatch.setattr(replica_calls, "PROBE_EVERY_S", 0.0)  # a node back is probed at once
-    return ray
+    return install_fake_ray(tmp_path, monkeypatch)
 
 
 @pytest.fixture

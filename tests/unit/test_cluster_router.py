@@ -21,6 +21,7 @@ from lam_engine import BankConfig, Engine
 from service import Settings, create_app
 from tests.api.api_support import wait_ready
 from tests.harness.fake_ray import FakeRay
+from tests.harness.fake_router import install_fake_ray
 
 D, BETA = 5, 2.5
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,12 +62,7 @@ print("ok")
 
 @pytest.fixture
 def fake(tmp_path: Path, monkeypatch: Any) -> FakeRay:
-    import lam_cluster.replica_calls as replica_calls
-
-    ray = FakeRay(tmp_path / "nodes", ["node0", "node1", "node2"])
-    monkeypatch.setitem(sys.modules, "ray", ray)
-    monkeypatch.setattr(replica_calls, "PROBE_EVERY_S", 0.0)  # a revived replica is probed at once
-    return ray
+    return install_fake_ray(tmp_path, monkeypatch)
 
 
 @pytest.fixture
