@@ -3,9 +3,10 @@
 # of their time waiting (Ray nodes restarting, actors importing torch; servers under a
 # load generator), so the two together take about the default run's time on 2 cores.
 #
-# The second lane: the benchmarks' smoke and the schemathesis fuzz run (tests/bench/
-# test_bench_quick.py, tests/integration/test_schemathesis.py: the two longest tests, ≈ 100
-# and 80 s, taken out of the default run here), then the real 3-node loopback Ray cluster's tests marked `cluster_ci`
+# The second lane: the benchmarks' smoke, the schemathesis fuzz run and the SIGKILL crash
+# trials (tests/bench/test_bench_quick.py, tests/integration/test_schemathesis.py,
+# tests/reliability/test_rel_crash.py: the three longest tests, ≈ 100, 80 and 40 s, taken
+# out of the default run here), then the real 3-node loopback Ray cluster's tests marked `cluster_ci`
 # (issue 13: node loss with 5 SIGKILLs, equivalence, the router over HTTP, bench_cluster's
 # smoke). Its output is printed after the default run's; either failing fails the whole.
 # The API suite against the Ray router (LAM_API_BACKENDS=cluster) is not in it: it is
@@ -16,19 +17,20 @@ PY="${PY:-python3}"
 lane_dir="$(mktemp -d)"
 SMOKE=tests/bench/test_bench_quick.py
 FUZZ=tests/integration/test_schemathesis.py
+CRASH=tests/reliability/test_rel_crash.py
 (
-  "$PY" -m pytest -q -p no:cacheprovider --basetemp "$lane_dir/bench" "$SMOKE" "$FUZZ"
+  "$PY" -m pytest -q -p no:cacheprovider --basetemp "$lane_dir/bench" "$SMOKE" "$FUZZ" "$CRASH"
   smoke=$?
   "$PY" -m pytest -q -p no:cacheprovider --basetemp "$lane_dir/ray" -m cluster_ci tests/cluster
   exit $(( smoke != 0 || $? != 0 ))
 ) >"$lane_dir/log" 2>&1 &
 lane=$!
-"$PY" -m pytest -q --ignore "$SMOKE" --ignore "$FUZZ" "$@"
+"$PY" -m pytest -q --ignore "$SMOKE" --ignore "$FUZZ" --ignore "$CRASH" "$@"
 main=$?
 wait "$lane"
 cluster=$?
 echo
-echo "== second lane ($SMOKE $FUZZ; -m cluster_ci tests/cluster): exit $cluster"
+echo "== second lane ($SMOKE $FUZZ $CRASH; -m cluster_ci tests/cluster): exit $cluster"
 cat "$lane_dir/log"
 rm -rf "$lane_dir"
 exit $(( main != 0 || cluster != 0 ))
