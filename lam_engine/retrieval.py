@@ -149,11 +149,25 @@ def retrieve_b_dense(
 
 @dataclass
 class _CandPass:
-    out: torch.Tensor
-    lse: torch.Tensor
-    h: torch.Tensor  # (B, k)
-    rows: torch.Tensor  # (B, k)
-    bias: torch.Tensor | None = None  # (B, k) the candidates' log-priors
+    out: torch.Tensor | None  # (B, d) Ξᵀ p over the candidates; None at the last pass
+    lse: np.ndarray  # (B,) float64 log Σ_{i∈C} e^{β h_i + b_i}
+    h: np.ndarray  # (B, k) float32 ξ·v of the candidates, -inf at padding
+    rows: np.ndarray  # (B, k) int64, -1 at padding
+    bias: np.ndarray | None = None  # (B, k) the candidates' log-priors, 0 at padding
+
+
+def _logits(h: np.ndarray, beta: float, bias_c: np.ndarray | None) -> np.ndarray:
+    """β h + b in float64, -inf at padding (h = -inf there, b = 0)."""
+    z = np.float64(beta) * h.astype(np.float64)
+    return z if bias_c is None else z + bias_c
+
+
+def _lse(z: np.ndarray) -> np.ndarray:
+    """Row-wise log Σ e^z in float64; -inf for a row with no finite entry."""
+    m = z.max(axis=1)
+    m_safe = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore"):
+        return m_safe + np.log(np.exp(z - m_safe[:, None]).sum(axis=1))
 
 
 def retrieve_b_prefiltered(
@@ -164,7 +178,14 @@ def retrieve_b_prefiltered(
     index: CandidateIndex,
     k_candidates: int,
 ) -> Retrieval:
-    """Model B over FAISS candidates; ε is the largest bound seen along the descent."""
+    """Model B over FAISS candidates; ε is the largest bound seen along the descent.
+
+    Every pass searches the index at its state. A pass that updates the state gathers the
+    candidates' rows for Ξᵀ p; the pass at the returned state needs only their scores, and
+    those are the index's own (every prefilter kind keeps the bank's vectors exactly as
+    stored, widened to float32, and scores by float32 inner product: `Prefilter.search`),
+    so it gathers nothing. A `steps: 0` query is then one index search and O(k) numpy.
+    """
     xi, beta, bias = bank.xi, params.beta, bank.bias
     n = bank.count
     k = min(k_candidates, n)
@@ -173,37 +194,49 @@ def retrieve_b_prefiltered(
     # Tombstones alone (bias 0 / -inf) keep the plain bound (W_out = N − k).
     prior = bias is not None and bank.has_prior
     total_prior = math.exp(bank.log_mass() - bank.bias_offset()) if prior else None
+    bias_np = None if bias is None else bias.cpu().numpy()  # (N,) log-priors, -inf: gone
 
-    def one_pass(v: torch.Tensor, want_top: bool) -> _CandPass:
-        _, keys = index.search(np.ascontiguousarray(v.float().cpu().numpy()), k)
-        rows_np = bank.rows_for_keys(keys)
-        rows = torch.from_numpy(rows_np).to(xi.device)
+    def one_pass(v: torch.Tensor, last: bool) -> _CandPass:
+        v_np = np.ascontiguousarray(v.float().cpu().numpy())
+        scores, keys = index.search(v_np, k)
+        rows = bank.rows_for_keys(keys)  # (B, k), -1: padding or a key gone
         valid = rows >= 0
-        xi_c = gather_rows(xi, rows.clamp_min(0))  # (B, k, d)
-        bias_c = None if bias is None else bias[rows.clamp_min(0)]  # (B, k) log-priors
-        out, lse, h = candidate_pass(xi_c, v, beta, valid, bias_c)
-        b_np = None if bias_c is None or not prior else bias_c.cpu().numpy()
-        bound = missed_mass_bound(h.cpu().numpy(), n, beta, b_np, total_prior)
+        bias_c = None if bias_np is None else np.where(valid, bias_np[np.maximum(rows, 0)], 0.0)
+        out = None
+        if last:
+            h = np.where(valid, scores, np.float32(-np.inf))
+        else:
+            rows_t = torch.from_numpy(np.maximum(rows, 0)).to(xi.device)
+            xi_c = gather_rows(xi, rows_t)  # (B, k, d)
+            bias_t = None if bias_c is None else torch.from_numpy(bias_c.astype(np.float32))
+            out, _, h_t = candidate_pass(
+                xi_c, v, beta, torch.from_numpy(valid).to(xi.device), bias_t
+            )
+            h = h_t.cpu().numpy()
+        lse = _lse(_logits(h, beta, bias_c))
+        bound = missed_mass_bound(h, n, beta, bias_c if prior else None, total_prior)
         eps[:] = np.maximum(eps, bound)
         return _CandPass(out=out, lse=lse, h=h, rows=rows, bias=bias_c)
 
     v, steps, converged, res = _descend(cue, known, params, one_pass)
-    energy = 0.5 * (v.double() ** 2).sum(dim=1) - (res.lse.double() + bank.bias_offset()) / beta
+    v64 = v.double().cpu().numpy()
+    energy = 0.5 * (v64**2).sum(axis=1) - (res.lse + bank.bias_offset()) / beta
     kk = min(params.top_k, k)
-    logit = beta * res.h if res.bias is None else beta * res.h + res.bias  # (B, k)
-    top_logit, idx = torch.topk(logit, kk, dim=1)  # by weight
-    top_h = torch.gather(res.h, 1, idx)
-    top_rows = torch.gather(res.rows, 1, idx)
-    top_rows = torch.where(torch.isfinite(top_h), top_rows, torch.full_like(top_rows, -1))
-    weights = torch.exp(top_logit - res.lse[:, None])
+    logit = _logits(res.h, beta, res.bias)  # (B, k): the weights' order
+    idx = np.argsort(-logit, axis=1, kind="stable")[:, :kk]
+    top_logit = np.take_along_axis(logit, idx, axis=1)
+    top_h = np.take_along_axis(res.h, idx, axis=1)
+    top_rows = np.where(np.isfinite(top_h), np.take_along_axis(res.rows, idx, axis=1), -1)
+    with np.errstate(invalid="ignore"):
+        weights = np.where(top_rows >= 0, np.exp(top_logit - res.lse[:, None]), 0.0)
     return Retrieval(
         states=v.float(),
         steps=steps,
         converged=converged,
-        energy=energy.cpu().numpy(),
-        top_rows=top_rows.cpu().numpy(),
-        top_weights=weights.cpu().numpy(),
-        top_scores=top_h.cpu().numpy(),
+        energy=energy,
+        top_rows=top_rows,
+        top_weights=weights.astype(np.float32),
+        top_scores=top_h,
         missed=eps,
         prefiltered=np.ones(cue.shape[0], dtype=bool),
     )

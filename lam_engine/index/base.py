@@ -80,7 +80,11 @@ class Prefilter(ABC):
 
     `add` takes keys absent from the index (to replace a vector: `remove` then `add`).
     `search` returns inner-product scores, best first, with -1 keys and -inf scores
-    where fewer than k memories exist.
+    where fewer than k memories exist. Every kind stores the vectors it was given
+    uncompressed (Flat codes: IndexFlatIP, IndexIVFFlat, IndexHNSWFlat), so a score is the
+    float32 inner product of the query with the vector as added; the prefiltered pass at the
+    returned state uses these scores as the candidates' ξ·v (retrieval.py). A kind with
+    lossy codes (PQ, SQ) would break that and must rescore its candidates.
     """
 
     kind: ClassVar[str]

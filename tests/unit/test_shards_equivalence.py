@@ -106,7 +106,12 @@ def test_dense_sharded_equals_one_shard_and_reference(
         scale = 1e-4 * (1 + np.abs(w).max())
         np.testing.assert_allclose(rb.state, ra.state, atol=scale)
         np.testing.assert_allclose(rb.state, w, atol=scale)
-        assert rb.steps == ra.steps and rb.converged == ra.converged
+        # The stopping test ‖Δv‖ ≤ tol can fall either way when ‖Δv‖ lies within float32
+        # rounding of tol (the shards sum Ξᵀp in another order): one step more or less then,
+        # with the states still equal (above). Hypothesis found 3 vs 4 steps, states 1e-7 apart.
+        assert abs(rb.steps - ra.steps) <= 1
+        if rb.steps == ra.steps:
+            assert rb.converged == ra.converged
         e_ref = ref.energy(xs, rb.state, beta)[0]
         assert abs(rb.energy - ra.energy) <= 1e-4 * (1 + abs(ra.energy))
         assert abs(rb.energy - e_ref) <= 1e-4 * (1 + abs(e_ref))
