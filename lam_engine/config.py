@@ -130,7 +130,7 @@ class PrefilterConfig:
     kind: PrefilterKind = "none"
     k: int = 256
     nlist: int | None = None  # IVF lists; None = about 4·√N at build time
-    nprobe: int = 32
+    nprobe: int = 64  # docs/prefilter.md "Defaults and why": recall@5 at d = 384
     m: int = 32  # HNSW neighbours per node
     ef_search: int = 128
     ef_construction: int = 200
