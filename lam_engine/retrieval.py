@@ -197,7 +197,10 @@ def retrieve_b_prefiltered(
     bias_np = None if bias is None else bias.cpu().numpy()  # (N,) log-priors, -inf: gone
 
     def one_pass(v: torch.Tensor, last: bool) -> _CandPass:
-        v_np = np.ascontiguousarray(v.float().cpu().numpy())
+        # The state as the memories' dtype holds it, as the dense passes take it
+        # (kernels/dispatch.py): a half bank's scores then agree across the two paths, and
+        # `/energy` of the returned state with the query's energy (API.md).
+        v_np = np.ascontiguousarray(v.to(xi.dtype).float().cpu().numpy())
         scores, keys = index.search(v_np, k)
         rows = bank.rows_for_keys(keys)  # (B, k), -1: padding or a key gone
         valid = rows >= 0
