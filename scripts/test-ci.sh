@@ -3,10 +3,12 @@
 # of their time waiting (Ray nodes restarting, actors importing torch; servers under a
 # load generator), so the two together take about the default run's time on 2 cores.
 #
-# The second lane: the benchmarks' smoke, the schemathesis fuzz run and the SIGKILL crash
-# trials (tests/bench/test_bench_quick.py, tests/integration/test_schemathesis.py,
-# tests/reliability/test_rel_crash.py: the three longest tests, ≈ 100, 80 and 40 s, taken
-# out of the default run here), then the real 3-node loopback Ray cluster's tests marked `cluster_ci`
+# The second lane: the benchmarks' smoke, the schemathesis fuzz run, the SIGKILL crash
+# trials, the console's browser tests and the real-Prometheus scrape (tests/bench/
+# test_bench_quick.py, tests/integration/test_schemathesis.py, tests/reliability/
+# test_rel_crash.py, tests/ui, tests/integration/test_prometheus.py: ≈ 100, 80, 40, 50 and
+# 12 s, mostly spent waiting on servers, browsers and scrapes; taken out of the default run
+# here), then the real 3-node loopback Ray cluster's tests marked `cluster_ci`
 # (issue 13: node loss with 5 SIGKILLs, equivalence, the router over HTTP, bench_cluster's
 # smoke). Its output is printed after the default run's; either failing fails the whole.
 # The API suite against the Ray router (LAM_API_BACKENDS=cluster) is not in it: it is
@@ -18,19 +20,21 @@ lane_dir="$(mktemp -d)"
 SMOKE=tests/bench/test_bench_quick.py
 FUZZ=tests/integration/test_schemathesis.py
 CRASH=tests/reliability/test_rel_crash.py
+UI=tests/ui
+PROM=tests/integration/test_prometheus.py
 (
-  "$PY" -m pytest -q -p no:cacheprovider --basetemp "$lane_dir/bench" "$SMOKE" "$FUZZ" "$CRASH"
+  "$PY" -m pytest -q -p no:cacheprovider --basetemp "$lane_dir/bench" "$SMOKE" "$FUZZ" "$CRASH" "$UI" "$PROM"
   smoke=$?
   "$PY" -m pytest -q -p no:cacheprovider --basetemp "$lane_dir/ray" -m cluster_ci tests/cluster
   exit $(( smoke != 0 || $? != 0 ))
 ) >"$lane_dir/log" 2>&1 &
 lane=$!
-"$PY" -m pytest -q --ignore "$SMOKE" --ignore "$FUZZ" --ignore "$CRASH" "$@"
+"$PY" -m pytest -q --ignore "$SMOKE" --ignore "$FUZZ" --ignore "$CRASH" --ignore "$UI" --ignore "$PROM" "$@"
 main=$?
 wait "$lane"
 cluster=$?
 echo
-echo "== second lane ($SMOKE $FUZZ $CRASH; -m cluster_ci tests/cluster): exit $cluster"
+echo "== second lane ($SMOKE $FUZZ $CRASH $UI $PROM; -m cluster_ci tests/cluster): exit $cluster"
 cat "$lane_dir/log"
 rm -rf "$lane_dir"
 exit $(( main != 0 || cluster != 0 ))
