@@ -150,24 +150,10 @@ def retrieve_b_dense(
 @dataclass
 class _CandPass:
     out: torch.Tensor | None  # (B, d) Ξᵀ p over the candidates; None at the last pass
-    lse: np.ndarray  # (B,) float64 log Σ_{i∈C} e^{β h_i + b_i}
     h: np.ndarray  # (B, k) float32 ξ·v of the candidates, -inf at padding
     rows: np.ndarray  # (B, k) int64, -1 at padding
-    bias: np.ndarray | None = None  # (B, k) the candidates' log-priors, 0 at padding
-
-
-def _logits(h: np.ndarray, beta: float, bias_c: np.ndarray | None) -> np.ndarray:
-    """β h + b in float64, -inf at padding (h = -inf there, b = 0)."""
-    z = np.float64(beta) * h.astype(np.float64)
-    return z if bias_c is None else z + bias_c
-
-
-def _lse(z: np.ndarray) -> np.ndarray:
-    """Row-wise log Σ e^z in float64; -inf for a row with no finite entry."""
-    m = z.max(axis=1)
-    m_safe = np.where(np.isfinite(m), m, 0.0)
-    with np.errstate(divide="ignore"):
-        return m_safe + np.log(np.exp(z - m_safe[:, None]).sum(axis=1))
+    logit: np.ndarray | None = None  # (B, k) float64 β h + b, the last pass's only
+    lse: np.ndarray | None = None  # (B,) float64 log Σ_{i∈C} e^{logit_i}, the last pass's only
 
 
 def retrieve_b_prefiltered(
@@ -194,7 +180,6 @@ def retrieve_b_prefiltered(
     # Tombstones alone (bias 0 / -inf) keep the plain bound (W_out = N − k).
     prior = bias is not None and bank.has_prior
     total_prior = math.exp(bank.log_mass() - bank.bias_offset()) if prior else None
-    bias_np = None if bias is None else bias.cpu().numpy()  # (N,) log-priors, -inf: gone
 
     def one_pass(v: torch.Tensor, last: bool) -> _CandPass:
         # The state as the memories' dtype holds it, as the dense passes take it
@@ -204,30 +189,35 @@ def retrieve_b_prefiltered(
         scores, keys = index.search(v_np, k)
         rows = bank.rows_for_keys(keys)  # (B, k), -1: padding or a key gone
         valid = rows >= 0
-        bias_c = None if bias_np is None else np.where(valid, bias_np[np.maximum(rows, 0)], 0.0)
-        out = None
+        rows_t = torch.from_numpy(np.maximum(rows, 0)).to(xi.device)
+        bias_c = None  # (B, k) the candidates' log-priors, 0 at padding
+        if bias is not None:
+            bias_c = np.where(valid, bias[rows_t].cpu().numpy(), np.float32(0.0))
         if last:
             h = np.where(valid, scores, np.float32(-np.inf))
+            logit = np.float64(beta) * h.astype(np.float64)
+            if bias_c is not None:
+                logit = logit + bias_c
+            lse = np.logaddexp.reduce(logit, axis=1)
+            res = _CandPass(out=None, h=h, rows=rows, logit=logit, lse=lse)
         else:
-            rows_t = torch.from_numpy(np.maximum(rows, 0)).to(xi.device)
             xi_c = gather_rows(xi, rows_t)  # (B, k, d)
-            bias_t = None if bias_c is None else torch.from_numpy(bias_c.astype(np.float32))
+            bias_t = None if bias_c is None else torch.from_numpy(bias_c).to(xi.device)
             out, _, h_t = candidate_pass(
                 xi_c, v, beta, torch.from_numpy(valid).to(xi.device), bias_t
             )
-            h = h_t.cpu().numpy()
-        lse = _lse(_logits(h, beta, bias_c))
-        bound = missed_mass_bound(h, n, beta, bias_c if prior else None, total_prior)
+            res = _CandPass(out=out, h=h_t.cpu().numpy(), rows=rows)
+        bound = missed_mass_bound(res.h, n, beta, bias_c if prior else None, total_prior)
         eps[:] = np.maximum(eps, bound)
-        return _CandPass(out=out, lse=lse, h=h, rows=rows, bias=bias_c)
+        return res
 
     v, steps, converged, res = _descend(cue, known, params, one_pass)
+    assert res.logit is not None and res.lse is not None  # the returned state's pass is last
     v64 = v.double().cpu().numpy()
     energy = 0.5 * (v64**2).sum(axis=1) - (res.lse + bank.bias_offset()) / beta
     kk = min(params.top_k, k)
-    logit = _logits(res.h, beta, res.bias)  # (B, k): the weights' order
-    idx = np.argsort(-logit, axis=1, kind="stable")[:, :kk]
-    top_logit = np.take_along_axis(logit, idx, axis=1)
+    idx = np.argsort(-res.logit, axis=1, kind="stable")[:, :kk]  # by weight
+    top_logit = np.take_along_axis(res.logit, idx, axis=1)
     top_h = np.take_along_axis(res.h, idx, axis=1)
     top_rows = np.where(np.isfinite(top_h), np.take_along_axis(res.rows, idx, axis=1), -1)
     with np.errstate(invalid="ignore"):

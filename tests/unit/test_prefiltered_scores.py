@@ -17,7 +17,7 @@ from lam_engine import BankConfig, Engine, PrefilterConfig
 
 N, D, BETA, TOL = 1500, 32, 32.0, 1e-3
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-SCORE_TOL = 1e-5  # float32 rounding of a unit-scale inner product, with room
+ST = 1e-5  # float32 rounding of an inner product of unit-scale vectors, with headroom
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +44,20 @@ def test_prefiltered_answer_is_the_exact_one(
     kw = {"steps": steps, "top_k": 5, "with_vectors": True}
     got = engine.query(name, cues, **kw).results
     want = engine.query(name, cues, exact=True, **kw).results
-    st = SCORE_TOL
     for g, w in zip(got, want, strict=True):
         assert g.prefiltered and g.missed_mass_bound is not None
         eps = g.missed_mass_bound
         assert eps <= TOL
-        np.testing.assert_allclose(g.state, w.state, atol=st + 2 * eps)
+        np.testing.assert_allclose(g.state, w.state, atol=ST + 2 * eps)
         assert g.steps == w.steps
-        assert abs(g.energy - w.energy) <= st + 1e-5 * abs(w.energy) + eps
+        assert abs(g.energy - w.energy) <= ST + 1e-5 * abs(w.energy) + eps
         assert [m.id for m in g.matches] == [m.id for m in w.matches]
         v = torch.from_numpy(np.asarray(g.state)).to(DTYPES[dtype]).double().numpy()
         for mg, mw in zip(g.matches, w.matches, strict=True):
-            assert abs(mg.score - mw.score) <= st
+            assert abs(mg.score - mw.score) <= ST
             # Renormalized over the candidates: up to ε more than the exact weight, plus the
             # rounding of a logit β·s (float32: ≈ 6e-8 · β relative in the weight, per side).
-            wtol = 1e-6 * BETA + mw.weight * BETA * st
+            wtol = 1e-6 * BETA + mw.weight * BETA * ST
             assert mw.weight - wtol <= mg.weight <= mw.weight + eps + wtol
             # The score is the stored vector's (as stored: rounded to the bank's dtype) with
             # the state as that dtype holds it.
