@@ -133,6 +133,14 @@ class Prefilter(ABC):
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """FAISS's (scores, keys) for k ≤ ntotal, -1 keys where it found fewer."""
 
+    def _search_native(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The same search by the engine's own C code, or None where the kind has none.
+
+        Called outside `serial_search`: that sets the calling thread's OpenMP thread count,
+        which torch shares and the native code sizes its own threads by.
+        """
+        return None
+
     @abstractmethod
     def _export(self) -> tuple[np.ndarray, np.ndarray]:
         """(keys, vectors) of the live content, read back from the FAISS index."""
@@ -227,8 +235,11 @@ class Prefilter(ABC):
         # Ask FAISS for no more than exists: padding beyond N is ours, and a huge k
         # would make FAISS allocate (B, k) heaps for nothing.
         k_eff = min(k, n_live)
-        with serial_search(b):
-            found_scores, found_keys = self._search(queries, k_eff)
+        found = self._search_native(queries, k_eff)
+        if found is None:
+            with serial_search(b):
+                found = self._search(queries, k_eff)
+        found_scores, found_keys = found
         missing = found_keys < 0
         scores[:, :k_eff] = np.where(missing, -np.inf, found_scores).astype(np.float32)
         keys[:, :k_eff] = found_keys

@@ -14,6 +14,7 @@ import numpy as np
 from faiss.contrib.inspect_tools import get_invlist
 
 from ..config import PrefilterConfig
+from ..kernels import native
 from .base import Prefilter, RestoreError
 from .flat import export_id_mapped_flat
 
@@ -44,6 +45,8 @@ class IvfPrefilter(Prefilter):
         self._trained_at = 0  # N at the last training
         self._nlist = 0
         self._quantizer: Any = None
+        # (version, where the lists lie) for the native scan; None: not read yet.
+        self._lists: tuple[int, native.IvfLists | None] | None = None
         super().__init__(config, dim)
 
     @property
@@ -52,6 +55,7 @@ class IvfPrefilter(Prefilter):
 
     def _reset(self, n_expected: int) -> None:
         d = self._dim
+        self._lists = None
         if not self._trained:
             self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(d))
             return
@@ -114,6 +118,25 @@ class IvfPrefilter(Prefilter):
         scores, keys = self._index.search(queries, k, params=params)
         return scores, keys
 
+    def _search_native(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        lists = self._native_lists() if self._trained else None
+        if lists is None:
+            return None
+        return native.ivf_search(lists, queries, min(self._nprobe, self._nlist), k)
+
+    def _native_lists(self) -> native.IvfLists | None:
+        """The index's centroids and lists for csrc/lam_ivf.c, read again after a mutation
+        (which may move a list: the bank's write lock keeps searches out meanwhile); None
+        where the native code cannot run or the index is not FAISS's in-memory kind."""
+        if not native.available():
+            return None
+        cached = self._lists
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
+        lists = _lists_of(self._index, self._dim)
+        self._lists = (self._version, lists)
+        return lists
+
     def _export(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._trained:
             return export_id_mapped_flat(self._index, self._dim)
@@ -139,6 +162,7 @@ class IvfPrefilter(Prefilter):
         self._check_restored(index, faiss.IndexIVFFlat, state)
         if int(index.nlist) != int(state["nlist"]):
             raise RestoreError("nlist")
+        self._lists = None
         self._trained = True
         self._index = index
         self._quantizer = None  # a read index owns its quantizer
@@ -152,3 +176,25 @@ class IvfPrefilter(Prefilter):
             "nprobe": self._nprobe,
             "trained_at": self._trained_at,
         }
+
+
+def _lists_of(index: Any, dim: int) -> native.IvfLists | None:
+    invlists = faiss.downcast_InvertedLists(index.invlists)
+    quantizer = faiss.downcast_index(index.quantizer)
+    if not isinstance(invlists, faiss.ArrayInvertedLists) or not isinstance(
+        quantizer, faiss.IndexFlat
+    ):
+        return None
+    if quantizer.metric_type != faiss.METRIC_INNER_PRODUCT or invlists.code_size != 4 * dim:
+        return None
+    nlist = int(index.nlist)
+    sizes = np.fromiter((invlists.list_size(j) for j in range(nlist)), np.int64, nlist)
+    # An empty list's vectors may have no storage (NULL, which SWIG hands back as None).
+    codes = np.fromiter(
+        (int(invlists.get_codes(j)) if n else 0 for j, n in enumerate(sizes)), np.int64, nlist
+    )
+    ids = np.fromiter(
+        (int(invlists.get_ids(j)) if n else 0 for j, n in enumerate(sizes)), np.int64, nlist
+    )
+    centroids = faiss.rev_swig_ptr(quantizer.get_xb(), nlist * dim).reshape(nlist, dim)
+    return native.IvfLists(centroids=centroids, codes=codes, ids=ids, sizes=sizes)

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lam_engine.kernels import native
 from service.ui_routes import UI_DIR
 from tests.harness import REPO, free_port
 
@@ -52,8 +53,10 @@ def test_wheel_holds_every_console_file(wheel: Path) -> None:
 
 
 def test_wheel_holds_the_native_pass_source(wheel: Path) -> None:
-    """An installed wheel compiles the native pass from its own copy of the C source."""
-    assert "lam_engine/kernels/csrc/lam_pass.c" in set(zipfile.ZipFile(wheel).namelist())
+    """An installed wheel compiles the native code from its own copy of the C sources."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for src in native.SOURCES:
+        assert f"lam_engine/kernels/csrc/{src.name}" in names
 
 
 def test_installed_wheel_serves_the_console(wheel: Path, tmp_path: Path) -> None:
