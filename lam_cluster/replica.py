@@ -223,12 +223,20 @@ class ShardReplica:
         )
 
     def candidates(
-        self, states: np.ndarray, beta: float, k_candidates: int, top_k: int, flt: Any = None
+        self,
+        states: np.ndarray,
+        beta: float,
+        k_candidates: int,
+        top_k: int,
+        flt: Any = None,
+        need_out: bool = True,
     ) -> dict[str, Any] | None:
         """As `dense`, over this shard's prefilter candidates, with its `log_tail`."""
         return self._pass(
             flt,
-            lambda sh, v: sh.candidates(v, beta, k_candidates=k_candidates, top_k=top_k),
+            lambda sh, v: sh.candidates(
+                v, beta, k_candidates=k_candidates, top_k=top_k, need_out=need_out
+            ),
             states,
         )
 

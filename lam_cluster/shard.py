@@ -194,9 +194,13 @@ class RemoteShard:
         return _Pending(self, "dense", args)  # type: ignore[return-value]
 
     def candidates(
-        self, states: torch.Tensor, beta: float, *, k_candidates: int, top_k: int
-    ) -> ShardPartials:
-        args = (self._states(states), float(beta), int(k_candidates), int(top_k), self.flt)
+        self, states: torch.Tensor, beta: float, *, k_candidates: int, top_k: int,
+        need_out: bool = True,
+    ) -> ShardPartials:  # fmt: skip
+        args = (
+            self._states(states), float(beta), int(k_candidates), int(top_k), self.flt,
+            bool(need_out),
+        )  # fmt: skip
         return _Pending(self, "candidates", args)  # type: ignore[return-value]
 
 
@@ -225,7 +229,8 @@ class _Pending:
         states = self.args[0]
         if answer is None:  # emptied since it was counted: it adds nothing
             b, d = states.shape
-            want_v = self.method == "candidates" or bool(self.args[3])
+            # need_out: dense's args[3], candidates' args[5] (the calls' argument order).
+            want_v = bool(self.args[5] if self.method == "candidates" else self.args[3])
             parts = Partials.empty(b, d if want_v else 0, 0, device=torch.device("cpu"))
             self._done = ShardPartials(
                 parts, None if self.method == "dense" else np.full(b, -math.inf)

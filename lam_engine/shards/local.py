@@ -86,22 +86,37 @@ class LocalShard:
         return ShardPartials(_partials(res.out, res.lse, res.top_scores, self._keys(res.top_rows)))
 
     def candidates(
-        self, states: torch.Tensor, beta: float, *, k_candidates: int, top_k: int
-    ) -> ShardPartials:
-        """As `retrieval.retrieve_b_prefiltered`'s pass, over this shard's candidates."""
+        self, states: torch.Tensor, beta: float, *, k_candidates: int, top_k: int,
+        need_out: bool = True,
+    ) -> ShardPartials:  # fmt: skip
+        """As `retrieval.retrieve_b_prefiltered`'s pass, over this shard's candidates.
+
+        With `need_out=False` (the pass at the returned state) the candidates' ξ·v are the
+        index's own scores (`Prefilter`: the vectors are kept as stored), so their rows are
+        neither gathered nor scored again; `out` is then (B, 0)."""
         bank, index = self.bank, self.index
         assert index is not None
         n = bank.count
         k = min(k_candidates, n)
         v = states.to(bank.device)
-        _, keys = index.search(np.ascontiguousarray(v.float().cpu().numpy()), k)
-        rows = torch.from_numpy(bank.rows_for_keys(keys)).to(bank.device)
-        valid = rows >= 0
-        xi_c = gather_rows(bank.xi, rows.clamp_min(0))  # (B, k, d)
-        out, lse, h = candidate_pass(xi_c, v, beta, valid)
-        tail = log_tail(h.cpu().numpy(), n, beta)
-        top_h, idx = torch.topk(h, min(top_k, k), dim=1)
-        top_rows = torch.gather(rows, 1, idx)
+        # The state as the memories' dtype holds it, as the dense passes and the one-bank
+        # prefiltered pass take it (retrieval.py): then the index's scores are those passes'.
+        v_np = np.ascontiguousarray(v.to(bank.xi.dtype).float().cpu().numpy())
+        scores, keys = index.search(v_np, k)
+        rows_np = bank.rows_for_keys(keys)
+        if need_out:
+            rows = torch.from_numpy(rows_np).to(bank.device)
+            xi_c = gather_rows(bank.xi, rows.clamp_min(0))  # (B, k, d)
+            out, lse, h = candidate_pass(xi_c, v, beta, rows >= 0)
+            h_np = h.cpu().numpy()
+        else:
+            h_np = np.where(rows_np >= 0, scores, np.float32(-np.inf))
+            lse = torch.from_numpy(np.logaddexp.reduce(np.float64(beta) * h_np, axis=1))
+            out = torch.empty(h_np.shape[0], 0)
+            rows, h = torch.from_numpy(rows_np), torch.from_numpy(h_np)
+        tail = log_tail(h_np, n, beta)
+        top_h, idx = torch.topk(h.cpu(), min(top_k, k), dim=1)
+        top_rows = torch.gather(rows.cpu(), 1, idx)
         top_rows = torch.where(torch.isfinite(top_h), top_rows, torch.full_like(top_rows, -1))
         return ShardPartials(_partials(out, lse, top_h, self._keys(top_rows)), log_tail=tail)
 

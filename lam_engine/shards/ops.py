@@ -165,7 +165,8 @@ def retrieve_prefiltered(
 
     def one_pass(v: torch.Tensor, last: bool) -> _Merged:
         answers = [
-            s.candidates(v, params.beta, k_candidates=k_candidates, top_k=kk) for s in shards
+            s.candidates(v, params.beta, k_candidates=k_candidates, top_k=kk, need_out=not last)
+            for s in shards
         ]
         res = merge_round(answers, kk)
         assert res.eps is not None

@@ -66,14 +66,11 @@ class Shard(Protocol):
         ...
 
     def candidates(
-        self,
-        states: torch.Tensor,
-        beta: float,
-        *,
-        k_candidates: int,
-        top_k: int,
-    ) -> ShardPartials:
-        """A Model B pass over the shard's prefilter candidates, with its `log_tail`."""
+        self, states: torch.Tensor, beta: float, *, k_candidates: int, top_k: int,
+        need_out: bool = True,
+    ) -> ShardPartials:  # fmt: skip
+        """A Model B pass over the shard's prefilter candidates, with its `log_tail`;
+        `need_out=False`: without Ξᵀ p (`out` (B, 0)), as `dense`'s."""
         ...
 
     @property
