@@ -34,3 +34,21 @@ def test_numpy_candidate_pass_equals_torch_float64_reference() -> None:
     torch.testing.assert_close(lse[:3].double(), lse64[:3].double(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(h.double(), h64.double(), rtol=1e-5, atol=1e-5)
     assert torch.isneginf(lse[3]) and torch.all(out[3] == 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_candidates_score_in_float32(dtype: torch.dtype) -> None:
+    """The stored half values times the state as the bank's dtype holds it, summed and kept in
+    float32 (API.md's precision rule), not a half product rounded to 3 digits."""
+    gen = torch.Generator().manual_seed(5)
+    xi_c = torch.randn(2, 64, 384, generator=gen).to(dtype) / 20
+    v = torch.randn(2, 384, generator=gen)
+    valid = torch.ones(2, 64, dtype=torch.bool)
+    out, lse, h = candidate_pass(xi_c, v, 32.0, valid)
+    h64 = torch.einsum("bkd,bd->bk", xi_c.double(), v.to(dtype).double())
+    assert h.dtype == torch.float32
+    torch.testing.assert_close(h.double(), h64, rtol=0, atol=1e-5)
+    torch.testing.assert_close(lse.double(), torch.logsumexp(32.0 * h64, dim=1), rtol=0, atol=1e-4)
+    p = torch.softmax(32.0 * h64, dim=1)
+    torch.testing.assert_close(out.double(), torch.einsum("bk,bkd->bd", p, xi_c.double()),
+                               rtol=0, atol=1e-5)  # fmt: skip
