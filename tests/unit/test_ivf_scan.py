@@ -79,6 +79,7 @@ def test_native_scan_is_the_ivf_search(n, d, b, k, nprobe, threads, seed) -> Non
     xi = _bank(n, d, seed)
     keys = np.random.default_rng(seed + 1).permutation(10 * n)[:n].astype(np.int64)
     p = _ivf(xi, keys, nprobe=nprobe)
+    assert p._native_lists() is not None  # the search below is the native one
     q = _bank(b, d, seed + 2)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -121,7 +122,7 @@ def test_scan_reads_a_restored_index(tmp_path) -> None:
     want = p.search(q, 50)
     save_index(p, tmp_path, "b", "tag")
     restored = load_index(PrefilterConfig(kind="ivf"), 16, tmp_path, "b", "tag")
-    assert restored.effective_kind == "ivf"
+    assert restored.effective_kind == "ivf" and restored._native_lists() is not None
     got = restored.search(q, 50)
     _same_sets(got[1], want[1])
     np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-6)
