@@ -334,6 +334,10 @@ class ClusterEngine:
         """The bank's creation time (a bank deleted meanwhile: read as it was, "now")."""
         return str(self._meta.get(name, {}).get("created_at", now()))
 
+    def reads_little(self, name: str, q: QueryInput, limit_bytes: int) -> bool:
+        """Never: a cluster query waits on its shards' replicas (Engine.reads_little)."""
+        return False
+
     def query(self, name: str, queries: QueryInput | Any, **params: Any) -> QueryBatchResult:
         if self._bank(name).config.model != "B":
             return self._gathered(name).query(name, queries, **params)

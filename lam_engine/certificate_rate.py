@@ -39,6 +39,10 @@ class CertificateRate:
         self.skipped = 0  # batches sent to the dense pass since the last probe
         self._lock = threading.Lock()
 
+    def tries(self) -> bool:
+        """Whether the index is being tried at all now (`should_try` without its probe count)."""
+        return self.rows < MIN_ROWS or self.rate <= SKIP_ABOVE
+
     def should_try(self) -> bool:
         with self._lock:
             if self.rows < MIN_ROWS or self.rate <= SKIP_ABOVE:

@@ -7,6 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+class LockBusy(RuntimeError):
+    """`read(blocking=False)` would have waited for a writer."""
+
+
 class RWLock:
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -15,10 +19,13 @@ class RWLock:
         self._waiting_writers = 0
 
     @contextmanager
-    def read(self) -> Iterator[None]:
+    def read(self, *, blocking: bool = True) -> Iterator[None]:
+        """Shared access; with `blocking=False`, LockBusy instead of waiting for a writer."""
         with self._cond:
             # Waiting writers go first so a stream of queries cannot starve a store.
             while self._writer or self._waiting_writers:
+                if not blocking:
+                    raise LockBusy("a write holds or awaits the lock")
                 self._cond.wait()
             self._readers += 1
         try:

@@ -85,7 +85,7 @@ def _retrieve_b(
     chunk_bytes: int,
 ) -> Retrieval:
     cfg = bank.config.prefilter
-    if index is None or exact or bank.count < cfg.min_size or cfg.k > bank.count:
+    if index is None or not tries_index(bank, index, exact):
         return retrieve_b_dense(bank, cue, known, params, chunk_bytes)
     rate = rate_of(index)
     if rate is not None and not rate.should_try():
@@ -105,6 +105,27 @@ def _retrieve_b(
         exact_raw = retrieve_b_dense(bank, cue[fallback], sub, params, chunk_bytes)
         raw = merge_rows(raw, exact_raw, fallback)
     return raw
+
+
+def tries_index(bank: MemoryBank, index: CandidateIndex | None, exact: bool) -> bool:
+    """Whether a Model B query of `bank` goes to its prefilter first (else: the dense pass)."""
+    cfg = bank.config.prefilter
+    return not (index is None or exact or bank.count < cfg.min_size or cfg.k > bank.count)
+
+
+def reads_little(bank: MemoryBank, index: Any, q: QueryInput, limit_bytes: int) -> bool:
+    """Whether answering `q` surely reads at most about `limit_bytes` of memories: the whole
+    bank that few times, or a trained IVF / HNSW index that is being tried (its search
+    reads a fraction of the bank; a fallback to the dense pass is the rare exception)."""
+    if bank.config.model != "B" or q.batch > 4:
+        return False
+    passes = q.steps + 1
+    if bank.count * bank.config.dim * bank.xi.element_size() * passes * q.batch <= limit_bytes:
+        return True
+    if not tries_index(bank, index, q.exact) or index.effective_kind not in ("ivf", "hnsw"):
+        return False
+    rate = rate_of(index)
+    return rate is None or rate.tries()
 
 
 def _to_results(

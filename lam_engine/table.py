@@ -20,12 +20,14 @@ from .errors import (
     EmptyBankError,
     EmptySelectionError,
     InvalidParameterError,
+    LamError,
     MemoryNotFoundError,
 )
 from .fading import snapshot_rows
 from .filters import Filter, parse_filter
 from .inputs import QueryInput
 from .kernels import DEFAULT_CHUNK_BYTES
+from .reads import ONE_BANK
 from .results import (
     BankInfo,
     DiagnosticsResult,
@@ -143,13 +145,14 @@ class BankTable:
     # ---- retrieval (ops.py does the work, under the bank's read lock) ----------------------
     @contextlib.contextmanager
     def _selecting(
-        self, name: str, flt: Filter | None = None
+        self, name: str, flt: Filter | None = None, *, blocking: bool = True
     ) -> Iterator[tuple[BankSlot, np.ndarray | None]]:
         """The bank's slot under its read lock, and the rows the read sees (None: all): the
         memories alive now (not expired) that pass `flt`. EmptyBankError if it has no
-        memories, EmptySelectionError if a filter passes none."""
+        memories, EmptySelectionError if a filter passes none; LockBusy where `blocking` is
+        False and a write holds or awaits the lock."""
         slot = self._slot(name)
-        with slot.lock.read():
+        with slot.lock.read(blocking=blocking):
             bank = slot.bank
             mask = None if bank.count == 0 else visible(bank, flt)
             if bank.count == 0 or (flt is None and mask is not None and not mask.any()):
@@ -164,10 +167,25 @@ class BankTable:
         with self._selecting(name, flt) as (slot, mask):
             yield slot, slot.bank if mask is None else SelectedBank(slot.bank, mask, name)
 
-    def query(self, name: str, queries: QueryInput | Any, **params: Any) -> QueryBatchResult:
+    def reads_little(self, name: str, q: QueryInput, limit_bytes: int) -> bool:
+        """Whether `q` on bank `name` reads at most about `limit_bytes` (ops.reads_little): the
+        service answers such a query on its event loop when nothing else waits. False for a
+        sharded bank, a filter, or a name that holds no bank (the query then says why)."""
+        try:
+            slot = self._slot(name)
+        except LamError:
+            return False
+        if slot.reads is not ONE_BANK or q.filter is not None or not slot.bank.count:
+            return False
+        return ops.reads_little(slot.bank, slot.prefilter, q, limit_bytes)
+
+    def query(
+        self, name: str, queries: QueryInput | Any, *, blocking: bool = True, **params: Any
+    ) -> QueryBatchResult:
         """Retrieve for a batch: a validated `QueryInput`, or raw queries and keyword
         parameters (mask, beta, steps, tol, top_k, with_payload, with_vectors, exact), which
-        go through `QueryInput.build` (defaults: config.QUERY)."""
+        go through `QueryInput.build` (defaults: config.QUERY). `blocking=False`: LockBusy
+        (locks.py) rather than wait for a write to the bank."""
         if isinstance(queries, QueryInput):
             if params:
                 raise InvalidParameterError(
@@ -176,7 +194,7 @@ class BankTable:
             q = queries
         else:
             q = QueryInput.build(queries, dim=self._slot(name).config.dim, **params)
-        with self._selecting(name, q.filter) as (slot, mask):
+        with self._selecting(name, q.filter, blocking=blocking) as (slot, mask):
             q.check_dim(slot.config.dim)
             result = slot.reads.query(
                 slot.bank, slot.prefilter, mask, q, name=name, chunk_bytes=self.chunk_bytes

@@ -44,6 +44,14 @@ async def _with_app(
             return await body(client, rt)
 
 
+def _no_inline(rt: Runtime) -> Callable[[], None]:
+    """Send every query to the worker pool; returns the undo."""
+    batcher = rt.batcher
+    assert batcher is not None
+    batcher._inline = lambda bank, q: None  # type: ignore[method-assign]
+    return lambda: vars(batcher).pop("_inline", None)  # type: ignore[no-any-return]
+
+
 def run(tmp_path: Path, body: Callable[..., Awaitable[Any]], **settings: Any) -> Any:
     return asyncio.run(_with_app(Settings(data_dir=tmp_path, **settings), body))
 
@@ -204,6 +212,9 @@ def test_requests_arriving_during_a_call_wait_and_go_out_together(tmp_path: Path
 
         lock = threading.Lock()
         engine.query = gated  # type: ignore[method-assign]
+        # The first request is alone and light: it would run on the event loop (_inline),
+        # which `gated` then blocks. This test is about the worker pool's batches.
+        no_inline = _no_inline(rt)
         try:
             a = asyncio.ensure_future(client.post("/v1/banks/m/query", json=first[0]))
             assert await asyncio.to_thread(started.wait, 10)
@@ -215,6 +226,7 @@ def test_requests_arriving_during_a_call_wait_and_go_out_together(tmp_path: Path
         finally:
             release.set()
             engine.query = original  # type: ignore[method-assign]
+            no_inline()
         assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
         for r, b in zip(rs, first + later, strict=True):
             assert_same(r.json(), direct(rt, b))
@@ -239,3 +251,81 @@ def test_a_lone_query_does_not_wait_for_the_window(tmp_path: Path) -> None:
         return min(took)
 
     assert run(tmp_path, body, batch_window_ms=1000.0) < 0.5
+
+
+def _threads_of_queries(rt: Runtime) -> tuple[list[str], Callable[[], None]]:
+    """Record the thread each engine query runs on; returns (names, undo)."""
+    engine = rt.engine
+    assert engine is not None
+    original, names = engine.query, []
+
+    def spy(*args: Any, **kw: Any) -> Any:
+        names.append(threading.current_thread().name)
+        return original(*args, **kw)
+
+    engine.query = spy  # type: ignore[method-assign]
+    return names, lambda: vars(engine).pop("query", None)  # type: ignore[no-any-return]
+
+
+def test_a_lone_light_query_runs_on_the_event_loop_and_a_heavy_one_in_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_inline: no hop to a worker for a query that reads little with nothing else waiting;
+    the same answer either way, and a bank above INLINE_MAX_BYTES stays in the pool."""
+    import service.batching as batching
+
+    async def body(client: httpx.AsyncClient, rt: Runtime) -> None:
+        names, undo = _threads_of_queries(rt)
+        try:
+            b = requests(1)[0]
+            r = await client.post("/v1/banks/m/query", json=b)
+            assert r.status_code == 200 and names == [threading.current_thread().name]
+            assert_same(r.json(), direct(rt, b))
+            monkeypatch.setattr(batching, "INLINE_MAX_BYTES", N * D * 4 - 1)
+            names.clear()
+            r2 = await client.post("/v1/banks/m/query", json=b)
+            assert r2.status_code == 200 and names[0].startswith("lam-worker")
+            assert_same(r2.json(), r.json())
+        finally:
+            undo()
+
+    run(tmp_path, body)
+
+
+def test_a_lone_query_does_not_wait_on_the_event_loop_for_a_write(tmp_path: Path) -> None:
+    """While a write holds the bank's lock, a lone light query goes to the pool (LockBusy)
+    and the event loop keeps answering other requests."""
+
+    async def body(client: httpx.AsyncClient, rt: Runtime) -> None:
+        assert rt.engine is not None
+        slot = rt.engine._slot("m")
+        held, release = threading.Event(), threading.Event()
+
+        def writer() -> None:
+            with slot.lock.write():
+                held.set()
+                release.wait(10)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        assert await asyncio.to_thread(held.wait, 10)
+        names, undo = _threads_of_queries(rt)
+        try:
+            q = asyncio.ensure_future(client.post("/v1/banks/m/query", json=requests(1)[0]))
+            for _ in range(5000):  # until the inline attempt met the lock
+                if names:
+                    break
+                await asyncio.sleep(0.001)
+            assert names[0] == threading.current_thread().name  # tried inline first
+            health = await asyncio.wait_for(client.get("/healthz"), 5)  # the loop is free
+            assert health.status_code == 200 and not q.done()
+            release.set()
+            r = await asyncio.wait_for(q, 10)
+            assert r.status_code == 200
+            assert names[-1].startswith("lam-worker")
+        finally:
+            release.set()
+            t.join(10)
+            undo()
+
+    run(tmp_path, body)
