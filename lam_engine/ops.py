@@ -114,18 +114,16 @@ def tries_index(bank: MemoryBank, index: CandidateIndex | None, exact: bool) -> 
 
 
 def reads_little(bank: MemoryBank, index: Any, q: QueryInput, limit_bytes: int) -> bool:
-    """Whether answering `q` surely reads at most about `limit_bytes` of memories: the whole
-    bank that few times, or a trained IVF / HNSW index that is being tried (its search
-    reads a fraction of the bank; a fallback to the dense pass is the rare exception)."""
+    """Whether `q` surely reads at most about `limit_bytes`: the whole bank that few times, or
+    a trained IVF / HNSW index being tried (a fraction of the bank; a fallback is rare)."""
     if bank.config.model != "B" or q.batch > 4:
         return False
-    passes = q.steps + 1
-    if bank.count * bank.config.dim * bank.xi.element_size() * passes * q.batch <= limit_bytes:
+    whole = bank.count * bank.config.dim * bank.xi.element_size() * (q.steps + 1) * q.batch
+    if whole <= limit_bytes:
         return True
     if not tries_index(bank, index, q.exact) or index.effective_kind not in ("ivf", "hnsw"):
         return False
-    rate = rate_of(index)
-    return rate is None or rate.tries()
+    return (rate := rate_of(index)) is None or rate.tries()
 
 
 def _to_results(
