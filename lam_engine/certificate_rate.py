@@ -45,7 +45,7 @@ class CertificateRate:
 
     def should_try(self) -> bool:
         with self._lock:
-            if self.rows < MIN_ROWS or self.rate <= SKIP_ABOVE:
+            if self.tries():
                 return True
             self.skipped += 1
             if self.skipped >= PROBE_EVERY:

@@ -189,7 +189,9 @@ def retrieve_b_prefiltered(
         scores, keys = index.search(v_np, k)
         rows = bank.rows_for_keys(keys)  # (B, k), -1: padding or a key gone
         valid = rows >= 0
-        rows_t = torch.from_numpy(np.maximum(rows, 0)).to(xi.device)
+        rows_t = None  # the rows on the bank's device, for a gather
+        if bias is not None or not last:
+            rows_t = torch.from_numpy(np.maximum(rows, 0)).to(xi.device)
         bias_c = None  # (B, k) the candidates' log-priors, 0 at padding
         if bias is not None:
             bias_c = np.where(valid, bias[rows_t].cpu().numpy(), np.float32(0.0))
@@ -201,6 +203,7 @@ def retrieve_b_prefiltered(
             lse = np.logaddexp.reduce(logit, axis=1)
             res = _CandPass(out=None, h=h, rows=rows, logit=logit, lse=lse)
         else:
+            assert rows_t is not None
             xi_c = gather_rows(xi, rows_t)  # (B, k, d)
             bias_t = None if bias_c is None else torch.from_numpy(bias_c).to(xi.device)
             out, _, h_t = candidate_pass(

@@ -197,4 +197,6 @@ def _lists_of(index: Any, dim: int) -> native.IvfLists | None:
         (int(invlists.get_ids(j)) if n else 0 for j, n in enumerate(sizes)), np.int64, nlist
     )
     centroids = faiss.rev_swig_ptr(quantizer.get_xb(), nlist * dim).reshape(nlist, dim)
-    return native.IvfLists(centroids=centroids, codes=codes, ids=ids, sizes=sizes)
+    return native.IvfLists(
+        centroids=centroids, codes=codes, ids=ids, sizes=sizes, mean_rows=float(sizes.mean())
+    )

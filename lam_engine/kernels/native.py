@@ -211,6 +211,7 @@ class IvfLists:
     codes: np.ndarray  # (nlist,) int64 address of each list's float32 rows
     ids: np.ndarray  # (nlist,) int64 address of each list's int64 ids
     sizes: np.ndarray  # (nlist,) int64 rows per list
+    mean_rows: float  # sizes.mean(): each search sizes its threads by it
 
 
 def ivf_search(
@@ -224,7 +225,7 @@ def ivf_search(
     q = np.ascontiguousarray(queries, dtype=np.float32)
     scores = np.empty((b, k), dtype=np.float32)
     ids = np.empty((b, k), dtype=np.int64)
-    macs = b * int(lists.sizes.mean() * min(nprobe, lists.sizes.size)) * d if b else 0
+    macs = b * int(lists.mean_rows * min(nprobe, lists.sizes.size)) * d
     threads = int(max(1, min(torch.get_num_threads(), macs // _SCAN_MACS_PER_THREAD)))
     rc = lib.lam_ivf_search(
         q.ctypes.data, b, d, lists.centroids.ctypes.data, lists.sizes.size, nprobe,

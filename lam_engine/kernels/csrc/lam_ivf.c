@@ -6,8 +6,8 @@
  * stay put while the index is not mutated), so the candidates are FAISS's up to ties and
  * float32 rounding of the sums. Why not FAISS's: a B = 1 search there scans its lists at
  * ≈ 4 GB/s on one thread, a third of this machine's read rate (docs/prefilter.md); here
- * the probed lists are split over threads, each scans its lists with the next one's head
- * prefetched, four rows at a time, and a min-heap keeps the k best.
+ * the probed lists (or a batch's queries) are split over threads, each scans its lists a
+ * row at a time with the next list's head prefetched, and a min-heap keeps the k best.
  *
  * Per query: the centroid scores (nlist × d, usually cache-resident), the nprobe best by a
  * min-heap, then the lists in the order of their centroid scores (the best lists first
