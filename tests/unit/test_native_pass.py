@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lam_engine.kernels import model_b_pass, native
+from lam_engine.kernels import cpu, model_b_pass, native
 from tests.unit.test_kernels import check_pass
 
 HALF_TOL = {torch.float32: 2e-5, torch.float16: 2e-5, torch.bfloat16: 2e-5}
@@ -44,7 +44,7 @@ def _case(seed: int, n: int, b: int, d: int, dead: float, strengths: bool, dtype
 @given(
     seed=st.integers(0, 2**31),
     n=st.integers(1, 700),
-    b=st.integers(1, 9),
+    b=st.integers(1, 20),
     d=st.integers(1, 40),
     beta=st.floats(0.05, 60.0),
     dead=st.sampled_from([0.0, 0.3, 1.0]),
@@ -99,6 +99,9 @@ def test_agrees_with_the_torch_passes_on_a_large_bank(monkeypatch, dtype, b):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     got = model_b_pass(xi_n, v, 32.0, bias=bias_t, top_k=10)
     monkeypatch.setattr(native, "_enabled", False)
+    # The exact torch pass (chunks widened to float32): on a CPU with bfloat16 GEMMs the
+    # default at b ≥ 32 weights Ξᵀ e with rounded e (≈ 0.4 %), too loose for this check.
+    monkeypatch.setattr(cpu, "half_gemm_ok", lambda *a, **k: False)
     want = model_b_pass(xi_n, v, 32.0, bias=bias_t, top_k=10)
     torch.testing.assert_close(got.lse, want.lse, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(got.out, want.out, rtol=1e-4, atol=2e-5)

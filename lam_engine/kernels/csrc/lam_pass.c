@@ -73,27 +73,75 @@ INLINE __m256 exp2_neg(__m256 x) {
 
 INLINE float exp2_neg1(float x) { return x < -126.0f ? 0.0f : exp2f(x); }
 
-/* scores[q][i] = ξ_{r+i}·v_{q0+q} for i < R, q < Q (R, Q compile-time after inlining). */
-INLINE void dot_tile(const void *xi, int dt, int64_t d, int64_t r, int R, const float *v,
-                     int64_t q0, int Q, float *sc, int64_t i0) {
-    __m256 acc[4][4];
-    for (int i = 0; i < R; i++)
-        for (int q = 0; q < Q; q++) acc[i][q] = _mm256_setzero_ps();
+/* Eight sums in one vector: lane q is the horizontal sum of a[q]. */
+INLINE __m256 hsum8x8(const __m256 *a) {
+    __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 h1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(h0, h1, 0x20), _mm256_permute2f128_ps(h0, h1, 0x31));
+}
+
+/* scores[q0+q][i0] = ξ_r·v_{q0+q} for q < Q (Q, U compile-time after inlining). One row at
+ * a time, so Ξ is read as one sequential stream (a tile of rows 1.5 KB apart starts a cold
+ * stream per row at every tile, measured 2× slower at B = 2); the Q states stay in L1. U
+ * accumulators per state keep U·Q ≥ 8 FMA chains in flight. */
+INLINE void dot_row_tile(const void *xi, int dt, int64_t d, int64_t r, const float *v, int64_t q0,
+                         const int Q, const int U, float *sc, int64_t i0) {
+    __m256 acc[2][8];
+    for (int u = 0; u < U; u++)
+        for (int q = 0; q < Q; q++) acc[u][q] = _mm256_setzero_ps();
+    const int64_t base = r * d;
+    const float *vq0 = v + q0 * d;
     int64_t k = 0;
+    for (; k + 8 * U <= d; k += 8 * U)
+        for (int u = 0; u < U; u++) {
+            __m256 x = load8(xi, dt, base + k + 8 * u);
+            for (int q = 0; q < Q; q++)
+                acc[u][q] = _mm256_fmadd_ps(x, _mm256_loadu_ps(vq0 + q * d + k + 8 * u), acc[u][q]);
+        }
     for (; k + 8 <= d; k += 8) {
-        __m256 x[4];
-        for (int i = 0; i < R; i++) x[i] = load8(xi, dt, (r + i) * d + k);
-        for (int q = 0; q < Q; q++) {
-            __m256 vq = _mm256_loadu_ps(v + (q0 + q) * d + k);
-            for (int i = 0; i < R; i++) acc[i][q] = _mm256_fmadd_ps(x[i], vq, acc[i][q]);
-        }
+        __m256 x = load8(xi, dt, base + k);
+        for (int q = 0; q < Q; q++) acc[0][q] = _mm256_fmadd_ps(x, _mm256_loadu_ps(vq0 + q * d + k), acc[0][q]);
     }
-    for (int i = 0; i < R; i++)
-        for (int q = 0; q < Q; q++) {
-            float s = hsum(acc[i][q]);
-            for (int64_t t = k; t < d; t++) s += load1(xi, dt, (r + i) * d + t) * v[(q0 + q) * d + t];
-            sc[(q0 + q) * BLOCK + i0 + i] = s;
-        }
+    if (U == 2)
+        for (int q = 0; q < Q; q++) acc[0][q] = _mm256_add_ps(acc[0][q], acc[1][q]);
+    float sums[8];
+    if (Q == 8)
+        _mm256_storeu_ps(sums, hsum8x8(acc[0]));
+    else
+        for (int q = 0; q < Q; q++) sums[q] = hsum(acc[0][q]);
+    for (int q = 0; q < Q; q++) {
+        float s = sums[q];
+        for (int64_t t = k; t < d; t++) s += load1(xi, dt, base + t) * vq0[q * d + t];
+        sc[(q0 + q) * BLOCK + i0] = s;
+    }
+}
+
+/* All b ≤ 8 states against row r in one tile. */
+INLINE void dot_row_multi(const void *xi, int dt, int64_t d, int64_t r, const float *v, int64_t b,
+                          float *sc, int64_t i0) {
+    switch (b) {
+        case 8: dot_row_tile(xi, dt, d, r, v, 0, 8, 1, sc, i0); break;
+        case 7: dot_row_tile(xi, dt, d, r, v, 0, 7, 1, sc, i0); break;
+        case 6: dot_row_tile(xi, dt, d, r, v, 0, 6, 1, sc, i0); break;
+        case 5: dot_row_tile(xi, dt, d, r, v, 0, 5, 1, sc, i0); break;
+        case 4: dot_row_tile(xi, dt, d, r, v, 0, 4, 2, sc, i0); break;
+        case 3: dot_row_tile(xi, dt, d, r, v, 0, 3, 2, sc, i0); break;
+        case 2: dot_row_tile(xi, dt, d, r, v, 0, 2, 2, sc, i0); break;
+        case 1: dot_row_tile(xi, dt, d, r, v, 0, 1, 2, sc, i0); break;
+        default: break;
+    }
+}
+
+/* The scores of rows [r, r + c) for b states: eight states at a time over the whole block.
+ * The first eight stream the block from memory, the next read it from L2: a row against
+ * all b states would want b·d floats of states in L1 (24 KB at b = 16, d = 384, with the
+ * score buffer more than its 32 KB: measured 2.5× slower than b = 8). */
+INLINE void dot_block(const void *xi, int dt, int64_t d, int64_t r, int64_t c, const float *v,
+                      int64_t b, float *sc) {
+    for (int64_t q = 0; q < b; q += 8) {
+        const int64_t qn = b - q < 8 ? b - q : 8;
+        for (int64_t i = 0; i < c; i++) dot_row_multi(xi, dt, d, r + i, v + q * d, qn, sc + q * BLOCK, i);
+    }
 }
 
 /* One state (B = 1): row by row, four accumulators over k, a purely sequential read. */
@@ -114,16 +162,6 @@ INLINE void dot_row_single(const void *xi, int dt, int64_t d, int64_t r, const f
     sc[i0] = s;
 }
 
-#define DOT_ROWS(R)                                                                       \
-    INLINE void dot_rows_##R(const void *xi, int dt, int64_t d, int64_t r, const float *v, \
-                             int64_t b, float *sc, int64_t i0) {                          \
-        int64_t q = 0;                                                                    \
-        for (; q + 3 <= b; q += 3) dot_tile(xi, dt, d, r, R, v, q, 3, sc, i0);            \
-        if (b - q == 2) dot_tile(xi, dt, d, r, R, v, q, 2, sc, i0);                       \
-        if (b - q == 1) dot_tile(xi, dt, d, r, R, v, q, 1, sc, i0);                       \
-    }
-DOT_ROWS(4)
-DOT_ROWS(1)
 
 /* o_q[k..k+W) += Σ_i e_q[i] ξ_{r+i}[k..k+W) for Q queries: the Ξᵀ e of one block. */
 INLINE void axpy_tile(const void *xi, int dt, int64_t d, int64_t r, int64_t c, const float *e,
@@ -228,16 +266,12 @@ INLINE void run_range_dt(Range *a, const int dt) {
             rows = wide;
             r_in = 0;
         }
-        int64_t i = 0;
-        if (b == 1 && !widen) {
-            for (; i < c; i++) dot_row_single(rows, dt, d, r_in + i, a->v, sc, i);
-        } else if (widen) {
-            for (; i + 4 <= c; i += 4) dot_rows_4(rows, DT_F32, d, r_in + i, a->v, b, sc, i);
-            for (; i < c; i++) dot_rows_1(rows, DT_F32, d, r_in + i, a->v, b, sc, i);
-        } else {
-            for (; i + 4 <= c; i += 4) dot_rows_4(rows, dt, d, r_in + i, a->v, b, sc, i);
-            for (; i < c; i++) dot_rows_1(rows, dt, d, r_in + i, a->v, b, sc, i);
-        }
+        if (b == 1 && !widen)
+            for (int64_t i = 0; i < c; i++) dot_row_single(rows, dt, d, r_in + i, a->v, sc, i);
+        else if (widen)
+            dot_block(rows, DT_F32, d, r_in, c, a->v, b, sc);
+        else
+            dot_block(rows, dt, d, r_in, c, a->v, b, sc);
         int any = 0;
         for (int64_t q = 0; q < b; q++) {
             float *l = sc + q * BLOCK;
