@@ -184,19 +184,56 @@ INLINE void axpy_tile(const void *xi, int dt, int64_t d, int64_t r, int64_t c, c
     }
 }
 
+/* The same for one or two states over 32 columns: 4 or 8 FMA chains instead of 2 or 4. */
+INLINE void axpy_tile_wide(const void *xi, int dt, int64_t d, int64_t r, int64_t c, const float *e,
+                           const int Q, float *o, int64_t k) {
+    __m256 acc[2][4];
+    for (int q = 0; q < Q; q++) acc[q][0] = acc[q][1] = acc[q][2] = acc[q][3] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < c; i++) {
+        const int64_t at = (r + i) * d + k;
+        __m256 x0 = load8(xi, dt, at), x1 = load8(xi, dt, at + 8);
+        __m256 x2 = load8(xi, dt, at + 16), x3 = load8(xi, dt, at + 24);
+        for (int q = 0; q < Q; q++) {
+            __m256 w = _mm256_broadcast_ss(e + q * BLOCK + i);
+            acc[q][0] = _mm256_fmadd_ps(x0, w, acc[q][0]);
+            acc[q][1] = _mm256_fmadd_ps(x1, w, acc[q][1]);
+            acc[q][2] = _mm256_fmadd_ps(x2, w, acc[q][2]);
+            acc[q][3] = _mm256_fmadd_ps(x3, w, acc[q][3]);
+        }
+    }
+    for (int q = 0; q < Q; q++)
+        for (int t = 0; t < 4; t++) {
+            float *oq = o + q * d + k + 8 * t;
+            _mm256_storeu_ps(oq, _mm256_add_ps(_mm256_loadu_ps(oq), acc[q][t]));
+        }
+}
+
+/* Ξᵀ e of one block for b states: ⌈b/6⌉ tiles of near-equal size (8 = 4 + 4, not 6 + 2,
+ * whose 2-state tile has 4 FMA chains), one or two states over wider columns. */
 INLINE void axpy_block(const void *xi, int dt, int64_t d, int64_t r, int64_t c, const float *e,
                        int64_t b, float *o) {
     int64_t k = 0;
+    if (b <= 2)
+        for (; k + 32 <= d; k += 32) {
+            if (b == 2)
+                axpy_tile_wide(xi, dt, d, r, c, e, 2, o, k);
+            else
+                axpy_tile_wide(xi, dt, d, r, c, e, 1, o, k);
+        }
+    const int64_t tiles = (b + 5) / 6;
     for (; k + 16 <= d; k += 16) {
         int64_t q = 0;
-        for (; q + 6 <= b; q += 6) axpy_tile(xi, dt, d, r, c, e, q, 6, o, k);
-        switch (b - q) {
-            case 5: axpy_tile(xi, dt, d, r, c, e, q, 5, o, k); break;
-            case 4: axpy_tile(xi, dt, d, r, c, e, q, 4, o, k); break;
-            case 3: axpy_tile(xi, dt, d, r, c, e, q, 3, o, k); break;
-            case 2: axpy_tile(xi, dt, d, r, c, e, q, 2, o, k); break;
-            case 1: axpy_tile(xi, dt, d, r, c, e, q, 1, o, k); break;
-            default: break;
+        for (int64_t t = 0; t < tiles; t++) {
+            const int64_t size = b / tiles + (t < b % tiles);
+            switch (size) {
+                case 6: axpy_tile(xi, dt, d, r, c, e, q, 6, o, k); break;
+                case 5: axpy_tile(xi, dt, d, r, c, e, q, 5, o, k); break;
+                case 4: axpy_tile(xi, dt, d, r, c, e, q, 4, o, k); break;
+                case 3: axpy_tile(xi, dt, d, r, c, e, q, 3, o, k); break;
+                case 2: axpy_tile(xi, dt, d, r, c, e, q, 2, o, k); break;
+                default: axpy_tile(xi, dt, d, r, c, e, q, 1, o, k); break;
+            }
+            q += size;
         }
     }
     for (; k < d; k++)  // a dimension that is not a multiple of 16: the rest, scalar
