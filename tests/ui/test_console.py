@@ -143,6 +143,38 @@ def test_create_and_delete_a_bank(page: Any, server: LamServer) -> None:
     assert "Deleted bank scratch" in page.inner_text("#banks-message")
 
 
+# Delays the console's fetch of one stored memory (…/memories/m1), as a slow server would.
+SLOW_MEMORY = """
+const real = window.fetch.bind(window);
+window.fetch = async (url, opts) => {
+  if (String(url).endsWith("/memories/m1")) await new Promise((r) => setTimeout(r, 800));
+  return real(url, opts);
+};
+"""
+
+
+def test_a_query_waits_for_the_memory_just_chosen(page: Any, server: LamServer) -> None:
+    """Run right after choosing another memory: the query must use that memory, not the
+    previous one whose vector was still loaded (it did, under a loaded CI machine)."""
+    r = httpx.post(server.url + "/v1/banks", json={"name": "slow", "dim": 6, "beta": 4.0})
+    assert r.status_code == 201, r.text
+    memories = [{"id": f"m{i}", "vector": [float(i == j) for j in range(6)]} for i in range(6)]
+    r = httpx.post(server.url + "/v1/banks/slow/memories", json={"memories": memories})
+    assert r.status_code == 200, r.text
+    try:
+        page.add_init_script(SLOW_MEMORY)
+        page.goto(server.url + "/ui/#/play/slow")
+        page.wait_for_selector(".cue-preview svg")
+        page.click("#hide-bottom")  # the known half is clamped: the completion is exact there
+        page.select_option("#cue-memory", "m1")
+        page.click("#run-query")  # at once: m1's vector is still on its way
+        page.wait_for_selector("#completed", timeout=10_000)
+        assert values(page, "#completed")[:3] == [0.0, 1.0, 0.0]
+        assert page.inner_text("#top-match") == "m1"
+    finally:
+        httpx.delete(server.url + "/v1/banks/slow")
+
+
 def test_a_bank_that_is_not_an_image(page: Any, server: LamServer) -> None:
     """dim 6 is no square: vectors are drawn as strips and the mask presets still work."""
     r = httpx.post(server.url + "/v1/banks", json={"name": "plain", "dim": 6, "beta": 4.0})

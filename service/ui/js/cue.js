@@ -97,8 +97,10 @@ export async function cueBuilder(n, info, onChange) {
   }
 
   async function load() {
+    const wanted = select.value;
     try {
-      const m = await api(`/v1/banks/${n}/memories/${enc(select.value)}`);
+      const m = await api(`/v1/banks/${n}/memories/${enc(wanted)}`);
+      if (select.value !== wanted) return; // another choice came since: its load wins
       state.vector = m.vector;
       state.id = m.id;
       redraw();
@@ -106,14 +108,22 @@ export async function cueBuilder(n, info, onChange) {
       showIn(preview, errorBox(err));
     }
   }
-  select.addEventListener("change", load);
+  // The memory chosen last, once fetched: a query run right after a change must not go out
+  // with the previous memory's vector (a fast click, or a slow server, did).
+  let loading = Promise.resolve();
+  select.addEventListener("change", () => { loading = load(); });
   noise.addEventListener("input", redraw);
   seed.addEventListener("input", redraw);
-  await load();
+  loading = load();
+  await loading;
   // "id · label" for the memories listed here, so charts can say which digit a unit is.
   const tags = new Map(page.memories.map((m) => [m.id, m.payload?.label ?? m.payload?.name]));
   const labelOf = (id) => (tags.get(id) === undefined ? id : `${id} · ${tags.get(id)}`);
-  return { box, get: cue, side, labelOf };
+  const get = async () => {
+    await loading;
+    return cue();
+  };
+  return { box, get, side, labelOf };
 }
 
 // The picture of a state: an image for square dims, a strip otherwise.

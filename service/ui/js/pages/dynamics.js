@@ -40,7 +40,7 @@ export async function render(slot, name, current) {
     body: { state: c.vector, t_max: t, dt: Number(dt.value), tau_h: Number(tauH.value), record_every: Number(every.value), top_k: 5 } });
 
   runBtn.addEventListener("click", () => busy(runBtn, async () => {
-    const c = cue.get();
+    const c = await cue.get();
     if (!c) return;
     try {
       const T = Number(tMax.value);

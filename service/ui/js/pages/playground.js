@@ -53,7 +53,7 @@ export async function render(slot, name, current) {
     body: { queries: [c.vector], mask: c.mask ? [c.mask] : null, beta: beta(), steps: k, top_k: TOP_K } });
 
   runBtn.addEventListener("click", () => busy(runBtn, async () => {
-    const c = cue.get();
+    const c = await cue.get();
     if (!c) return;
     const total = Number(steps.value);
     const trail = h("div", { class: "steps", id: "step-images" });
@@ -78,7 +78,7 @@ export async function render(slot, name, current) {
   }));
 
   scoreBtn.addEventListener("click", () => busy(scoreBtn, async () => {
-    const c = cue.get();
+    const c = await cue.get();
     if (!c) return;
     const zero = await supportsStepsZero();
     try {
