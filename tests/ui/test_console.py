@@ -143,6 +143,15 @@ def test_create_and_delete_a_bank(page: Any, server: LamServer) -> None:
     assert "Deleted bank scratch" in page.inner_text("#banks-message")
 
 
+def one_hot_bank(server: LamServer, name: str) -> None:
+    """A 6-dimensional bank (no square: drawn as strips) of the one-hot memories m0 … m5."""
+    r = httpx.post(server.url + "/v1/banks", json={"name": name, "dim": 6, "beta": 4.0})
+    assert r.status_code == 201, r.text
+    memories = [{"id": f"m{i}", "vector": [float(i == j) for j in range(6)]} for i in range(6)]
+    r = httpx.post(server.url + f"/v1/banks/{name}/memories", json={"memories": memories})
+    assert r.status_code == 200, r.text
+
+
 # Delays the console's fetch of one stored memory (…/memories/m1), as a slow server would.
 SLOW_MEMORY = """
 const real = window.fetch.bind(window);
@@ -156,11 +165,7 @@ window.fetch = async (url, opts) => {
 def test_a_query_waits_for_the_memory_just_chosen(page: Any, server: LamServer) -> None:
     """Run right after choosing another memory: the query must use that memory, not the
     previous one whose vector was still loaded (it did, under a loaded CI machine)."""
-    r = httpx.post(server.url + "/v1/banks", json={"name": "slow", "dim": 6, "beta": 4.0})
-    assert r.status_code == 201, r.text
-    memories = [{"id": f"m{i}", "vector": [float(i == j) for j in range(6)]} for i in range(6)]
-    r = httpx.post(server.url + "/v1/banks/slow/memories", json={"memories": memories})
-    assert r.status_code == 200, r.text
+    one_hot_bank(server, "slow")
     try:
         page.add_init_script(SLOW_MEMORY)
         page.goto(server.url + "/ui/#/play/slow")
@@ -177,11 +182,7 @@ def test_a_query_waits_for_the_memory_just_chosen(page: Any, server: LamServer) 
 
 def test_a_bank_that_is_not_an_image(page: Any, server: LamServer) -> None:
     """dim 6 is no square: vectors are drawn as strips and the mask presets still work."""
-    r = httpx.post(server.url + "/v1/banks", json={"name": "plain", "dim": 6, "beta": 4.0})
-    assert r.status_code == 201, r.text
-    memories = [{"id": f"m{i}", "vector": [float(i == j) for j in range(6)]} for i in range(6)]
-    r = httpx.post(server.url + "/v1/banks/plain/memories", json={"memories": memories})
-    assert r.status_code == 200, r.text
+    one_hot_bank(server, "plain")
     try:
         page.goto(server.url + "/ui/#/play/plain")
         page.wait_for_selector(".cue-preview svg")
