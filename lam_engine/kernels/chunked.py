@@ -15,6 +15,7 @@ import torch
 
 from ..math.merge import Partials, finish, merge
 from . import cpu
+from .candidates import gather_rows
 from .result import DEFAULT_CHUNK_BYTES, PassResult
 
 # Per (query, memory) pair the chunked pass holds a few temporaries (float32 logits and
@@ -258,22 +259,18 @@ def _exact_scores(
     xi: torch.Tensor, v: torch.Tensor, cand_l: torch.Tensor, cand_r: torch.Tensor
 ) -> torch.Tensor:
     """h = ξ·v in float32 (of the stored values) for the candidates; -inf where the key is."""
-    b, kk = cand_r.shape
     found = torch.isfinite(cand_l)
     rows = torch.where(found, cand_r, 0)
     v_f = v.to(xi.dtype).float()
+    xi_sel = gather_rows(xi, rows).float()  # (B, kk, d); on CPU a numpy take
     if xi.device.type == "cpu":
         # numpy, not torch.bmm: after a parallel op torch's OpenMP team spin-waits, and on
         # two cores it took one from the native pass of the next call (B = 8, N = 10⁵:
         # 9.7 ms for the pass alone, 16.7 with a bmm here after each, 10.2 with this).
-        sel = rows.reshape(-1).numpy()
-        xs = xi.numpy()[sel] if xi.dtype != torch.bfloat16 else xi[sel].float().numpy()
-        xs = xs.astype(np.float32, copy=False).reshape(b, kk, xi.shape[1])  # (B, kk, d)
-        h = torch.from_numpy(np.einsum("bkd,bd->bk", xs, v_f.numpy()))
+        h = torch.from_numpy(np.einsum("bkd,bd->bk", xi_sel.numpy(), v_f.numpy()))
     else:
         # bmm, not einsum: the same product, without einsum's per-call equation parsing
         # (~40 µs, a third of a small bank's whole query).
-        xi_sel = xi[rows.reshape(-1)].reshape(b, kk, xi.shape[1]).float()  # (B, kk, d)
         h = torch.bmm(xi_sel, v_f[:, :, None])[:, :, 0]
     return torch.where(found, h, -math.inf)
 
