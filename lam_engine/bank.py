@@ -98,9 +98,13 @@ class MemoryBank:
         """Apply a prepared batch whose keys (store seqs) are known; replaces keep their row."""
         vec = torch.from_numpy(batch.vectors).to(device=self.device, dtype=self.dtype)
         row_of = self._row_of
-        rows = [row_of.get(mid) for mid in batch.unique_ids]
-        new_rows = [j for j, row in enumerate(rows) if row is None]
-        if len(new_rows) < len(rows):
+        m = len(batch.unique_ids)
+        # The usual bulk case, all ids new, is told by one C-level set test: no row lookups.
+        all_new = not self.holds_any(batch.unique_ids)
+        new_rows: list[int] = list(range(m))
+        if not all_new:  # some ids replaced: they keep their rows
+            rows = [row_of.get(mid) for mid in batch.unique_ids]
+            new_rows = [j for j, r in enumerate(rows) if r is None]
             replace_src = [j for j, row in enumerate(rows) if row is not None]
             replace_rows = [rows[j] for j in replace_src]
             self._xi[replace_rows] = vec[replace_src]
@@ -113,7 +117,6 @@ class MemoryBank:
             start = self._n
             stop = start + len(new_rows)
             self._reserve(stop)
-            all_new = len(new_rows) == len(rows)  # the usual bulk case: plain slices
             self._xi[start:stop] = vec if all_new else vec[new_rows]
             self._bias[start:stop] = 0.0
             keys = np.asarray(keys, dtype=np.int64)
@@ -127,8 +130,10 @@ class MemoryBank:
             self.indexes.add(np.arange(start, stop), self._payloads[start:stop])
             self._n = stop
         self._max_norm = None
-        all_rows = np.asarray([row_of[mid] for mid in batch.unique_ids], dtype=np.int64)
-        m = len(all_rows)
+        if all_new:
+            all_rows = np.arange(self._n - m, self._n, dtype=np.int64)
+        else:
+            all_rows = np.asarray([row_of[mid] for mid in batch.unique_ids], dtype=np.int64)
         self._set_priors(
             all_rows,
             np.ones(m) if batch.strengths is None else batch.strengths,

@@ -9,10 +9,7 @@ objects and one chunk, not a Python tuple per row plus float32 copies.
 
 from __future__ import annotations
 
-import gc
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,19 +58,6 @@ class _ArraySink:
 
     def write(self, start: int, block: np.ndarray) -> None:
         self.array[start : start + len(block)] = block
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Millions of fresh objects (none of them cyclic garbage) would trigger full
-    collections over and over: pausing the collector halves a load's time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def read_bank(

@@ -208,8 +208,18 @@ def row_times(
     def column(x: Any, neutral: float) -> list[float | None]:
         if x is None:
             return [None] * n
-        arr = np.broadcast_to(np.asarray(x, dtype=np.float64), (n,))
-        return [None if (v == neutral or not np.isfinite(v)) else float(v) for v in arr]
+        given = np.asarray(x, dtype=np.float64)
+        arr = np.broadcast_to(given, (n,))
+        # Vectorized: a per-element numpy-scalar loop cost 0.45 s per 200k stored rows.
+        keep = np.isfinite(arr) & (arr != neutral)
+        if not keep.any():
+            return [None] * n
+        if given.ndim == 0:  # one value for every row (stored_at): one float, shared
+            return [float(given)] * n
+        values: list[float | None] = arr.tolist()
+        if keep.all():
+            return values
+        return [v if k else None for v, k in zip(values, keep.tolist(), strict=True)]
 
     return list(
         zip(

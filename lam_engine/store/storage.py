@@ -46,10 +46,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import BankExistsError, BankNotFoundError
+from ..gcpause import gc_paused
 from . import texts as text_rows
 from .codec import dumps_text, loads
 from .connection import SYNCHRONOUS_MODES, WAL_CHECKPOINT_BYTES, StoreConnection
-from .load import LoadedBank, VectorSink, gc_paused, read_bank
+from .load import LoadedBank, VectorSink, read_bank
 from .rows import (
     check_dim,
     delete_rows,
