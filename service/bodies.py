@@ -131,10 +131,12 @@ def number_array(value: Any, what: str, raw: bytes | None = None) -> np.ndarray:
 
 
 def _may_hold_bools(arr: np.ndarray, raw: bytes | None) -> bool:
-    """numpy turns true/false mixed with numbers into 1/0: only then is a slow look needed."""
-    if raw is not None and b"true" not in raw and b"false" not in raw:
+    """numpy turns true/false mixed with numbers into 1/0: only then is a slow look needed.
+    The array test first: it is one vectorized pass, the body's are two scans of the text
+    (≈ 50 ms for a 5 000 × 384 store batch)."""
+    if not bool(((arr == 0) | (arr == 1)).any()):
         return False
-    return bool(((arr == 0) | (arr == 1)).any())
+    return raw is None or b"true" in raw or b"false" in raw
 
 
 def _has_bool(value: Any) -> bool:

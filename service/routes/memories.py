@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from lam_engine import Engine
+from lam_engine.gcpause import gc_paused
 from lam_engine.results import UpsertResult
 
 from ..bodies import JSON as JSON_TYPE
@@ -61,6 +62,11 @@ async def store(bank: BankPath, request: Request, rt: RtDep) -> Response:
 
 
 def _store_sync(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) -> UpsertResult:
+    with gc_paused():  # a JSON batch parses into ~10⁴ fresh containers (gcpause.py)
+        return _parse_and_store(engine, bank, kind, raw, limit)
+
+
+def _parse_and_store(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) -> UpsertResult:
     ids: list[str | None] | None = None
     payloads: list[dict[str, Any] | None] | None = None
     if_novel = None  # an .npy body has no room for it: JSON bodies only
