@@ -67,8 +67,9 @@ def request_kwargs(op: Op[Any]) -> dict[str, Any]:
     if op.params:
         kw["params"] = {k: _param(v) for k, v in op.params.items()}
     if op.body is not None:
-        kw["content"] = encode(op.body)
-        kw["headers"] = {"Content-Type": "application/json"}
+        binary = isinstance(op.body, bytes)
+        kw["content"] = op.body if binary else encode(op.body)
+        kw["headers"] = {"Content-Type": op.content_type}
     return kw
 
 

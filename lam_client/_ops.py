@@ -7,6 +7,7 @@ API.md JSON answer into a typed result. Each client method is then one line.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -28,6 +29,7 @@ from .models import (
 )
 
 T = TypeVar("T")
+NPY = "application/x-npy"
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Op(Generic[T]):
     params: dict[str, Any] | None = None
     # Safe to send again after a lost answer (the server may have applied it once already).
     idempotent: bool = True
+    # JSON: `body` is encoded by the transport; NPY: `body` is the .npy file's bytes.
+    content_type: str = "application/json"
 
 
 def _seg(s: str) -> str:
@@ -154,19 +158,9 @@ def store(
         raise ValueError(f"{len(ids)} ids for {n} vectors")
     if payloads is not None and len(payloads) != n:
         raise ValueError(f"{len(payloads)} payloads for {n} vectors")
-    memories: list[dict[str, Any]] = []
-    for i in range(n):
-        m: dict[str, Any] = {"vector": xi[i]}
-        if ids is not None and ids[i] is not None:
-            m["id"] = ids[i]
-        if payloads is not None and payloads[i] is not None:
-            m["payload"] = payloads[i]
-        for key, col in extras.items():
-            if len(col) != n:
-                raise ValueError(f"{key}: one entry per vector")
-            if col[i] is not None:
-                m[key] = col[i]
-        memories.append(m)
+    for key, col in extras.items():
+        if len(col) != n:
+            raise ValueError(f"{key}: one entry per vector")
     args = {
         "bank": bank,
         "vectors": xi,
@@ -175,10 +169,35 @@ def store(
         "if_novel": if_novel,
         "forgetting": {k: list(v) for k, v in extras.items()},
     }
+    path = _bank_path(bank, "memories")
+    if n and ids is None and payloads is None and if_novel is None and not extras:
+        # Nothing but vectors: the binary body, whose ids are the content addresses that a
+        # JSON body without ids gets (API.md); ≈ 5× fewer bytes than decimal text, and no
+        # Python float per number on either side (≈ 3× the JSON rate, bench_store_http).
+        body_npy = npy_bytes(xi)
+        return Op("store", "POST", path, StoreResult.from_dict, args, body_npy, content_type=NPY)
+    memories: list[dict[str, Any]] = []
+    for i in range(n):
+        m: dict[str, Any] = {"vector": xi[i]}
+        if ids is not None and ids[i] is not None:
+            m["id"] = ids[i]
+        if payloads is not None and payloads[i] is not None:
+            m["payload"] = payloads[i]
+        for key, col in extras.items():
+            if col[i] is not None:
+                m[key] = col[i]
+        memories.append(m)
     body: dict[str, Any] = {"memories": memories}
     if if_novel is not None:
         body["if_novel"] = {"energy_above": if_novel}
-    return Op("store", "POST", _bank_path(bank, "memories"), StoreResult.from_dict, args, body)
+    return Op("store", "POST", path, StoreResult.from_dict, args, body)
+
+
+def npy_bytes(xi: np.ndarray) -> bytes:
+    """The .npy file of an array (its own dtype: the server rounds to the bank's as for JSON)."""
+    buf = io.BytesIO()
+    np.save(buf, xi, allow_pickle=False)
+    return buf.getvalue()
 
 
 def store_texts(

@@ -62,7 +62,11 @@ def test_bench_tiny_runs_and_writes_results(tmp_path: Path) -> None:
         flat = [r for r in pre["rows"] if r["kind"] == "flat"]
         assert all(b["bound_holds"] for r in flat for b in r["noisy"]["by_beta"].values())
     bulk = json.loads((tmp_path / "store_http_quick.json").read_text())
-    assert {r["path"] for r in bulk["rows"]} >= {"HTTP npy", "HTTP json"}
+    assert {r["path"] for r in bulk["rows"]} >= {
+        "HTTP npy",
+        "HTTP json",
+        "SDK upload (vectors only: .npy bodies)",
+    }
     assert all(r["vectors_per_s"] > 0 for r in bulk["rows"])
     store = json.loads((tmp_path / "store_reload_quick.json").read_text())
     assert store["store"]["FULL"]["vectors_per_s"] > 0 and store["load"]["seconds"] > 0

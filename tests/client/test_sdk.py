@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from lam_client import (
     InvalidInput,
     NotFound,
     QueryResponse,
+    _ops,
 )
 from tests import reference
 
@@ -59,8 +61,6 @@ def test_store_get_delete_scroll(client: Client, bank_name: str, xi: np.ndarray)
     np.testing.assert_allclose(client.get(bank_name, "m0").vector, xi[0] * 2)
     # No id: content address (sha256 of float32 LE bytes), stored once.
     auto = client.store(bank_name, np.stack([xi[1] + 1, xi[1] + 1]))
-    import hashlib
-
     digest = hashlib.sha256((xi[1] + 1).astype("<f4").tobytes()).hexdigest()
     assert auto.ids == [digest, digest] and auto.count == 13
     page = client.scroll(bank_name, limit=5)
@@ -86,6 +86,37 @@ def test_upload_in_batches(client: Client, bank_name: str) -> None:
     assert res.ids == ids and res.count == 25
     got = np.stack([m.vector for m in client.iterate_memories(bank_name, 10)])
     np.testing.assert_array_equal(got, vectors)
+
+
+def test_vectors_alone_go_as_npy_and_store_as_json_would(client: Client, bank_name: str) -> None:
+    """Without ids, payloads, forgetting or a novelty gate, a store is an application/x-npy
+    body (the array's own dtype); the bank then holds what a JSON body stores: float32
+    rounding, content addresses, the count (the same assertions run on the embedded engine,
+    which takes the array directly)."""
+    rng = np.random.default_rng(5)
+    x64 = rng.standard_normal((6, 4)) / 3  # float64: the server rounds to float32
+    op = _ops.store(bank_name, x64, None, None)
+    assert op.content_type == "application/x-npy" and isinstance(op.body, bytes)
+    np.testing.assert_array_equal(np.load(io.BytesIO(op.body), allow_pickle=False), x64)
+    for with_ids in (_ops.store(bank_name, x64, ["a"] * 6, None),
+                     _ops.store(bank_name, x64, None, None, if_novel=0.5)):  # fmt: skip
+        assert with_ids.content_type == "application/json" and isinstance(with_ids.body, dict)
+    client.create_bank(bank_name, dim=4)
+    res = client.store(bank_name, x64)
+    x32 = x64.astype(np.float32)
+    want = [hashlib.sha256(row.astype("<f4").tobytes()).hexdigest() for row in x32]
+    assert res.ids == want and res.count == 6
+    np.testing.assert_array_equal(client.get(bank_name, want[3]).vector, x32[3])
+    # JSON for the same vectors (an id on one of them), into a second bank: the same rows.
+    other = f"{bank_name}-json"
+    client.create_bank(other, dim=4)
+    ids: list[str | None] = [None] * 6
+    ids[0] = want[0]
+    assert client.store(other, x64, ids=ids).ids == want
+    got = [client.get(other, i).vector for i in want]
+    np.testing.assert_array_equal(np.stack(got), x32)
+    # Upload in batches takes the same path.
+    assert client.upload(bank_name, x64[::-1] * 2, batch_size=4, progress=False).count == 12
 
 
 def test_query_matches_numpy_reference(client: Client, bank_name: str, xi: np.ndarray) -> None:
