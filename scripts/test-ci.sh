@@ -11,6 +11,7 @@
 # here), then the real 3-node loopback Ray cluster's tests marked `cluster_ci`
 # (issue 13: node loss with 5 SIGKILLs, equivalence, the router over HTTP, bench_cluster's
 # smoke). Its output is printed after the default run's; either failing fails the whole.
+# With TYPES_LANE=1 (`make test`) the type check runs beside them too, and fails the whole.
 # The API suite against the Ray router (LAM_API_BACKENDS=cluster) is not in it: it is
 # CPU-bound (6 replica engines per bank) and would slow the default run past CI's budget.
 set -uo pipefail
@@ -29,12 +30,28 @@ PROM=tests/integration/test_prometheus.py
   exit $(( smoke != 0 || $? != 0 ))
 ) >"$lane_dir/log" 2>&1 &
 lane=$!
+types=
+if [ "${TYPES_LANE:-0}" = 1 ]; then
+  # `make test`'s type check (mypy, the async twin's codegen check) beside the lanes.
+  make --no-print-directory lint-types PY="$PY" >"$lane_dir/types" 2>&1 &
+  types=$!
+fi
 "$PY" -m pytest -q --ignore "$SMOKE" --ignore "$FUZZ" --ignore "$CRASH" --ignore "$UI" --ignore "$PROM" "$@"
 main=$?
 wait "$lane"
 cluster=$?
+typed=0
+if [ -n "$types" ]; then
+  wait "$types"
+  typed=$?
+fi
 echo
 echo "== second lane ($SMOKE $FUZZ $CRASH $UI $PROM; -m cluster_ci tests/cluster): exit $cluster"
 cat "$lane_dir/log"
+if [ -n "$types" ]; then
+  echo
+  echo "== type check (make lint-types): exit $typed"
+  cat "$lane_dir/types"
+fi
 rm -rf "$lane_dir"
-exit $(( main != 0 || cluster != 0 ))
+exit $(( main != 0 || cluster != 0 || typed != 0 ))
