@@ -23,7 +23,6 @@ Writes bench/results/http[_quick].json and .png.
 from __future__ import annotations
 
 import argparse
-import io
 import multiprocessing as mp
 import os
 import re
@@ -54,6 +53,7 @@ from bench.common import (  # noqa: E402
     save_plot,
     write_json,
 )
+from lam_client._ops import npy_bytes as sdk_npy_bytes  # noqa: E402
 
 BANK = "bench"
 IVF_BANK = "bench_ivf"
@@ -158,9 +158,8 @@ class Server:
 
 
 def npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(a, dtype=np.float32))
-    return buf.getvalue()
+    """The .npy body of `a` as float32 (the SDK's encoding)."""
+    return sdk_npy_bytes(np.ascontiguousarray(a, dtype=np.float32))
 
 
 def fill_bank(url: str, xi: np.ndarray, ivf: bool) -> None:

@@ -101,7 +101,7 @@ class MemoryBank:
         m = len(batch.unique_ids)
         # The usual bulk case, all ids new, is told by one C-level set test: no row lookups.
         all_new = not self.holds_any(batch.unique_ids)
-        new_rows: list[int] = list(range(m))
+        new_rows: Sequence[int] = range(m)
         if not all_new:  # some ids replaced: they keep their rows
             rows = [row_of.get(mid) for mid in batch.unique_ids]
             new_rows = [j for j, r in enumerate(rows) if r is None]

@@ -164,6 +164,7 @@ class Engine(StoredTable):
             return info
 
     # ---- memories -------------------------------------------------------------------------
+    @gc_paused()  # a few fresh objects per row: see gcpause.py
     def upsert(
         self,
         name: str,
@@ -179,25 +180,6 @@ class Engine(StoredTable):
     ) -> UpsertResult:
         """Store a batch; `strengths`, `ttl_s`, `expires_at`: one entry (or None) per vector
         (API.md "Forgetting"; forgetting.py validates them)."""
-        with gc_paused():  # a few fresh objects per row: see gcpause.py
-            return self._upsert(
-                name, vectors, ids, payloads, strengths=strengths, ttl_s=ttl_s,
-                expires_at=expires_at, if_novel=if_novel, texts=texts,
-            )  # fmt: skip
-
-    def _upsert(
-        self,
-        name: str,
-        vectors: Any,
-        ids: Sequence[str | None] | None,
-        payloads: Sequence[dict[str, Any] | None] | None,
-        *,
-        strengths: Sequence[Any] | None,
-        ttl_s: Sequence[Any] | None,
-        expires_at: Sequence[Any] | None,
-        if_novel: float | None,
-        texts: Sequence[str | None] | None,
-    ) -> UpsertResult:
         slot = self._slot(name)
         now = self.clock.now()
         s = exp = None

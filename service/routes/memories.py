@@ -61,12 +61,8 @@ async def store(bank: BankPath, request: Request, rt: RtDep) -> Response:
     return OrjsonResponse(result.to_dict())
 
 
+@gc_paused()  # a JSON batch parses into ~10⁴ fresh containers (gcpause.py)
 def _store_sync(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) -> UpsertResult:
-    with gc_paused():  # a JSON batch parses into ~10⁴ fresh containers (gcpause.py)
-        return _parse_and_store(engine, bank, kind, raw, limit)
-
-
-def _parse_and_store(engine: Engine, bank: str, kind: str, raw: bytes, limit: int) -> UpsertResult:
     ids: list[str | None] | None = None
     payloads: list[dict[str, Any] | None] | None = None
     if_novel = None  # an .npy body has no room for it: JSON bodies only

@@ -98,9 +98,9 @@ def test_vectors_alone_go_as_npy_and_store_as_json_would(client: Client, bank_na
     op = _ops.store(bank_name, x64, None, None)
     assert op.content_type == "application/x-npy" and isinstance(op.body, bytes)
     np.testing.assert_array_equal(np.load(io.BytesIO(op.body), allow_pickle=False), x64)
-    for with_ids in (_ops.store(bank_name, x64, ["a"] * 6, None),
+    for json_op in (_ops.store(bank_name, x64, ["a"] * 6, None),
                      _ops.store(bank_name, x64, None, None, if_novel=0.5)):  # fmt: skip
-        assert with_ids.content_type == "application/json" and isinstance(with_ids.body, dict)
+        assert json_op.content_type == "application/json" and isinstance(json_op.body, dict)
     client.create_bank(bank_name, dim=4)
     res = client.store(bank_name, x64)
     x32 = x64.astype(np.float32)

@@ -69,3 +69,20 @@ def test_overlapping_pauses_on_threads_end_with_the_collector_on() -> None:
         t.join(10)
     assert seen == [False]
     assert gc.isenabled()
+
+
+def test_as_a_decorator_each_call_pauses_afresh() -> None:
+    """`@gc_paused()` (Engine.upsert, the store route): a new pause per call, nested too."""
+    gc.enable()
+    seen: list[bool] = []
+
+    @gc_paused()
+    def f(depth: int) -> None:
+        seen.append(gc.isenabled())
+        if depth:
+            f(depth - 1)
+
+    f(2)
+    f(0)
+    assert seen == [False] * 4
+    assert gc.isenabled()
