@@ -1,5 +1,5 @@
-"""The native pass (csrc/lam_pass.c) and IVF scan (csrc/lam_ivf.c): C compiled once per
-machine into one library, called through ctypes.
+"""The native pass (csrc/lam_pass.c), IVF scan (csrc/lam_ivf.c) and certified int8 flat
+search (csrc/lam_sq8.c): C compiled once per machine into one library, called through ctypes.
 
 torch's CPU GEMMs (MKL, oneDNN) run skinny products far below this machine's limits
 (measured on a 2-core AVX2 EPYC, N = 10⁵ × 384: B = 4 at ~25 % of the read bandwidth,
@@ -37,7 +37,9 @@ from .cpu import cpu_flags
 
 log = logging.getLogger("lam.engine")
 
-SOURCES = tuple(Path(__file__).with_name("csrc") / name for name in ("lam_pass.c", "lam_ivf.c"))
+_CSRC = Path(__file__).with_name("csrc")
+SOURCES = tuple(_CSRC / name for name in ("lam_pass.c", "lam_ivf.c", "lam_sq8.c"))
+HEADERS = (_CSRC / "lam_heap.h",)
 CFLAGS = ("-O3", "-mavx2", "-mfma", "-mf16c", "-fPIC", "-shared", "-pthread", "-std=c11")
 NEEDED_CPU = ("avx2", "fma", "f16c")
 DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
@@ -73,7 +75,7 @@ def _compiler() -> list[str] | None:
 
 
 def library_path() -> Path:
-    text = b"".join(src.read_bytes() for src in SOURCES) + " ".join(CFLAGS).encode()
+    text = b"".join(src.read_bytes() for src in SOURCES + HEADERS) + " ".join(CFLAGS).encode()
     key = hashlib.sha256(text).hexdigest()[:16]
     return cache_dir() / f"lam_pass-{key}.so"
 
@@ -137,6 +139,10 @@ def _library() -> ctypes.CDLL | None:
     fn.restype = ctypes.c_int
     fn = lib.lam_ivf_search
     fn.argtypes = [ptr, i64, i64, ptr, i64, i64, ptr, ptr, ptr, i64, ctypes.c_int, ptr, ptr]
+    fn.restype = ctypes.c_int
+    fn = lib.lam_sq8_search
+    fn.argtypes = [ptr, i64, i64, ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64, ctypes.c_int,
+                   ctypes.c_int, ptr, ptr, ptr]  # fmt: skip
     fn.restype = ctypes.c_int
     return lib
 
@@ -235,6 +241,46 @@ def ivf_search(
     if rc != 0:
         raise MemoryError("the IVF scan could not allocate its buffers")
     return scores, ids
+
+
+@dataclass(frozen=True)
+class Sq8Rows:
+    """A flat index's memories as csrc/lam_sq8.c reads them (index/sq8.py builds the codes);
+    the float32 rows may be a view of the FAISS index's own memory."""
+
+    codes: np.ndarray  # (blocks, dp/4, 16, 4) int8, dp a multiple of 4 (index/sq8.py)
+    scale: np.ndarray  # (≥ 16·⌈n/16⌉,) float32: ξ̃ = scale · codes
+    err: np.ndarray  # (same) float32 ≥ ‖ξ − ξ̃‖ plus the rounding allowance
+    nrm: np.ndarray  # (same) float32 ≥ ‖ξ̃‖
+    rows: np.ndarray  # (n, d) float32, the exact memories
+
+
+def sq8_search(
+    mem: Sq8Rows, queries: np.ndarray, k: int, m: int, *, avx2_only: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores (B, k) float32, rows (B, k) int64, scored (B,) int64) of csrc/lam_sq8.c: the
+    exact top-k inner products, descending, padded with (−inf, −1) beyond n; `scored` is how
+    many exact scores each query took (m candidates to start with). The int8 dot products
+    use AVX-512 VNNI where the CPU has it, unless `avx2_only`."""
+    lib = _library()
+    assert lib is not None
+    n, d = mem.rows.shape
+    b = queries.shape[0]
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    scores = np.empty((b, k), dtype=np.float32)
+    rows = np.empty((b, k), dtype=np.int64)
+    scored = np.empty(b, dtype=np.int64)
+    dp = 4 * mem.codes.shape[1]
+    work = b * n * dp  # bytes of codes read, one per multiply-add
+    threads = int(max(1, min(torch.get_num_threads(), work // _SCAN_MACS_PER_THREAD)))
+    rc = lib.lam_sq8_search(
+        q.ctypes.data, b, d, mem.codes.ctypes.data, dp, mem.scale.ctypes.data,
+        mem.err.ctypes.data, mem.nrm.ctypes.data, mem.rows.ctypes.data, n, m, k, threads,
+        int(avx2_only), scores.ctypes.data, rows.ctypes.data, scored.ctypes.data,
+    )  # fmt: skip
+    if rc != 0:
+        raise MemoryError("the int8 flat search could not allocate its buffers")
+    return scores, rows, scored
 
 
 def main() -> int:

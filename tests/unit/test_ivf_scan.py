@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from lam_engine.config import PrefilterConfig
 from lam_engine.index import IVF_MIN_TRAIN, IvfPrefilter, load_index, save_index
 from lam_engine.kernels import native
+from tests.harness.prefilters import faiss_search
 
 needs_native = pytest.mark.skipif(not native.available(), reason="native code not built here")
 
@@ -47,14 +48,6 @@ def _reference(p: IvfPrefilter, q: np.ndarray, k: int) -> tuple[np.ndarray, np.n
         out_s[b, : order.size] = s[order]
         out_i[b, : order.size] = ids[order]
     return out_s, out_i
-
-
-def _faiss(p: IvfPrefilter, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    native.set_enabled(False)
-    try:
-        return p.search(q, k)
-    finally:
-        native.set_enabled(True)
 
 
 def _same_sets(a: np.ndarray, b: np.ndarray) -> None:
@@ -94,7 +87,7 @@ def test_native_scan_is_the_ivf_search(n, d, b, k, nprobe, threads, seed) -> Non
     assert np.all(np.isneginf(scores[ids < 0]))
     for row, found in zip(scores, ids >= 0, strict=True):
         assert np.all(np.diff(row[found]) <= 0) and found[: found.sum()].all()
-    f_s, f_i = _faiss(p, q, k)
+    f_s, f_i = faiss_search(p, q, k)
     _same_sets(ids, f_i)
     np.testing.assert_allclose(scores, f_s, rtol=0, atol=1e-5)
 
@@ -133,6 +126,6 @@ def test_faiss_search_where_the_native_code_is_off() -> None:
     p = _ivf(xi, np.arange(1500))
     q = _bank(2, 8, 9)
     ref_s, ref_i = _reference(p, q, 20)
-    f_s, f_i = _faiss(p, q, 20)
+    f_s, f_i = faiss_search(p, q, 20)
     _same_sets(f_i, ref_i)
     np.testing.assert_allclose(f_s, ref_s, rtol=0, atol=1e-5)
