@@ -3,8 +3,9 @@
  *
  * Each memory ξ_i is kept as codes c_i ∈ [−127, 127]^dp (zero-padded to dp, a multiple of
  * 4) with a scale a_i, ξ̃_i = a_i c_i, beside its float32 row (index/sq8.py). A query q is
- * quantized the same way (q̃ = a_q c_q), so s̃_i = a_i a_q (c_i · c_q) is an exact integer
- * dot product times two scales, and by Cauchy–Schwarz
+ * quantized the same way (q̃ = a_q c_q; with VNNI in two levels, see quantize_query), so
+ * s̃_i = a_i a_q (c_i · c_q) is an exact integer dot product times two scales, and by
+ * Cauchy–Schwarz
  *     |ξ_i·q − s̃_i| ≤ ‖ξ_i − ξ̃_i‖ ‖q‖ + ‖ξ̃_i‖ ‖q − q̃‖,
  * where `err` (≥ ‖ξ_i − ξ̃_i‖, plus (d + 8)·2⁻²² ‖ξ_i‖ for the float32 rounding of the
  * exact score and of s̃) and `nrm` (≥ ‖ξ̃_i‖) are rounded up when they are built. So
@@ -96,9 +97,10 @@ typedef struct {
     const float *q, *scale, *err, *nrm, *xb;
     const int8_t *codes;
     const int32_t *qc4;        // (b, dp/4) the queries' codes, four bytes an int32
-    const int32_t *qa4;        // (b, dp/4) their absolute values, the same way
-    const int32_t *qsum;       // (b,) 128 Σ_j c_q,j (the VNNI offset)
+    const int32_t *qa4;        // (b, dp/4) AVX2: their absolute values; VNNI: the residual's
+    const int32_t *qsum;       // VNNI: (2, b) 128 Σ_j of the codes, of the residual's codes
     const float *qs, *qn, *qe;  // (b,) a_q, ‖q‖ and ‖q − q̃‖, rounded up
+    const float *qs2;          // VNNI: (b,) the residual's scale
     const int64_t *todo;       // (b,) the queries this round searches, by index into q
     Cand *buf;                 // per thread: b buffers of BUF·m (phase 1)
     int64_t *cnt;              // per thread: b buffer fills
@@ -142,10 +144,13 @@ INLINE uint32_t live_lanes(int64_t r0, int64_t n) {
 
 /* u of 16 rows for query qi from their integer sums; keep those above the threshold. */
 VNNI static inline __attribute__((always_inline)) void bounds16(Scan *a, int64_t qi, __m512i dot,
-                                                                 int64_t r0, uint32_t live) {
+                                                                 __m512i dot2, int64_t r0,
+                                                                 uint32_t live) {
     const __m512 sc = _mm512_loadu_ps(a->scale + r0), er = _mm512_loadu_ps(a->err + r0);
     const __m512 nr = _mm512_loadu_ps(a->nrm + r0);
-    const __m512 st = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(sc, _mm512_set1_ps(a->qs[qi])));
+    const __m512 cq = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), _mm512_set1_ps(a->qs[qi])),
+                                    _mm512_mul_ps(_mm512_cvtepi32_ps(dot2), _mm512_set1_ps(a->qs2[qi])));
+    const __m512 st = _mm512_mul_ps(cq, sc);
     const __m512 e = _mm512_add_ps(_mm512_mul_ps(er, _mm512_set1_ps(a->qn[qi])),
                                    _mm512_mul_ps(nr, _mm512_set1_ps(a->qe[qi])));
     const __m512 mag = _mm512_add_ps(_mm512_abs_ps(st), e);
@@ -164,18 +169,23 @@ VNNI static inline __attribute__((always_inline)) void scan_vnni(Scan *a, int64_
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int64_t blk = a->blk0; blk < a->blk1; blk++) {
         const int8_t *cb = a->codes + blk * nd4 * 64;
-        __m512i acc[MAX_GROUP];
-        for (int t = 0; t < g; t++) acc[t] = _mm512_setzero_si512();
+        __m512i acc[MAX_GROUP], acc2[MAX_GROUP];
+        for (int t = 0; t < g; t++) acc[t] = acc2[t] = _mm512_setzero_si512();
         for (int64_t j = 0; j < nd4; j++) {
             const __m512i cv = _mm512_xor_si512(_mm512_loadu_si512((const void *)(cb + 64 * j)), flip);
-            for (int t = 0; t < g; t++)
-                acc[t] = _mm512_dpbusd_epi32(acc[t], cv, _mm512_set1_epi32(a->qc4[(qi0 + t) * nd4 + j]));
+            for (int t = 0; t < g; t++) {
+                const int64_t w = (qi0 + t) * nd4 + j;
+                acc[t] = _mm512_dpbusd_epi32(acc[t], cv, _mm512_set1_epi32(a->qc4[w]));
+                acc2[t] = _mm512_dpbusd_epi32(acc2[t], cv, _mm512_set1_epi32(a->qa4[w]));
+            }
         }
         const int64_t r0 = blk * ROWS;
         const uint32_t live = live_lanes(r0, a->n);
-        for (int t = 0; t < g; t++)
-            bounds16(a, qi0 + t, _mm512_sub_epi32(acc[t], _mm512_set1_epi32(a->qsum[qi0 + t])), r0,
-                     live);
+        for (int t = 0; t < g; t++) {
+            const int64_t qi = qi0 + t;
+            bounds16(a, qi, _mm512_sub_epi32(acc[t], _mm512_set1_epi32(a->qsum[qi])),
+                     _mm512_sub_epi32(acc2[t], _mm512_set1_epi32(a->qsum[a->b + qi])), r0, live);
+        }
     }
 }
 
@@ -317,33 +327,56 @@ static void *certify_queries(void *p) {
     return NULL;
 }
 
-/* The query's codes and |codes| (dp bytes each, as int32 words), 128 Σ codes, its scale,
- * ‖q‖ and ‖q − q̃‖ (rounded up). */
-static void quantize_query(const float *q, int64_t d, int64_t dp, int32_t *qc4, int32_t *qa4,
-                           int32_t *qsum, float *qs, float *qn, float *qe) {
-    float amax = 0.0f;
-    for (int64_t j = 0; j < d; j++) amax = fmaxf(amax, fabsf(q[j]));
-    const float a = amax / 127.0f;
-    int8_t *qc = (int8_t *)qc4, *qa = (int8_t *)qa4;  // char types may alias anything
-    double n2 = 0.0, e2 = 0.0;
-    int32_t sum = 0;
+/* Codes of x (d values, dp bytes written: zero past d) at scale max|x| / 127; returns the
+ * scale and Σ codes. */
+static float quantize(const double *x, int64_t d, int64_t dp, int8_t *c, int32_t *sum) {
+    double amax = 0.0;
+    for (int64_t j = 0; j < d; j++) amax = fmax(amax, fabs(x[j]));
+    const float a = (float)(amax / 127.0);
+    int32_t s = 0;
     for (int64_t j = 0; j < dp; j++) {
-        int c = 0;
+        int v = 0;
         if (j < d && a > 0.0f) {
-            c = (int)lrintf(q[j] / a);
-            c = c > 127 ? 127 : (c < -127 ? -127 : c);
+            v = (int)lrint(x[j] / a);
+            v = v > 127 ? 127 : (v < -127 ? -127 : v);
         }
-        qc[j] = (int8_t)c;
-        qa[j] = (int8_t)(c < 0 ? -c : c);
-        sum += c;
-        if (j < d) {
-            const double x = q[j], r = x - (double)a * c;
-            n2 += x * x;
-            e2 += r * r;
-        }
+        c[j] = (int8_t)v;
+        s += v;
     }
+    *sum = s;
+    return a;
+}
+
+/* The query's codes (dp bytes, as int32 words) and scale, ‖q‖ and ‖q − q̃‖ (rounded up).
+ * AVX2: qa4 gets |codes|. VNNI: q̃ has two levels, the codes and the codes of what they
+ * leave (a second dot product per row, free where the pass waits for memory), in qa4 at
+ * scale qs2, which leaves ‖q − q̃‖ ≈ 1/250 of one level's and the bound half as wide;
+ * qsum = 128 Σ codes, qsum2 the same of the second level. `x` is scratch of d doubles. */
+static void quantize_query(const float *q, int64_t d, int64_t dp, int vnni, double *x,
+                           int32_t *qc4, int32_t *qa4, int32_t *qsum, int32_t *qsum2, float *qs,
+                           float *qs2, float *qn, float *qe) {
+    int8_t *qc = (int8_t *)qc4, *qa = (int8_t *)qa4;  // char types may alias anything
+    double n2 = 0.0;
+    for (int64_t j = 0; j < d; j++) {
+        x[j] = q[j];
+        n2 += x[j] * x[j];
+    }
+    int32_t sum = 0, sum2 = 0;
+    const float a = quantize(x, d, dp, qc, &sum);
+    for (int64_t j = 0; j < d; j++) x[j] -= (double)a * qc[j];
+    float a2 = 0.0f;
+    if (vnni) {
+        a2 = quantize(x, d, dp, qa, &sum2);
+        for (int64_t j = 0; j < d; j++) x[j] -= (double)a2 * qa[j];
+    } else {
+        for (int64_t j = 0; j < dp; j++) qa[j] = (int8_t)(qc[j] < 0 ? -qc[j] : qc[j]);
+    }
+    double e2 = 0.0;
+    for (int64_t j = 0; j < d; j++) e2 += x[j] * x[j];
     *qsum = 128 * sum;
+    *qsum2 = 128 * sum2;
     *qs = a;
+    *qs2 = a2;
     *qn = (float)(sqrt(n2) * (1.0 + 0x1p-20));
     *qe = (float)(sqrt(e2) * (1.0 + 0x1p-20)) + 1e-30f;
 }
@@ -383,10 +416,12 @@ int lam_sq8_search(const float *q, int64_t b, int64_t d, const int8_t *codes, in
     if (m < kk) m = kk;
     if (m > n) m = n;
     const int64_t nd4 = dp / 4;
+    const int vnni = !avx2_only && has_vnni();
     int32_t *qc4 = (int32_t *)malloc(sizeof(int32_t) * (size_t)(b * nd4));
     int32_t *qa4 = (int32_t *)malloc(sizeof(int32_t) * (size_t)(b * nd4));
-    int32_t *qsum = (int32_t *)malloc(sizeof(int32_t) * (size_t)b);
-    float *qf = (float *)malloc(sizeof(float) * (size_t)(3 * b));
+    int32_t *qsum = (int32_t *)malloc(sizeof(int32_t) * (size_t)(2 * b));
+    float *qf = (float *)malloc(sizeof(float) * (size_t)(4 * b));
+    double *qx = (double *)malloc(sizeof(double) * (size_t)d);
     int64_t *todo = (int64_t *)malloc(sizeof(int64_t) * (size_t)b);
     uint8_t *failed = (uint8_t *)malloc((size_t)b);
     Scan *parts = (Scan *)calloc((size_t)threads, sizeof(Scan));
@@ -397,15 +432,16 @@ int lam_sq8_search(const float *q, int64_t b, int64_t d, const int8_t *codes, in
     int64_t *cnt = NULL;
     float *tau = NULL;
     int rc = -1;
-    if (!qc4 || !qa4 || !qsum || !qf || !todo || !failed || !parts || !tid || !es || !er)
+    if (!qc4 || !qa4 || !qsum || !qf || !qx || !todo || !failed || !parts || !tid || !es || !er)
         goto done;
     for (int64_t qi = 0; qi < b; qi++) todo[qi] = qi;
     int64_t left = b;
     while (left > 0) {
         // The queries of this round, compacted: their codes first.
         for (int64_t qi = 0; qi < left; qi++)
-            quantize_query(q + todo[qi] * d, d, dp, qc4 + qi * nd4, qa4 + qi * nd4, qsum + qi,
-                           qf + qi, qf + b + qi, qf + 2 * b + qi);
+            quantize_query(q + todo[qi] * d, d, dp, vnni, qx, qc4 + qi * nd4, qa4 + qi * nd4,
+                           qsum + qi, qsum + left + qi, qf + qi, qf + 3 * b + qi, qf + b + qi,
+                           qf + 2 * b + qi);
         free(buf);
         free(all_c);
         free(cnt);
@@ -419,13 +455,13 @@ int lam_sq8_search(const float *q, int64_t b, int64_t d, const int8_t *codes, in
         for (int t = 0; t < threads; t++)
             parts[t] = (Scan){.b = left, .d = d, .dp = dp, .n = n, .m = m, .k = k, .q = q,
                               .scale = scale, .err = err, .nrm = nrm, .xb = xb, .codes = codes,
-                              .qc4 = qc4, .qa4 = qa4, .qsum = qsum, .qs = qf, .qn = qf + b,
+                              .qc4 = qc4, .qa4 = qa4, .qsum = qsum, .qs = qf, .qs2 = qf + 3 * b, .qn = qf + b,
                               .qe = qf + 2 * b, .todo = todo, .buf = buf + t * left * BUF * m,
                               .cnt = cnt + t * left, .tau = tau + t * left,
                               .all_c = all_c + t * threads * BUF * m, .es = es + t * kk,
                               .er = er + t * kk, .blk0 = nblk * t / threads,
                               .blk1 = nblk * (t + 1) / threads, .q0 = t, .qstep = t2,
-                              .threads = threads, .vnni = !avx2_only && has_vnni(),
+                              .threads = threads, .vnni = vnni,
                               .all = parts, .out_s = out_s, .out_row = out_row,
                               .scored = scored, .failed = failed};
         run_threads(scan_rows, parts, sizeof(Scan), threads, tid);
@@ -442,6 +478,7 @@ done:
     free(qa4);
     free(qsum);
     free(qf);
+    free(qx);
     free(todo);
     free(failed);
     free(parts);
