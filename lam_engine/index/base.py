@@ -246,6 +246,12 @@ class Prefilter(ABC):
         return scores, keys
 
     @property
+    def light_search(self) -> bool:
+        """Whether a search reads a small part of the bank (a trained IVF or HNSW index):
+        the service may then answer a lone query on its event loop (ops.reads_little)."""
+        return self.effective_kind in ("ivf", "hnsw")
+
+    @property
     def exact_topk(self) -> bool:
         """True when the candidates are the true top-k (flat, or IVF still untrained)."""
         return self.effective_kind == "flat"

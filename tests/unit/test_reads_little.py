@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from lam_engine import ops
@@ -10,6 +11,7 @@ from lam_engine.bank import MemoryBank
 from lam_engine.config import BankConfig, PrefilterConfig
 from lam_engine.index import make_prefilter
 from lam_engine.inputs import QueryInput
+from lam_engine.kernels import native
 
 LIMIT = 4 << 20
 
@@ -41,4 +43,17 @@ def test_a_trained_ivf_index_makes_a_large_bank_light_unless_exact() -> None:
     flat.rebuild(bank.keys, bank.alive_vectors())
     assert ops.reads_little(bank, ivf, _q(384, steps=1), LIMIT)
     assert not ops.reads_little(bank, ivf, _q(384, exact=True), LIMIT)
-    assert not ops.reads_little(bank, flat, _q(384), LIMIT)  # a flat search reads it all
+    # FAISS searches a flat index this small (3000 < 8 m rows, m = 4 · 256): it reads it all.
+    assert not flat.light_search
+    assert not ops.reads_little(bank, flat, _q(384), LIMIT)
+
+
+@pytest.mark.skipif(not native.available(), reason="native code not built here")
+def test_a_flat_index_on_its_codes_is_light() -> None:
+    """With k = 8 (m = 256 candidates) 3000 rows are searched on the int8 codes."""
+    bank = _bank(3000, 384, prefilter=PrefilterConfig(kind="flat", k=8))
+    flat = make_prefilter(PrefilterConfig(kind="flat", k=8), 384)
+    flat.rebuild(bank.keys, bank.alive_vectors())
+    assert flat.light_search
+    assert ops.reads_little(bank, flat, _q(384, steps=1), LIMIT)
+    assert not ops.reads_little(bank, flat, _q(384, exact=True), LIMIT)
