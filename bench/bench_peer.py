@@ -1,4 +1,4 @@
-"""A peer: Chroma's own server against LAM's three query modes, same workloads, same run.
+"""A peer: Chroma's own server against LAM's query modes, same workloads, same run.
 
 Two workloads (the performance issue's): random unit vectors (N = 10⁵, d = 384, cues =
 stored vectors + 20 % noise, renormalized) and real text (the unique `Description:` lines
@@ -11,8 +11,10 @@ Systems, all over plain HTTP with JSON bodies, closed-loop `wrk` clients (1 and 
   cosine space, telemetry off.
 - LAM (`python -m service`), bank `normalize: true`, β = 32 (random) / 20 (text):
   `steps: 0` (scoring at the cue; "not available" if the server answers 422), the default
-  query (steps 1), and a bank with the certified IVF prefilter (steps 1, and steps 0 too
-  where steps 0 exists, for the issue's recall@5 target of steps 0 + IVF).
+  query (steps 1), a bank with the certified IVF prefilter (steps 1, and steps 0 too
+  where steps 0 exists, for the issue's recall@5 target of steps 0 + IVF), and a bank with
+  the flat prefilter (steps 1 and 0: the true top-k from int8 codes, certified, then the
+  softmax over them, csrc/lam_sq8.c).
 
 Each system is measured in interleaved segments (A B C … then … C B A) so that the other
 jobs on this shared 2-core machine load all of them alike. Per level: req/s, p50/p99 (wrk's
@@ -725,6 +727,7 @@ def run_workload(
             t0 = time.perf_counter()
             ids = lam_fill(lam_http, "dense", w.xi, w.beta)
             lam_fill(lam_http, "ivf", w.xi, w.beta)
+            lam_fill(lam_http, "flat", w.xi, w.beta)
             out["lam_fill_s"] = time.perf_counter() - t0
             # The IVF index is built on the full bank (nlist ≈ 4·√N at its size, the bank's
             # defaults otherwise): switched on after the fill, as PATCH allows.
@@ -732,6 +735,10 @@ def run_workload(
             lam_http.patch("/v1/banks/ivf", json={"prefilter": {"kind": "ivf"}}).raise_for_status()
             out["ivf_build_s"] = time.perf_counter() - t0 + wait_quiet(lam.proc.pid, 300)
             out["ivf_index"] = lam_http.get("/v1/banks/ivf").json().get("index")
+            t0 = time.perf_counter()
+            flat = {"prefilter": {"kind": "flat"}}
+            lam_http.patch("/v1/banks/flat", json=flat).raise_for_status()
+            out["flat_build_s"] = time.perf_counter() - t0 + wait_quiet(lam.proc.pid, 300)
             read = lam_reader(ids)
             q_path = "/v1/banks/{}/query"
             targets = [
@@ -744,6 +751,10 @@ def run_workload(
                 Target("LAM", "IVF, steps 1", lam.url, q_path.format("ivf"), lam.proc.pid,
                        lambda q: lam_body(q, None), read),
                 Target("LAM", "IVF, steps 0", lam.url, q_path.format("ivf"), lam.proc.pid,
+                       lambda q: lam_body(q, 0), read),
+                Target("LAM", "flat, steps 1", lam.url, q_path.format("flat"), lam.proc.pid,
+                       lambda q: lam_body(q, None), read),
+                Target("LAM", "flat, steps 0", lam.url, q_path.format("flat"), lam.proc.pid,
                        lambda q: lam_body(q, 0), read),
             ]  # fmt: skip
             for t in targets:
@@ -809,17 +820,21 @@ def ratios(res: dict[str, Any]) -> list[dict[str, Any]]:
         ch_hi, ch_lo = _row(res, wl, "Chroma HNSW", hi), _row(res, wl, "Chroma HNSW", lo)
         if ch_hi is None or ch_lo is None:
             continue
-        for mode in ("steps 0", "steps 1 (default)", "IVF, steps 1", "IVF, steps 0"):
+        for mode in ("steps 0", "steps 1 (default)", "IVF, steps 1", "IVF, steps 0",
+                     "flat, steps 0", "flat, steps 1"):  # fmt: skip
             r_hi, r_lo = _row(res, wl, f"LAM {mode}", hi), _row(res, wl, f"LAM {mode}", lo)
             if r_hi is None or r_lo is None:
                 add(wl, f"LAM {mode}", float("nan"), "–", None)
                 continue
             rate = r_hi["rate"] / ch_hi["rate"]
             p50 = r_lo["p50_ms"] / ch_lo["p50_ms"]
-            if mode == "steps 0":
+            if mode in ("steps 0", "flat, steps 0"):  # both exact top-5 (flat: certified)
                 add(wl, f"{mode}: req/s at {hi} clients / Chroma", rate, "≥ 4", rate >= 4)
                 add(wl, f"{mode}: p50 at {lo} client / Chroma", p50, "≤ 1", p50 <= 1)
                 add(wl, f"{mode}: recall@5", r_lo["recall5"], "= 1", r_lo["recall5"] >= 1.0)
+            elif mode == "flat, steps 1":
+                add(wl, f"{mode}: req/s at {hi} clients / Chroma", rate, "≥ 2", rate >= 2)
+                add(wl, f"{mode}: p50 at {lo} client / Chroma", p50, "reported", None)
             elif mode == "steps 1 (default)":
                 add(wl, f"{mode}: req/s at {hi} clients / Chroma", rate, "≥ 2", rate >= 2)
                 add(wl, f"{mode}: p50 at {lo} client / Chroma", p50, "reported", None)
@@ -853,7 +868,7 @@ def report(res: dict[str, Any]) -> str:
     for wl, w in res["workloads"].items():
         table = []
         names = ["Chroma HNSW", "LAM steps 0", "LAM steps 1 (default)", "LAM IVF, steps 1",
-                 "LAM IVF, steps 0"]  # fmt: skip
+                 "LAM IVF, steps 0", "LAM flat, steps 1", "LAM flat, steps 0"]  # fmt: skip
         for name in names:
             a, b = _row(res, wl, name, lo), _row(res, wl, name, hi)
             if a is None or b is None:
@@ -873,13 +888,14 @@ def report(res: dict[str, Any]) -> str:
         # How often the certificate held decides what the IVF rows measure: a fallback
         # is the dense pass plus the index search.
         notes = []
-        for name in ("LAM IVF, steps 1", "LAM IVF, steps 0"):
+        for name in ("LAM IVF, steps 1", "LAM IVF, steps 0", "LAM flat, steps 1",
+                     "LAM flat, steps 0"):  # fmt: skip
             pf = w["recall"].get(name, {}).get("prefilter") or {}
             if pf:
                 notes.append(f"{name}: {pf.get('prefiltered', 0):.0f} prefiltered, "
                              f"{pf.get('fallback', 0):.0f} fell back to exact")  # fmt: skip
         if notes:
-            line = "IVF certificate over the recall pass's cues: " + "; ".join(notes) + "."
+            line = "Prefilter certificate over the recall pass's cues: " + "; ".join(notes) + "."
             print(line)
             texts.append("\n" + line)
     checks = [[c["workload"], c["check"], c["value"], c["wanted"],
