@@ -115,8 +115,7 @@ def tries_index(bank: MemoryBank, index: CandidateIndex | None, exact: bool) -> 
 
 def reads_little(bank: MemoryBank, index: Any, q: QueryInput, limit_bytes: int) -> bool:
     """Whether `q` surely reads at most about `limit_bytes`: the whole bank that few times, or
-    a light index search being tried (IVF, HNSW, flat on its int8 codes: a fraction of the
-    bank's bytes; a fallback is rare)."""
+    a light index search being tried (`Prefilter.light_search`; a fallback is rare)."""
     if bank.config.model != "B" or q.batch > 4:
         return False
     whole = bank.count * bank.config.dim * bank.xi.element_size() * (q.steps + 1) * q.batch
