@@ -66,7 +66,7 @@ class FlatPrefilter(Prefilter):
         """Candidates per query for the search on the codes, or None where FAISS searches."""
         n = self.ntotal
         m = min(n, max(SQ8_M_FACTOR * k, SQ8_MIN_M))
-        if n < SQ8_MIN_ROWS_PER_CANDIDATE * m or not native.available():
+        if n < SQ8_MIN_ROWS_PER_CANDIDATE * m or not self._codes.valid or not native.available():
             return None
         return m
 

@@ -144,6 +144,9 @@ def _library() -> ctypes.CDLL | None:
     fn.argtypes = [ptr, i64, i64, ptr, i64, ptr, ptr, ptr, ptr, i64, i64, i64, ctypes.c_int,
                    ctypes.c_int, ptr, ptr, ptr]  # fmt: skip
     fn.restype = ctypes.c_int
+    fn = lib.lam_sq8_encode
+    fn.argtypes = [ptr, i64, i64, i64, i64, ptr, ptr, ptr, ptr, ctypes.c_int]
+    fn.restype = ctypes.c_int
     return lib
 
 
@@ -281,6 +284,40 @@ def sq8_search(
     if rc != 0:
         raise MemoryError("the int8 flat search could not allocate its buffers")
     return scores, rows, scored
+
+
+def sq8_encode(
+    vectors: np.ndarray,
+    start: int,
+    codes: np.ndarray,
+    scale: np.ndarray,
+    err: np.ndarray,
+    nrm: np.ndarray,
+) -> bool:
+    """Write the codes of float32 rows `vectors` (c, d) at rows start … start + c − 1 of the
+    blocked `codes` and of `scale`, `err`, `nrm` (as in `Sq8Rows`; csrc/lam_sq8.c, threaded);
+    False where the library cannot be built or loaded here. Runs
+    whenever the library loads, even while the native searches are switched off
+    (`set_enabled`): the codes must follow every row for when they are switched on again."""
+    lib = _library() if cpu_ok() else None
+    if lib is None:
+        return False
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    c, d = x.shape
+    dp = 4 * codes.shape[1]
+    for arr, dtype in ((codes, np.int8), (scale, np.float32), (err, np.float32), (nrm, np.float32)):
+        if arr.dtype != dtype or not arr.flags.c_contiguous:
+            raise ValueError("sq8_encode writes into C-contiguous int8 / float32 arrays")
+    if start < 0 or start + c > min(scale.size, err.size, nrm.size, codes.shape[0] * 16):
+        raise ValueError(f"rows {start} … {start + c - 1} do not fit the arrays")
+    threads = int(max(1, min(torch.get_num_threads(), c * d // _SCAN_MACS_PER_THREAD)))
+    rc = lib.lam_sq8_encode(
+        x.ctypes.data, c, d, dp, start, codes.ctypes.data, scale.ctypes.data, err.ctypes.data,
+        nrm.ctypes.data, threads,
+    )  # fmt: skip
+    if rc != 0:
+        raise MemoryError("the int8 codes could not be built")
+    return True
 
 
 def main() -> int:

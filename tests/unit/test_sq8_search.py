@@ -55,21 +55,45 @@ def _check_topk(x: np.ndarray, q: np.ndarray, k: int, scores: np.ndarray, rows: 
         assert ref[i, got].min() >= kth - 2 * tol[i]  # nothing better was left out
 
 
-def test_encode_bounds_hold() -> None:
-    """err ≥ ‖ξ − ξ̃‖ and nrm ≥ ‖ξ̃‖ as the C code reads ξ̃ (scale × codes), codes in range."""
+def _encode_reference(x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """index/sq8.py's encoding in float64 numpy: (codes (n, dp), scale, err, nrm)."""
+    n, d = x.shape
+    x64 = x.astype(np.float64)
+    scale = (np.abs(x64).max(axis=1) / sq8.CODE_MAX).astype(np.float32)
+    s64 = scale.astype(np.float64)
+    c = np.clip(np.rint(x64 / np.where(s64 > 0, s64, 1.0)[:, None]), -127, 127)
+    c[s64 == 0] = 0.0
+    codes = np.zeros((n, sq8.padded_dim(d)), dtype=np.int8)
+    codes[:, :d] = c
+    deq = c * s64[:, None]
+    slack = (d + 8) * 2.0**-22 * np.linalg.norm(x64, axis=1)
+    err = np.linalg.norm(x64 - deq, axis=1) * (1 + 2**-20) + slack
+    nrm = np.linalg.norm(deq, axis=1) * (1 + 2**-20)
+    return codes, scale, err, nrm
+
+
+@needs_native
+def test_encode_is_the_reference_and_its_bounds_hold() -> None:
+    """The C encoding's codes and scales are numpy's; err and nrm are its float64 values
+    rounded up to float32, to within float32 rounding (so err ≥ ‖ξ − ξ̃‖ and nrm ≥ ‖ξ̃‖ as the
+    search reads ξ̃)."""
     rng = np.random.default_rng(3)
     for kind in ("unit", "gauss", "scales"):
         x = _rows(rng, 500, 37, kind)
-        codes, scale, err, nrm = sq8.encode(x)
-        assert codes.shape == (500, 40) and (codes[:, 37:] == 0).all()
+        c = _codes(x)
+        codes, scale, err, nrm = _encode_reference(x)
+        np.testing.assert_array_equal(c._row_major(), codes)
         assert np.abs(codes).max() <= sq8.CODE_MAX
-        deq = codes[:, :37].astype(np.float64) * scale.astype(np.float64)[:, None]
-        assert (err.astype(np.float64) >= np.linalg.norm(x - deq, axis=1)).all()
-        assert (nrm.astype(np.float64) >= np.linalg.norm(deq, axis=1)).all()
+        view = c.rows(x)
+        np.testing.assert_array_equal(view.scale[:500], scale)
+        for got, want in ((view.err[:500], err), (view.nrm[:500], nrm)):
+            assert (got.astype(np.float64) >= want).all()
+            assert (got.astype(np.float64) <= want * (1 + 2**-20) + 1e-30).all()  # and tight
         zero = ~x.any(axis=1)
         assert (codes[zero] == 0).all() and (scale[zero] == 0).all()
 
 
+@needs_native
 def test_blocks_follow_appends_and_removals() -> None:
     """The blocked codes read back row by row equal a fresh encoding of the rows they hold."""
     rng = np.random.default_rng(4)
@@ -82,7 +106,7 @@ def test_blocks_follow_appends_and_removals() -> None:
     c.append(x[:9])
     held = np.concatenate([x[keep], x[:9]])
     assert len(c) == held.shape[0]
-    np.testing.assert_array_equal(c._row_major(), sq8.encode(held)[0])
+    np.testing.assert_array_equal(c._row_major(), _encode_reference(held)[0])
     view = c.rows(held)
     assert (view.scale[len(c) :] == 0).all()
     with pytest.raises(ValueError):
@@ -174,3 +198,16 @@ def test_flat_prefilter_small_banks_keep_faiss() -> None:
     assert p._search_native(x[:2], 5) is None
     _, keys = p.search(x[:2], 5)
     assert keys[0, 0] == 0 and keys[1, 0] == 1
+
+
+def test_no_codes_without_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the codes cannot be built, the flat index never searches them: FAISS answers."""
+    monkeypatch.setattr(native, "sq8_encode", lambda *a: False)
+    rng = np.random.default_rng(13)
+    x = _rows(rng, 2_100, 8, "unit")
+    p = FlatPrefilter(PrefilterConfig(kind="flat", k=4), 8)
+    p.rebuild(np.arange(2_100, dtype=np.int64), x)
+    assert not p._codes.valid
+    assert p._search_native(x[:1], 4) is None and not p.light_search
+    _, keys = p.search(x[:1], 4)
+    assert keys[0, 0] == 0

@@ -491,3 +491,78 @@ done:
     free(tau);
     return rc;
 }
+
+/* ---- building the codes (index/sq8.py) -------------------------------------------------- */
+
+static float round_up(double v) {
+    float f = (float)v;
+    return (double)f < v ? nextafterf(f, INFINITY) : f;
+}
+
+typedef struct {
+    const float *x;
+    int64_t r0, r1, d, dp, start;
+    int8_t *blocks;
+    float *scale, *err, *nrm;
+} Encode;
+
+/* Rows r0 … r1 − 1 of x as rows start + r0 … of the codes: a = max|ξ| / 127, c = round(ξ / a)
+ * (to even, clamped), err ≥ ‖ξ − a c‖ plus (d + 8)·2⁻²² ‖ξ‖, nrm ≥ ‖a c‖, in float64. */
+static void *encode_rows(void *p) {
+    const Encode *a = (const Encode *)p;
+    const int64_t nd4 = a->dp / 4;
+    for (int64_t i = a->r0; i < a->r1; i++) {
+        const float *row = a->x + i * a->d;
+        double amax = 0.0;
+        for (int64_t j = 0; j < a->d; j++) amax = fmax(amax, fabs((double)row[j]));
+        const float s = (float)(amax / 127.0);
+        const double s64 = s;
+        const int64_t r = a->start + i;
+        int8_t *blk = a->blocks + (r / ROWS) * nd4 * 64 + (r % ROWS) * 4;
+        double e2 = 0.0, q2 = 0.0, n2 = 0.0;
+        for (int64_t j = 0; j < a->dp; j++) {
+            long c = 0;
+            if (j < a->d && s > 0.0f) {
+                c = lrint((double)row[j] / s64);
+                c = c > 127 ? 127 : (c < -127 ? -127 : c);
+            }
+            blk[(j / 4) * 64 + j % 4] = (int8_t)c;
+            if (j < a->d) {
+                const double x = row[j], dq = (double)c * s64;
+                e2 += (x - dq) * (x - dq);
+                q2 += dq * dq;
+                n2 += x * x;
+            }
+        }
+        const double slack = (double)(a->d + 8) * 0x1p-22 * sqrt(n2);
+        a->scale[r] = s;
+        a->err[r] = round_up(sqrt(e2) * (1.0 + 0x1p-20) + slack);
+        a->nrm[r] = round_up(sqrt(q2) * (1.0 + 0x1p-20));
+    }
+    return NULL;
+}
+
+/* Encode n rows x (n, d) into the blocked codes at rows start … start + n − 1 (the blocks
+ * and the (n_total,) scale/err/nrm arrays are the caller's). Returns 0, or −1 if memory ran
+ * out. */
+int lam_sq8_encode(const float *x, int64_t n, int64_t d, int64_t dp, int64_t start,
+                   int8_t *blocks, float *scale, float *err, float *nrm, int threads) {
+    if (n < 1) return 0;
+    if (threads < 1) threads = 1;
+    if (threads > n) threads = (int)n;
+    Encode *parts = (Encode *)calloc((size_t)threads, sizeof(Encode));
+    pthread_t *tid = (pthread_t *)calloc((size_t)threads, sizeof(pthread_t));
+    if (!parts || !tid) {
+        free(parts);
+        free(tid);
+        return -1;
+    }
+    for (int t = 0; t < threads; t++)
+        parts[t] = (Encode){.x = x, .r0 = n * t / threads, .r1 = n * (t + 1) / threads, .d = d,
+                            .dp = dp, .start = start, .blocks = blocks, .scale = scale,
+                            .err = err, .nrm = nrm};
+    run_threads(encode_rows, parts, sizeof(Encode), threads, tid);
+    free(parts);
+    free(tid);
+    return 0;
+}
