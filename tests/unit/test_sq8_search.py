@@ -211,3 +211,38 @@ def test_no_codes_without_the_library(monkeypatch: pytest.MonkeyPatch) -> None:
     assert p._search_native(x[:1], 4) is None and not p.light_search
     _, keys = p.search(x[:1], 4)
     assert keys[0, 0] == 0
+
+
+@needs_native
+def test_engine_answers_from_the_codes_as_it_does_exactly() -> None:
+    """A flat bank large enough for the codes (k = 8: m = 256, 3 000 ≥ 8 m rows) answers
+    steps 0 and 1 prefiltered, with the exact answer's matches, weights and energies to
+    float32 rounding (β = 32: the certificate holds, ε far below the tolerance)."""
+    from lam_engine import Engine
+    from lam_engine.config import BankConfig
+    from lam_engine.inputs import QueryInput
+
+    rng = np.random.default_rng(21)
+    x = _rows(rng, 3_000, 64, "unit")
+    x[x.any(axis=1) == 0] = 1.0 / 8  # no zero rows: a normalizing bank refuses them
+    engine = Engine.open(None, default_device="cpu")
+    cfg = BankConfig(dim=64, beta=32.0, normalize=True, prefilter=PrefilterConfig(kind="flat", k=8))
+    engine.create_bank("b", cfg)
+    engine.upsert("b", x)
+    assert engine._slot("b").prefilter._search_native(x[:1], 8) is not None
+    cues = x[rng.integers(0, 3_000, 6)] + 0.05 * rng.standard_normal((6, 64)).astype(np.float32)
+    for steps in (0, 1):
+        fast, exact = (
+            engine.query("b", QueryInput.build(cues, steps=steps, top_k=5, exact=e)).to_dict()
+            for e in (False, True)
+        )
+        assert fast["prefiltered"] and not exact["prefiltered"]
+        for a, b in zip(fast["results"], exact["results"], strict=True):
+            assert [m["id"] for m in a["matches"]] == [m["id"] for m in b["matches"]]
+            np.testing.assert_allclose(a["energy"], b["energy"], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(
+                [m["weight"] for m in a["matches"]], [m["weight"] for m in b["matches"]],
+                rtol=1e-4, atol=1e-6,
+            )  # fmt: skip
+            np.testing.assert_allclose(a["state"], b["state"], rtol=0, atol=1e-5)
+            assert a["missed_mass_bound"] < 1e-3
