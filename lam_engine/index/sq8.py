@@ -45,10 +45,6 @@ class Sq8Codes:
     def __len__(self) -> int:
         return self._n
 
-    @property
-    def nbytes(self) -> int:
-        return self._blocks.nbytes + 3 * self._scale.nbytes
-
     def _write(self, start: int, codes: np.ndarray) -> None:
         """Rows start … start + len(codes) − 1 of the blocks from row-major codes (c, dp)."""
         rows = np.arange(start, start + codes.shape[0])

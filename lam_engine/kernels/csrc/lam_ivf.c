@@ -131,10 +131,6 @@ static void *part_thread(void *p) {
     return NULL;
 }
 
-static void run_parts(Part *parts, pthread_t *tid, int threads) {
-    run_threads(part_thread, parts, sizeof(Part), threads, tid);
-}
-
 /* Search b queries q (b, d). codes/ids/sizes: per list, the address of its float32 rows,
  * the address of its int64 ids, its length. With at least as many queries as threads, a
  * thread takes whole queries; otherwise the threads split each query's lists and merge
@@ -171,7 +167,7 @@ int lam_ivf_search(const float *q, int64_t b, int64_t d, const float *cent, int6
                           .qstep = by_query ? threads : 0, .t = t, .step = threads,
                           .hs = hs + t * per, .hid = hid + t * per, .out_s = out_s, .out_id = out_id};
     if (by_query) {
-        run_parts(parts, tid, threads);
+        run_threads(part_thread, parts, sizeof(Part), threads, tid);
     } else {
         int64_t *probe = hid + k + nprobe;  // the first part's scratch
         for (int64_t qi = 0; qi < b; qi++) {
@@ -182,7 +178,7 @@ int lam_ivf_search(const float *q, int64_t b, int64_t d, const float *cent, int6
                 parts[t].probe = probe;
                 parts[t].h = (Heap){parts[t].hs, parts[t].hid, 0, k};
             }
-            run_parts(parts, tid, threads);
+            run_threads(part_thread, parts, sizeof(Part), threads, tid);
             Heap *h0 = &parts[0].h;
             for (int t = 1; t < threads; t++) {
                 const Heap *ht = &parts[t].h;

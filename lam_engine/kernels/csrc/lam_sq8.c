@@ -53,10 +53,7 @@
 #define ROWS 16          // rows per block of codes
 #define GROUP_VNNI 8     // queries a block is scored against while it is in registers
 #define GROUP_AVX2 4
-#define MAX_GROUP 8
-#ifndef BUF
 #define BUF 2  // a thread's buffer per query, in m: a fuller one is cut back to m
-#endif
 
 typedef struct {
     float u;
@@ -169,7 +166,7 @@ VNNI static inline __attribute__((always_inline)) void scan_vnni(Scan *a, int64_
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int64_t blk = a->blk0; blk < a->blk1; blk++) {
         const int8_t *cb = a->codes + blk * nd4 * 64;
-        __m512i acc[MAX_GROUP], acc2[MAX_GROUP];
+        __m512i acc[GROUP_VNNI], acc2[GROUP_VNNI];
         for (int t = 0; t < g; t++) acc[t] = acc2[t] = _mm512_setzero_si512();
         for (int64_t j = 0; j < nd4; j++) {
             const __m512i cv = _mm512_xor_si512(_mm512_loadu_si512((const void *)(cb + 64 * j)), flip);
@@ -191,7 +188,7 @@ VNNI static inline __attribute__((always_inline)) void scan_vnni(Scan *a, int64_
 
 VNNI static void scan_rows_vnni(Scan *a) {
     int64_t qi = 0;
-    for (; a->b - qi >= 8; qi += 8) scan_vnni(a, qi, 8);
+    for (; a->b - qi >= GROUP_VNNI; qi += GROUP_VNNI) scan_vnni(a, qi, GROUP_VNNI);
     if (a->b - qi >= 4) {
         scan_vnni(a, qi, 4);
         qi += 4;
@@ -263,7 +260,7 @@ static void *scan_rows(void *p) {
         return NULL;
     }
     int64_t qi = 0;
-    for (; a->b - qi >= 4; qi += 4) scan_avx2(a, qi, 4);
+    for (; a->b - qi >= GROUP_AVX2; qi += GROUP_AVX2) scan_avx2(a, qi, GROUP_AVX2);
     if (a->b - qi >= 2) {
         scan_avx2(a, qi, 2);
         qi += 2;
