@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import InvalidParameterError, StorageError
 from . import texts as text_rows
+from .checkpoint import SAFETY_FACTOR, Checkpointer
 from .keys import IdKeys, read_secret
 from .lock import DataDirLock
 from .migrate import migrate
@@ -36,9 +37,12 @@ from .schema import (
 SYNCHRONOUS_MODES = ("FULL", "NORMAL")
 # The WAL is checkpointed into the store once it holds about this much (SQLite's default,
 # 1000 pages, is 16 MiB in 16 KiB pages: a checkpoint, with its fsync, every other batch
-# of 5 000 × 384; at 64 MiB a batch commits in 27 ms instead of 34), and truncated back to
-# twice that after a bigger transaction.
+# of 5 000 × 384; at 64 MiB a batch commits in 27 ms instead of 34), by a thread of its
+# own (checkpoint.py), and truncated back to twice that after a bigger transaction.
 WAL_CHECKPOINT_BYTES = 64 << 20
+# What a committed row costs the WAL at least, for the checkpointer's count (b-tree cell,
+# index entries): a write that knows its size (vectors) says so.
+_ROW_WAL_BYTES = 256
 
 
 class StoreConnection:
@@ -90,6 +94,11 @@ class StoreConnection:
                 raise storage_error("open", exc) from exc
             self._conn = self._connect_read_only(target, exc)
             self.read_only = True
+        self._checkpointer = (
+            None
+            if self.read_only or target == ":memory:"
+            else Checkpointer(target, mode, WAL_CHECKPOINT_BYTES, self._lock)
+        )
 
     def _connect(self, target: str, mode: str) -> sqlite3.Connection:
         # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE … COMMIT).
@@ -104,7 +113,9 @@ class StoreConnection:
             self.schema_version = self._init_schema(conn, writable=True, target=target)
             text_rows.ensure_table(conn)  # additive, any schema version (texts.py)
             page = pragma(conn, "page_size")  # known only now (a migration may change it)
-            conn.execute(f"PRAGMA wal_autocheckpoint = {max(1000, WAL_CHECKPOINT_BYTES // page)}")
+            # The safety net behind checkpoint.py's thread: SQLite's own, further out.
+            autocheckpoint = SAFETY_FACTOR * WAL_CHECKPOINT_BYTES // page
+            conn.execute(f"PRAGMA wal_autocheckpoint = {max(1000, autocheckpoint)}")
             conn.execute(f"PRAGMA journal_size_limit = {2 * WAL_CHECKPOINT_BYTES}")
         except BaseException:
             conn.close()
@@ -168,8 +179,9 @@ class StoreConnection:
                 raise storage_error(op, exc) from exc
 
     @contextmanager
-    def _write(self, op: str) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction; any failure rolls it back before propagating."""
+    def _write(self, op: str, wal_bytes: int = 0) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction; any failure rolls it back before propagating.
+        `wal_bytes`: what it writes, where it knows (the vectors' bytes of an upsert)."""
         with self._lock:
             self._check_open(op)
             if self.read_only:
@@ -179,6 +191,7 @@ class StoreConnection:
                     {"operation": op, "sqlite_error": "SQLITE_READONLY"},
                 )
             conn = self._conn
+            changes = conn.total_changes
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 yield conn
@@ -188,6 +201,9 @@ class StoreConnection:
                 if isinstance(exc, sqlite3.Error):
                     raise storage_error(op, exc) from exc
                 raise
+            if self._checkpointer is not None:
+                rows = conn.total_changes - changes
+                self._checkpointer.wrote(max(wal_bytes, rows * _ROW_WAL_BYTES, PAGE_SIZE))
 
     def _rollback(self) -> None:
         try:
@@ -197,6 +213,8 @@ class StoreConnection:
             pass  # SQLite already rolled back (e.g. after SQLITE_FULL): nothing is left open.
 
     def close(self) -> None:
+        if self._checkpointer is not None:  # first: its last pass may need the lock
+            self._checkpointer.stop()
         with self._lock:
             if self._closed:
                 return

@@ -166,7 +166,7 @@ class Storage(StoreConnection):
         all, its unique index refuses it and the whole batch is rolled back (StorageError).
         """
         ids, blobs, texts, d = prepare_batch(ids, vectors, payloads)
-        with self._write("upsert") as conn:
+        with self._write("upsert", wal_bytes=4 * d * len(ids)) as conn:
             config, next_seq = self._bank_row(conn, bank)
             if not ids:
                 return []
@@ -249,7 +249,7 @@ class Storage(StoreConnection):
         text = dumps_text(config)
         if ids:
             check_dim(text, d)
-        with self._write("replace_bank") as conn:
+        with self._write("replace_bank", wal_bytes=4 * d * len(ids)) as conn:
             conn.execute("DELETE FROM memories WHERE bank = ?", (name,))
             conn.execute("DELETE FROM banks WHERE name = ?", (name,))
             text_rows.drop_bank(conn, name)
