@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .batch import PreparedBatch, prepare_batch
-from .bulk import BulkLoader
+from .bulk import BulkLoader, Staged
 from .clock import SYSTEM_CLOCK, Clock
 from .config import BankConfig
 from .errors import MemoryNotFoundError
@@ -94,14 +94,26 @@ class MemoryBank:
             expires=expires, stored_at=stored_at,
         )  # fmt: skip
 
-    def apply(self, batch: PreparedBatch, keys: list[int] | np.ndarray) -> None:
+    def stage(self, vectors: np.ndarray) -> Staged | None:
+        """Copy an all-new batch past the last row, unseen by readers (stager.py); the caller
+        holds `writer` only: a grown tensor holds the same first `_n` rows as the old."""
+        start, stop = self._n, self._n + len(vectors)
+        self._reserve(stop)
+        self._xi[start:stop].copy_(torch.from_numpy(vectors))
+        return Staged(self._xi, start, stop)
+
+    def apply(
+        self, batch: PreparedBatch, keys: list[int] | np.ndarray, staged: Staged | None = None
+    ) -> None:
         """Apply a prepared batch whose keys (store seqs) are known; replaces keep their row."""
-        vec = torch.from_numpy(batch.vectors).to(device=self.device, dtype=self.dtype)
         row_of = self._row_of
         m = len(batch.unique_ids)
         # The usual bulk case, all ids new, is told by one C-level set test: no row lookups.
         all_new = not self.holds_any(batch.unique_ids)
         new_rows: Sequence[int] = range(m)
+        if not (all_new and staged is not None and staged.follows(self._xi, self._n, m)):
+            staged = None  # not (or no longer) this batch's rows past the last one
+            vec = torch.from_numpy(batch.vectors).to(device=self.device, dtype=self.dtype)
         if not all_new:  # some ids replaced: they keep their rows
             rows = [row_of.get(mid) for mid in batch.unique_ids]
             new_rows = [j for j, r in enumerate(rows) if r is None]
@@ -116,8 +128,9 @@ class MemoryBank:
         if new_rows:
             start = self._n
             stop = start + len(new_rows)
-            self._reserve(stop)
-            self._xi[start:stop] = vec if all_new else vec[new_rows]
+            if staged is None:
+                self._reserve(stop)
+                self._xi[start:stop] = vec if all_new else vec[new_rows]
             self._bias[start:stop] = 0.0
             keys = np.asarray(keys, dtype=np.int64)
             self._keys[start:stop] = keys if all_new else keys[new_rows]

@@ -1,13 +1,28 @@
-"""Filling an empty one-shard bank from the store (the `Storage.load` sink)."""
+"""Rows written into a bank's tensor before they are its memories: a bulk load from the
+store (the `Storage.load` sink) and an append staged while its commit runs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import InvalidInputError
+
+
+@dataclass(frozen=True, eq=False)
+class Staged:
+    """Rows [start, stop) of the tensor `xi` hold a batch's vectors (MemoryBank.stage)."""
+
+    xi: torch.Tensor
+    start: int
+    stop: int
+
+    def follows(self, xi: torch.Tensor, n: int, m: int) -> bool:
+        """Whether these are the m rows right after row n of this very tensor."""
+        return self.xi is xi and (self.start, self.stop) == (n, n + m)
 
 
 class BulkLoader:

@@ -18,7 +18,9 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from . import stager
 from .bank import PreparedBatch
+from .bulk import Staged
 from .config import BankConfig, PrefilterConfig, validate_bank_name
 from .errors import (
     BankExistsError,
@@ -208,12 +210,16 @@ class Engine(StoredTable):
             any_replaced = slot.bank.holds_any(ids)
             replaced = [i in slot.bank for i in ids] if any_replaced else [False] * len(ids)
             times = row_times(len(ids), batch.strengths, now, None, batch.expires)
-            seqs = self.storage.upsert(
-                name, ids, batch.vectors, batch.payloads, all_new=not any_replaced,
-                times=times, memory_texts=kept,
-            )  # fmt: skip
+            staging = None if any_replaced else stager.start(slot.bank, batch.vectors)
+            try:
+                seqs = self.storage.upsert(
+                    name, ids, batch.vectors, batch.payloads, all_new=not any_replaced,
+                    times=times, memory_texts=kept,
+                )  # fmt: skip
+            finally:
+                staged = stager.finish(staging)  # the bank's tail is this writer's again
             with slot.lock.write():
-                self._apply(slot, batch, seqs, replaced)
+                self._apply(slot, batch, seqs, replaced, staged)
                 apply_texts(slot.bank, ids, kept)
                 count = slot.bank.count
             self._committed(slot)
@@ -266,10 +272,15 @@ class Engine(StoredTable):
             self._reaper = Reaper(self.reap, self.clock.now)
 
     def _apply(
-        self, slot: BankSlot, batch: PreparedBatch, seqs: list[int], replaced: list[bool]
+        self,
+        slot: BankSlot,
+        batch: PreparedBatch,
+        seqs: list[int],
+        replaced: list[bool],
+        staged: Staged | None = None,
     ) -> None:
         try:
-            slot.bank.apply(batch, seqs)
+            slot.bank.apply(batch, seqs, staged)
             if slot.prefilter is not None:
                 keys = np.asarray(seqs, dtype=np.int64)
                 if any(replaced):

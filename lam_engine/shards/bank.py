@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..bank import MemoryBank, PreparedBatch
+from ..bulk import Staged
 from ..clock import SYSTEM_CLOCK, Clock
 from ..config import BankConfig
 from ..fading import rebase
@@ -185,7 +186,12 @@ class ShardedBank(MemoryBank):
     def _changed(self) -> None:
         self._order = None
 
-    def apply(self, batch: PreparedBatch, keys: list[int] | np.ndarray) -> None:
+    def stage(self, vectors: np.ndarray) -> None:
+        return None  # the rows go to their shards by id, in apply: nothing to copy up front
+
+    def apply(
+        self, batch: PreparedBatch, keys: list[int] | np.ndarray, staged: Staged | None = None
+    ) -> None:
         keys = np.asarray(keys, dtype=np.int64)
         for s, pos in enumerate(split(batch.unique_ids, len(self.parts))):
             if not pos:
