@@ -241,7 +241,10 @@ class MemoryBank:
         cap = self._xi.shape[0]
         if rows <= cap:
             return
-        new_cap = rows if exact else max(rows, int(cap * 1.5) + 1)
+        # Untouched pages of a CPU tensor take no memory, so there it doubles: an upload
+        # copies each row about once on the way, not twice. A device allocates it all.
+        grow = 2.0 if self.device.type == "cpu" else 1.5
+        new_cap = rows if exact else max(rows, int(cap * grow) + 1)
         # Rows beyond _n are never read: no need to zero them.
         xi = torch.empty(new_cap, self.config.dim, dtype=self.dtype, device=self.device)
         xi[: self._n] = self._xi[: self._n]
