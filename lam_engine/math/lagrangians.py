@@ -162,12 +162,18 @@ def spherical() -> Lagrangian:
 
 def sigmoid() -> Lagrangian:
     """L = Σ log(1 + eˣ) (softplus), g = sigmoid(x)."""
-    return Lagrangian("sigmoid", lambda x: torch.nn.functional.softplus(x).sum(-1), torch.sigmoid)
+    return Lagrangian("sigmoid", lambda x: _softplus(x).sum(-1), torch.sigmoid)
+
+
+def _softplus(x: Tensor) -> Tensor:
+    # log(1 + eˣ) as a log-sum-exp: finite for every x, and its gradient is sigmoid(x) to
+    # rounding (torch's softplus turns linear past x = 20, where its slope is 1 − 2·10⁻⁹ off).
+    return torch.logaddexp(x, torch.zeros_like(x))
 
 
 def _log_cosh(x: Tensor) -> Tensor:
-    # log cosh x = x + log(1 + e^{−2x}) − log 2; softplus keeps it finite for every x.
-    return x + torch.nn.functional.softplus(-2.0 * x) - _LOG2
+    # log cosh x = log(eˣ + e⁻ˣ) − log 2, a log-sum-exp for the same reasons.
+    return torch.logaddexp(x, -x) - _LOG2
 
 
 def tanh() -> Lagrangian:
