@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SAFETY_FACTOR = 4  # the writer's autocheckpoint, in thresholds
 PERIOD_S = 1.0  # a pass at least this soon after a write
+IDLE_PERIODS = 30  # the thread (and its connection) ends after this long without writes
 
 
 class Checkpointer:
@@ -56,26 +57,32 @@ class Checkpointer:
         self._pending = 0
         self._wake = threading.Event()
         self._stopping = False
+        self._mutex = threading.Lock()  # the thread's start and its idle end, one at a time
         self._thread: threading.Thread | None = None
         self.passes = 0  # checkpoints run (tests, diagnostics)
 
     def wrote(self, nbytes: int) -> None:
         """The writer committed at least `nbytes` to the WAL (called under the store's lock)."""
-        if self._stopping:
-            return
-        self._pending += nbytes
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="lam-checkpoint", daemon=True)
-            self._thread.start()
+        with self._mutex:
+            if self._stopping:
+                return
+            self._pending += nbytes
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="lam-checkpoint", daemon=True
+                )
+                self._thread.start()
         if self._pending >= self._threshold:
             self._wake.set()
 
     def stop(self) -> None:
         """Finish the pass in progress and end the thread (before the store closes)."""
-        self._stopping = True
+        with self._mutex:
+            self._stopping = True
+            thread = self._thread
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        if thread is not None:
+            thread.join()
 
     def _run(self) -> None:
         conn = sqlite3.connect(self._target, check_same_thread=False, isolation_level=None)
@@ -83,13 +90,20 @@ class Checkpointer:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             # The checkpoint's own fsyncs follow the store's mode (FULL or NORMAL).
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            idle = 0
             while True:
                 self._wake.wait(PERIOD_S)
                 self._wake.clear()
                 if self._stopping:
                     return
                 if not self._pending:
+                    idle += 1
+                    with self._mutex:
+                        if idle >= IDLE_PERIODS and not self._pending:
+                            self._thread = None  # the next write starts another
+                            return
                     continue
+                idle = 0
                 self._pending = 0  # a write from here on counts for the next pass
                 try:
                     self._checkpoint(conn)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -47,10 +46,6 @@ def _wait_for(pred, timeout: float = 30.0) -> None:
         time.sleep(0.01)
 
 
-def _checkpoint_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "lam-checkpoint"]
-
-
 def test_writes_past_the_threshold_are_checkpointed_by_the_thread(
     tmp_path: Path, small_threshold: None
 ) -> None:
@@ -72,8 +67,9 @@ def test_writes_past_the_threshold_are_checkpointed_by_the_thread(
     after, _ = _wal_state(db)
     assert 0 < after < frames
     assert len(s.load("b").ids) == 100 + 5000 + 1
+    thread = ckpt._thread
     s.close()
-    assert not _checkpoint_threads()
+    assert thread is not None and not thread.is_alive()  # close ended it
 
 
 def test_a_long_upload_keeps_the_wal_short(tmp_path: Path, small_threshold: None) -> None:
@@ -124,3 +120,20 @@ def test_in_memory_and_read_only_stores_have_no_checkpointer(tmp_path: Path) -> 
         ro.close()
     finally:
         db.chmod(0o644)
+
+
+def test_an_idle_thread_ends_and_the_next_write_starts_another(tmp_path: Path, monkeypatch) -> None:
+    """A store left open (and unused) does not keep a thread and a connection for good."""
+    monkeypatch.setattr(checkpoint_module, "PERIOD_S", 0.01)
+    s = Storage(tmp_path / "lam.sqlite3")
+    s.create_bank("b", {"dim": D}, T0)
+    ckpt = s._checkpointer
+    assert ckpt is not None
+    first = ckpt._thread
+    assert first is not None
+    _wait_for(lambda: not first.is_alive())  # a pass, then IDLE_PERIODS of nothing
+    assert ckpt._thread is None and ckpt.passes == 1
+    s.upsert("b", ["one"], _xi(1, 0), [None])
+    assert ckpt._thread is not None and ckpt._thread is not first
+    _wait_for(lambda: ckpt.passes == 2)
+    s.close()
