@@ -11,7 +11,8 @@ blocks a writer: SQLite copies the frames committed so far while new ones are ap
 then a short second one while it holds the store's lock, so that between two transactions
 every frame is in the database and the next write starts the WAL over. The count is a
 lower bound (the vectors' bytes; a write also rewrites the pages of the indexes it
-touches: as much again at 10⁵ rows): the period bounds what it misses.
+touches: a third more at 200 000 rows of d = 384, several times more at d = 64): the
+period bounds what it misses.
 
 The writer's own automatic checkpoint stays on, at `SAFETY_FACTOR` times the threshold:
 should this thread fall behind (or die), commits checkpoint as SQLite always does.
