@@ -33,6 +33,8 @@ _COMPACT_FRACTION = 0.25
 class MemoryBank:
     """Memories of one bank on a device (see module docstring)."""
 
+    stages_appends = True  # `stage` can copy an append ahead of its commit (stager.py)
+
     def __init__(
         self, config: BankConfig, device: torch.device, clock: Clock = SYSTEM_CLOCK
     ) -> None:
@@ -94,7 +96,7 @@ class MemoryBank:
             expires=expires, stored_at=stored_at,
         )  # fmt: skip
 
-    def stage(self, vectors: np.ndarray) -> Staged | None:
+    def stage(self, vectors: np.ndarray) -> Staged:
         """Copy an all-new batch past the last row, unseen by readers (stager.py); the caller
         holds `writer` only: a grown tensor holds the same first `_n` rows as the old."""
         start, stop = self._n, self._n + len(vectors)
@@ -241,8 +243,7 @@ class MemoryBank:
         cap = self._xi.shape[0]
         if rows <= cap:
             return
-        # Untouched pages of a CPU tensor take no memory, so there it doubles: an upload
-        # copies each row about once on the way, not twice. A device allocates it all.
+        # A CPU tensor's untouched pages take no memory: it doubles (a device's: ×1.5).
         grow = 2.0 if self.device.type == "cpu" else 1.5
         new_cap = rows if exact else max(rows, int(cap * grow) + 1)
         # Rows beyond _n are never read: no need to zero them.

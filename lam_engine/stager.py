@@ -32,15 +32,16 @@ def _worker() -> ThreadPoolExecutor:
         return _pool
 
 
-def start(bank: MemoryBank, vectors: np.ndarray) -> Future[Staged | None] | None:
-    """Stage `vectors` (all new ids) into `bank` in the background; None when not worth it.
-    The caller holds the bank's writer lock until `finish` returns."""
-    if vectors.nbytes < MIN_STAGE_BYTES:
+def start(bank: MemoryBank, vectors: np.ndarray) -> Future[Staged] | None:
+    """Stage `vectors` (all new ids) into `bank` in the background; None when not worth it
+    (or the bank cannot: a sharded one). The caller holds the bank's writer lock until
+    `finish` returns."""
+    if vectors.nbytes < MIN_STAGE_BYTES or not bank.stages_appends:
         return None
     return _worker().submit(bank.stage, vectors)
 
 
-def finish(future: Future[Staged | None] | None) -> Staged | None:
+def finish(future: Future[Staged] | None) -> Staged | None:
     """Wait for a stage; a failed one is logged and left to `apply`, which redoes the copy
     (the batch is committed by then: it must still be applied)."""
     if future is None:

@@ -89,6 +89,8 @@ class ShardedBank(MemoryBank):
     """K shards of one bank (see the module docstring). Not thread-safe by itself: the
     engine's locks apply as to any bank (the lazy view has its own small lock)."""
 
+    stages_appends = False  # the rows go to their shards by id, in apply
+
     def __init__(
         self, config: BankConfig, device: torch.device, clock: Clock = SYSTEM_CLOCK
     ) -> None:
@@ -185,9 +187,6 @@ class ShardedBank(MemoryBank):
     # ---- writes, routed by id -------------------------------------------------------------
     def _changed(self) -> None:
         self._order = None
-
-    def stage(self, vectors: np.ndarray) -> None:
-        return None  # the rows go to their shards by id, in apply: nothing to copy up front
 
     def apply(
         self, batch: PreparedBatch, keys: list[int] | np.ndarray, staged: Staged | None = None

@@ -135,3 +135,16 @@ def test_apply_copies_rows_a_stale_stage_does_not_hold() -> None:
         bank.prepare(x + 1, [f"n{i}" for i in range(ROWS)]), list(range(ROWS, 2 * ROWS)), other_rows
     )
     np.testing.assert_array_equal(bank.xi.numpy(), np.concatenate([x, x + 1]))
+
+
+def test_a_sharded_bank_is_not_staged_and_stores_the_same(engine: Engine, monkeypatch) -> None:
+    """Its rows go to their shards by id in apply: no stage is started for it."""
+    starts: list[object] = []
+    start = stager.start
+    monkeypatch.setattr(stager, "start", lambda b, v: starts.append(start(b, v)) or starts[-1])
+    engine.create_bank("s", BankConfig(dim=D, shards=3))
+    x = _xi(ROWS, 7)
+    engine.upsert("s", x, ids=[f"m{i}" for i in range(ROWS)])
+    assert starts == [None]
+    got = np.stack([engine.get_memory("s", f"m{i}").vector for i in (0, ROWS // 2, ROWS - 1)])
+    np.testing.assert_array_equal(got, x[[0, ROWS // 2, ROWS - 1]])
