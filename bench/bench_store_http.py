@@ -96,7 +96,7 @@ def storage_store(path: Path, parts: list[np.ndarray], content_ids: bool = False
             ids = [f"m{start + i}" for i in range(len(x))]
             payloads = [{"i": start + i} for i in range(len(x))]
         t0 = time.perf_counter()
-        s.upsert("floor", ids, x, payloads, all_new=content_ids)
+        s.upsert("floor", ids, x, payloads, stored={})  # all new, as the engine knows
         spent += time.perf_counter() - t0
         start += len(x)
     s.close()

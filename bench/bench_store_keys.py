@@ -9,7 +9,9 @@ an upsert makes first (ids are verified against the row, so a key collision is h
 
     python -m bench.bench_store_keys [--quick] [--m 200000] [--d 384]
 
-Then a replace of one batch (lookup + update by rowid) and the file size. Writes
+Then a replace of one batch (lookup + update by rowid) and the file size. The last
+variant is schema version 6: no id index, the rows found by (bank, seq) from the
+engine's map of ids. Writes
 bench/results/store_keys[_quick].json.
 """
 
@@ -64,6 +66,8 @@ VARIANTS: dict[str, tuple[str, str, bool, Callable[[str, str], Any]]] = {
     "UNIQUE (key INTEGER h64(bank, id)) (v4)": ("INTEGER", "key", True, _h64),
     "(bank, key INTEGER h64) + lookup": ("INTEGER", "bank, key", False, _h64),
     "(key INTEGER h64(bank, id)) + lookup": ("INTEGER", "key", False, _h64),
+    # Version 6: the engine's map knows each id's seq; rows are found by (bank, seq).
+    "no id index (v6: the caller's map)": ("", "", True, _text),
 }
 
 
@@ -80,7 +84,8 @@ def _connect(db: Path, key_type: str, cols: str, unique: bool) -> sqlite3.Connec
         f"{key}, vector BLOB NOT NULL, payload TEXT)"
     )
     conn.execute("CREATE UNIQUE INDEX memories_bank_seq ON memories (bank, seq)")
-    conn.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX memories_key ON memories ({cols})")
+    if cols:
+        conn.execute(f"CREATE {'UNIQUE ' if unique else ''}INDEX memories_key ON memories ({cols})")
     return conn
 
 
@@ -128,6 +133,9 @@ def run_variant(db: Path, name: str, parts: list[np.ndarray]) -> dict[str, Any]:
     if key_type:
         keys = [fn(BANK, i) for i in ids]
         hits = _lookup(conn, cols, keys)
+    elif not cols:  # the caller's map gives the seqs: one (bank, seq) probe a row
+        first = (len(parts) // 2) * len(parts[0])
+        hits = _lookup_seqs(conn, list(range(first, first + len(ids))))
     else:
         hits = _lookup_text(conn, ids)
     assert hits == len(ids)
@@ -137,6 +145,11 @@ def run_variant(db: Path, name: str, parts: list[np.ndarray]) -> dict[str, Any]:
     conn.close()
     return {"variant": name, "insert_per_s": m / spent, "lookup_per_s": len(ids) / replace,
             "file_mb": db.stat().st_size / 1e6}  # fmt: skip
+
+
+def _lookup_seqs(conn: sqlite3.Connection, seqs: list[int]) -> int:
+    sql = "SELECT id, rowid FROM memories WHERE bank = ? AND seq = ?"
+    return sum(len(conn.execute(sql, (BANK, q)).fetchall()) for q in seqs)
 
 
 def _lookup_text(conn: sqlite3.Connection, ids: list[str]) -> int:

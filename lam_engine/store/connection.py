@@ -18,7 +18,6 @@ from typing import Any
 from ..errors import InvalidParameterError, StorageError
 from . import texts as text_rows
 from .checkpoint import SAFETY_FACTOR, Checkpointer
-from .keys import IdKeys, read_secret
 from .lock import DataDirLock
 from .migrate import migrate
 from .schema import (
@@ -74,7 +73,6 @@ class StoreConnection:
         self._closed = False
         self.read_only = False
         self.schema_version = SCHEMA_VERSION
-        self._id_keys = IdKeys(b"")  # the store's own, once its schema is read (keys.py)
         # What opening did to an older store (migrate.py); None: nothing.
         self.migration: dict[str, Any] | None = None
         target = str(path)
@@ -156,11 +154,6 @@ class StoreConnection:
             version = schema_version(conn)
         if version not in READABLE_VERSIONS or (writable and version != str(SCHEMA_VERSION)):
             raise unsupported(version)
-        if version == str(SCHEMA_VERSION):
-            secret = read_secret(conn)
-            if secret is None:
-                raise unsupported(version)  # every version-4 store has one (schema.py)
-            self._id_keys = IdKeys(secret)
         return int(version)
 
     # -- plumbing ---------------------------------------------------------------------

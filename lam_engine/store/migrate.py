@@ -1,11 +1,11 @@
-"""Migration of an older store to schema version 5, and the VACUUM that compacts it.
+"""Migration of an older store to schema version 6, and the VACUUM that compacts it.
 
-An older store is migrated when opened writable, in ONE transaction (to 4, then 5):
+An older store is migrated when opened writable, in ONE transaction (to 4, 5, then 6):
 version 1 (before write generations) gets ``banks.generation`` (0 for every bank) and the
 counter; the memories of version 1, 2 or 3 are copied into the new table (``INSERT ...
-SELECT`` in (bank, seq) order, each row's id key computed by a SQL function, keys.py),
-the old table dropped, the new one renamed and its indexes built (ids sharing a key
-spilled first). Seqs, ids,
+SELECT`` in (bank, seq) order), the old table dropped, the new one renamed and its
+(bank, seq) index built; version 5 gets the forgetting columns; version 6 drops the id
+index of versions 4-5 (schema.py, "No id index": O(1) but for freeing its pages). Seqs, ids,
 vectors, payloads and generations are kept exactly, so a saved prefilter index stays
 current. The store is switched to a rollback journal for the migration when no other
 connection has it open (in WAL mode the copy would pass through the WAL as well: 4x the
@@ -30,12 +30,10 @@ from typing import Any
 
 from ..errors import StorageError
 from . import space
-from .keys import IdKeys, new_secret, read_secret
 from .schema import (
     BUSY_TIMEOUT_MS,
     MEMORIES,
     MEMORIES_EXPIRES_INDEX,
-    MEMORIES_KEY_INDEX,
     MEMORIES_SEQ_INDEX,
     PAGE_SIZE,
     SCHEMA_VERSION,
@@ -54,15 +52,16 @@ log = logging.getLogger("lam.storage")
 
 
 def migrate(conn: sqlite3.Connection, target: str, version: str) -> dict[str, Any] | None:
-    """Bring a version-1, -2 or -3 store to SCHEMA_VERSION: one transaction, then a VACUUM.
+    """Bring a version-1 to -5 store to SCHEMA_VERSION: one transaction, then a VACUUM
+    (after a copy of the memories, versions 1-3, only).
 
     Returns what was done, or None when another process had migrated it meanwhile.
     """
     t0 = time.perf_counter()
     on_disk = target != ":memory:"
     store_bytes = pragma(conn, "page_count") * pragma(conn, "page_size")
-    if on_disk:
-        # Peak: the new table (at most the old one's size) plus the journal.
+    if on_disk and version in ("1", "2", "3"):
+        # Peak (a copy of the memories): the new table (at most the old one's) + the journal.
         _require_space(Path(target).parent, 2 * store_bytes + MIGRATE_RESERVE)
     # A rollback journal keeps the copy out of the WAL (needs the store to ourselves).
     rollback = on_disk and journal_mode(conn, "delete")
@@ -73,7 +72,8 @@ def migrate(conn: sqlite3.Connection, target: str, version: str) -> dict[str, An
             with schema_transaction(conn):
                 # Re-read under the write lock: another process may have migrated meanwhile.
                 current = schema_version(conn)
-                done = current in ("1", "2", "3", "4")
+                done = current in ("1", "2", "3", "4", "5")
+                copied = current in ("1", "2", "3")  # only a copy leaves room to compact
                 if current == "1":
                     _migrate_1_to_2(conn)
                     current = "2"
@@ -82,6 +82,9 @@ def migrate(conn: sqlite3.Connection, target: str, version: str) -> dict[str, An
                     current = "4"
                 if current == "4":
                     _migrate_4_to_5(conn)
+                    current = "5"
+                if current == "5":
+                    _migrate_5_to_6(conn)
         except sqlite3.Error as exc:
             if is_not_writable(exc):
                 raise  # a store we may not write: served read-only, unmigrated
@@ -89,7 +92,10 @@ def migrate(conn: sqlite3.Connection, target: str, version: str) -> dict[str, An
         if not done:
             return None
         report["migrate_seconds"] = round(time.perf_counter() - t0, 3)
-        report["vacuum"] = _vacuum(conn, Path(target)) if rollback else "not tried"
+        if not copied:
+            report["vacuum"] = "not needed"
+        else:
+            report["vacuum"] = _vacuum(conn, Path(target)) if rollback else "not tried"
     finally:
         if rollback and not journal_mode(conn, "wal"):
             log.warning("store left in rollback-journal mode; WAL is set again at next open")
@@ -114,42 +120,21 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_to_4(conn: sqlite3.Connection) -> None:
-    """Version 4: memories in a rowid table (3) indexed by their id key (schema.py, Layout).
+    """Version 4: memories in a rowid table with the (bank, seq) index (schema.py, Layout).
 
     Versions 2 (clustered on (bank, seq)) and 3 (indexed by (bank, id)) are copied alike.
+    Version 4 also indexed a hash of each id; version 6 dropped that index, so the copy
+    leaves ``key`` NULL and builds no id index.
     """
-    conn.execute("INSERT OR IGNORE INTO meta VALUES ('id_key', ?)", (new_secret(),))
-    secret = read_secret(conn)
-    assert secret is not None
-    keys = IdKeys(secret)
-    conn.create_function("lam_id_key", 2, keys.key, deterministic=True)
-    try:
-        conn.execute("DROP TABLE IF EXISTS memories_v4")
-        conn.execute(MEMORIES.format(table="memories_v4", times=""))
-        conn.execute(
-            "INSERT INTO memories_v4 (bank, seq, id, key, vector, payload)"
-            " SELECT bank, seq, id, lam_id_key(bank, id), vector, payload FROM memories"
-            " ORDER BY bank, seq"
-        )
-    finally:
-        conn.create_function("lam_id_key", 2, None)
+    conn.execute("DROP TABLE IF EXISTS memories_v4")
+    conn.execute(MEMORIES.format(table="memories_v4", times=""))
+    conn.execute(
+        "INSERT INTO memories_v4 (bank, seq, id, vector, payload)"
+        " SELECT bank, seq, id, vector, payload FROM memories ORDER BY bank, seq"
+    )
     conn.execute("DROP TABLE memories")  # and its indexes
     conn.execute("ALTER TABLE memories_v4 RENAME TO memories")
     conn.execute(MEMORIES_SEQ_INDEX)
-    conn.execute("SAVEPOINT lam_key_index")
-    try:
-        conn.execute(MEMORIES_KEY_INDEX)
-    except sqlite3.IntegrityError:
-        # Two ids share a key (keys.py: rare): the later row of each is spilled.
-        conn.execute("ROLLBACK TO lam_key_index")
-        conn.execute("CREATE INDEX memories_key_scan ON memories (key)")
-        conn.execute(
-            "UPDATE memories SET key = NULL WHERE rowid IN (SELECT m.rowid FROM memories m"
-            " JOIN memories o ON o.key = m.key AND o.rowid < m.rowid)"
-        )
-        conn.execute("DROP INDEX memories_key_scan")
-        conn.execute(MEMORIES_KEY_INDEX)
-    conn.execute("RELEASE lam_key_index")
     conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
 
 
@@ -166,6 +151,13 @@ def _migrate_4_to_5(conn: sqlite3.Connection) -> None:
     conn.execute(MEMORIES_EXPIRES_INDEX)
     conn.execute("INSERT OR IGNORE INTO meta VALUES ('legacy_stored_at', ?)", (repr(time.time()),))
     conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+
+
+def _migrate_5_to_6(conn: sqlite3.Connection) -> None:
+    """Version 6: no id index (schema.py, "No id index"); its hashes' secret goes too."""
+    conn.execute("DROP INDEX IF EXISTS memories_key")
+    conn.execute("DELETE FROM meta WHERE key = 'id_key'")
+    conn.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
 
 
 def _vacuum(conn: sqlite3.Connection, db: Path) -> str:

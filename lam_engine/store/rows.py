@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..errors import DimensionMismatchError, DuplicateIdError, InvalidParameterError
+from ..errors import (
+    DimensionMismatchError,
+    DuplicateIdError,
+    InvalidParameterError,
+    StorageError,
+)
 from .codec import encode_payloads, loads
-from .keys import IdKeys
 
 Blob = bytes | memoryview  # a row's float32 bytes, as SQLite binds them
-_IN_CHUNK = 500  # ids per "IN (...)" lookup, well under SQLite's bound-variable limit
 
 
 def prepare_batch(
@@ -55,144 +58,110 @@ def check_dim(config_text: str, d: int) -> None:
         )
 
 
-def _existing_rows(
-    conn: sqlite3.Connection, bank: str, ids: list[str], keys: list[int]
-) -> tuple[dict[str, tuple[int, int]], set[int]]:
-    """(id → (seq, rowid) of the ids the bank holds, the batch's keys taken in the store).
+def stored_seqs(conn: sqlite3.Connection, bank: str, ids: Sequence[str]) -> dict[str, int]:
+    """id → seq of those of `ids` that the bank holds, read from the store.
 
-    A row is found by its key and kept only if its bank and id are the ones asked for
-    (keys.py: a key is a hash). An id whose key slot holds another row may be spilled
-    (key NULL): only then are the bank's spilled rows read.
+    For callers that do not mirror the store (the engine passes its own map): there is no
+    id index (schema.py, "No id index"), so this reads every id of the bank once.
     """
-    found: dict[str, tuple[int, int]] = {}
-    taken: set[int] = set()
     names = set(ids)
-    for start in range(0, len(keys), _IN_CHUNK):
-        chunk = keys[start : start + _IN_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        rows = conn.execute(
-            f"SELECT key, bank, id, seq, rowid FROM memories WHERE key IN ({marks})", chunk
-        )
-        for key, row_bank, id_, seq, rowid in rows:
-            taken.add(key)  # a slot is store-wide: whichever bank holds it
-            if row_bank == bank and id_ in names:
-                found[id_] = (seq, rowid)
-    if any(k in taken and i not in found for i, k in zip(ids, keys, strict=True)):
-        for id_, seq, rowid in spilled_rows(conn, bank):
-            if id_ in names:
-                found[id_] = (seq, rowid)
-    return found, taken
-
-
-def spilled_rows(conn: sqlite3.Connection, bank: str) -> list[tuple[str, int, int]]:
-    """(id, seq, rowid) of the bank's rows whose key slot another row holds (almost never)."""
-    return conn.execute(
-        "SELECT id, seq, rowid FROM memories WHERE key IS NULL AND bank = ?", (bank,)
-    ).fetchall()
+    rows = conn.execute("SELECT id, seq FROM memories WHERE bank = ?", (bank,))
+    return {id_: seq for id_, seq in rows if id_ in names}
 
 
 def insert_rows(
     conn: sqlite3.Connection,
-    id_keys: IdKeys,
     bank: str,
     next_seq: int,
     ids: list[str],
     blobs: list[Blob],
     payloads: list[str | None],
+    stored: Mapping[str, int],
     *,
-    all_new: bool = False,
     times: list[tuple[float | None, ...]] | None = None,
 ) -> list[int]:
     """Insert new ids, update replaced ones; returns each id's seq (a replaced id keeps its own).
 
-    `all_new` (the caller knows none of the ids is stored; a bank that never held a row,
-    next_seq 0, holds none either): the rows go in without a lookup, and the unique key
-    index refuses a key already taken. That is an id stored after all (the batch is
-    refused: sqlite3.IntegrityError) or, rarely, another row with the same key: then
-    the batch is redone with the lookup, which spills the newcomer.
+    `stored`: the seq of each id of the batch that the bank holds (others are new).
     """
-    keys = id_keys.keys(bank, ids)
     # (strength, stored_at, reinforced_at, expires_at) per row (schema.TIMES).
     when = times if times is not None else [(None, None, None, None)] * len(ids)
-    if all_new or not next_seq:
-        conn.execute("SAVEPOINT lam_all_new")
-        try:
-            seqs = list(range(next_seq, next_seq + len(ids)))
-            rows = [
-                (bank, seq, i, k, b, p, *t)
-                for seq, i, k, b, p, t in zip(seqs, ids, keys, blobs, payloads, when, strict=True)
-            ]
-            _insert(conn, bank, next_seq + len(ids), rows)
-            conn.execute("RELEASE lam_all_new")
-            return seqs
-        except sqlite3.IntegrityError:
-            conn.execute("ROLLBACK TO lam_all_new")
-            conn.execute("RELEASE lam_all_new")
-    existing, taken = _existing_rows(conn, bank, ids, keys)
-    if all_new and existing:
-        raise sqlite3.IntegrityError("an id promised new is stored")
+    if not stored.keys() & set(ids):  # the bulk case: no replaced id, no per-row branch
+        seqs = list(range(next_seq, next_seq + len(ids)))
+        rows = [
+            (bank, seq, i, b, p, *t)
+            for seq, i, b, p, t in zip(seqs, ids, blobs, payloads, when, strict=True)
+        ]
+        _insert(conn, bank, next_seq + len(ids), rows)
+        return seqs
     seqs, inserts, updates = [], [], []
-    for id_, key, blob, payload, t in zip(ids, keys, blobs, payloads, when, strict=True):
-        hit = existing.get(id_)
-        if hit is not None:
-            seqs.append(hit[0])
-            updates.append((blob, payload, *t, hit[1]))
+    for id_, blob, payload, t in zip(ids, blobs, payloads, when, strict=True):
+        seq = stored.get(id_)
+        if seq is not None:
+            seqs.append(seq)
+            updates.append((blob, payload, *t, bank, seq, id_))
             continue
         seqs.append(next_seq)
-        # A key taken by another id (here or earlier in the batch): this row is spilled.
-        spilled = None if key in taken else key
-        inserts.append((bank, next_seq, id_, spilled, blob, payload, *t))
-        taken.add(key)
+        inserts.append((bank, next_seq, id_, blob, payload, *t))
         next_seq += 1
     if updates:
-        conn.executemany(
+        cur = conn.executemany(
             "UPDATE memories SET vector = ?, payload = ?, strength = ?, stored_at = ?,"
-            " reinforced_at = ?, expires_at = ? WHERE rowid = ?",
+            " reinforced_at = ?, expires_at = ? WHERE bank = ? AND seq = ? AND id = ?",
             updates,
         )
+        _check_rows("upsert", cur.rowcount, len(updates))
     if inserts:
         _insert(conn, bank, next_seq, inserts)
     return seqs
+
+
+def _check_rows(op: str, changed: int, expected: int) -> None:
+    """A replaced id's row must be where the caller said (its seq, its id): otherwise the
+    caller's map and the store disagree, and the transaction is refused whole."""
+    if changed != expected:
+        raise StorageError(
+            f"storage {op} failed: rows are not where the bank's map says",
+            {"operation": op, "expected_rows": expected, "found_rows": changed},
+        )
 
 
 def _insert(
     conn: sqlite3.Connection, bank: str, next_seq: int, rows: list[tuple[Any, ...]]
 ) -> None:
     conn.executemany(
-        "INSERT INTO memories (bank, seq, id, key, vector, payload, strength, stored_at,"
-        " reinforced_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO memories (bank, seq, id, vector, payload, strength, stored_at,"
+        " reinforced_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
     conn.execute("UPDATE banks SET next_seq = ? WHERE name = ?", (next_seq, bank))
 
 
-def delete_rows(conn: sqlite3.Connection, id_keys: IdKeys, bank: str, ids: list[str]) -> int:
-    """Delete ids of a bank; returns how many existed."""
-    ids = list(dict.fromkeys(ids))
-    existing, _ = _existing_rows(conn, bank, ids, id_keys.keys(bank, ids))
-    if not existing:
-        return 0
-    conn.executemany("DELETE FROM memories WHERE rowid = ?", [(r,) for _, r in existing.values()])
-    repair_spills(conn, id_keys)
-    return len(existing)
+def delete_rows(conn: sqlite3.Connection, bank: str, stored: Mapping[str, int]) -> int:
+    """Delete the rows of `stored` (id → seq, ids the bank holds); returns how many."""
+    cur = conn.executemany(
+        "DELETE FROM memories WHERE bank = ? AND seq = ? AND id = ?",
+        [(bank, seq, id_) for id_, seq in stored.items()],
+    )
+    _check_rows("delete", cur.rowcount, len(stored))
+    return len(stored)
 
 
 def reinforce_rows(
     conn: sqlite3.Connection,
-    id_keys: IdKeys,
     bank: str,
-    ids: list[str],
+    stored: Mapping[str, int],
     t: float,
     strength: float | None,
 ) -> int:
-    """Set reinforced_at = t (and the strength, when given) of the ids the bank holds."""
-    ids = list(dict.fromkeys(ids))
-    existing, _ = _existing_rows(conn, bank, ids, id_keys.keys(bank, ids))
-    conn.executemany(
-        "UPDATE memories SET reinforced_at = ?, strength = COALESCE(?, strength) WHERE rowid = ?",
-        [(t, strength, r) for _, r in existing.values()],
+    """Set reinforced_at = t (and the strength, when given) of the rows of `stored`."""
+    cur = conn.executemany(
+        "UPDATE memories SET reinforced_at = ?, strength = COALESCE(?, strength)"
+        " WHERE bank = ? AND seq = ? AND id = ?",
+        [(t, strength, bank, seq, id_) for id_, seq in stored.items()],
     )
-    return len(existing)
+    _check_rows("reinforce", cur.rowcount, len(stored))
+    return len(stored)
 
 
 def row_times(
@@ -230,18 +199,3 @@ def row_times(
             strict=True,
         )
     )
-
-
-def repair_spills(conn: sqlite3.Connection, id_keys: IdKeys) -> None:
-    """After a delete: move spilled rows into the key slots it freed.
-
-    Keeps the spill rule: a spilled row (key NULL) always finds its key slot taken, so an
-    `all_new` insert of its id is refused by the unique index. Spilled rows are few
-    (keys.py), so all of them are checked: one index probe when there are none.
-    """
-    for rowid, bank, id_ in conn.execute(
-        "SELECT rowid, bank, id FROM memories WHERE key IS NULL"
-    ).fetchall():
-        key = id_keys.key(bank, id_)
-        if conn.execute("SELECT 1 FROM memories WHERE key = ?", (key,)).fetchone() is None:
-            conn.execute("UPDATE memories SET key = ? WHERE rowid = ?", (key, rowid))

@@ -1,29 +1,35 @@
-"""The store's SQL schema (version 5), its pragmas, and SQLite errors as StorageError.
+"""The store's SQL schema (version 6), its pragmas, and SQLite errors as StorageError.
 
-Layout (schema version 5; version 4 plus the forgetting columns, see TIMES below)
+Layout (schema version 6; version 5 without the id index, see "No id index" below)
     ``banks(name PK, config JSON, created_at, ord, next_seq, generation)``: ``ord`` keeps
     the creation order; ``next_seq`` is a per-bank counter, so a ``seq`` is never reused,
-    even after deletes. ``memories(bank, seq, id, key, vector, payload)`` is an ordinary
-    rowid table (rows appended in insertion order) with two unique indexes, ``(bank, seq)``
-    (``load``: one index range scan in insertion order) and ``key`` (upserts, deletes),
-    a 64-bit hash of the bank and id (keys.py: collisions are verified and spilled, so
-    ids stay exact). ``vector`` is float32 little-endian bytes,
-    ``payload`` JSON text or NULL. ``meta(key, value)`` holds ``schema_version``,
-    ``generation`` (the store-wide write counter) and ``id_key`` (the keys' secret). New
-    files use 16 KiB pages (``PAGE_SIZE``).
+    even after deletes. ``memories(bank, seq, id, key, vector, payload, strength,
+    stored_at, reinforced_at, expires_at)`` is an ordinary rowid table (rows appended in
+    insertion order) with one unique index, ``(bank, seq)`` (``load``: one index range
+    scan in insertion order; replaces and deletes: one probe per row). ``vector`` is
+    float32 little-endian bytes, ``payload`` JSON text or NULL; ``key`` is what versions
+    4-5 indexed (a hash of the id), NULL in rows written since. ``meta(key, value)``
+    holds ``schema_version`` and ``generation`` (the store-wide write counter). New files
+    use 16 KiB pages (``PAGE_SIZE``).
 
-    Version 4 indexes the 8-byte key instead of the id (version 3: ``(bank, id)``, 64 hex
-    characters for a content id): the index is a third of the size, and a batch of random
-    ids dirties, writes and fsyncs a third of the index pages (bench/bench_store_keys.py,
-    docs/internals.md).
+No id index (version 6)
+    The engine keeps every bank's ids with their seqs in memory, and the data dir's lock
+    (lock.py) makes it the store's only writer, so it tells the store which ids of a
+    batch are replacements and their seqs (``Storage.upsert(stored=...)``); a caller
+    without that map has the store read the bank's ids instead (a scan). Versions 3-5
+    indexed the id (5: a 64-bit hash of it, spilled on collisions): a batch of random
+    ids dirtied nearly every leaf page of that index, so each commit rewrote and fsynced
+    a share of it that grew with the whole store (200 000 x 384 rows, batches of 5 000,
+    FULL, raw SQL: 32-36 ms insert + 22-25 ms commit a batch with the index, 21-22 +
+    17-18 ms without, bench/bench_store_keys.py).
 
-    Why not a table clustered on ``(bank, seq)`` (``WITHOUT ROWID``, versions 1 and 2):
+Why not a table clustered on ``(bank, seq)`` (``WITHOUT ROWID``, versions 1 and 2):
     a vector row is 0.5-1.5 KB; a row beyond what such a page keeps locally (about 1 KB
     in 4 KiB pages) spills its tail into a mostly empty overflow page, so a d = 384 store
     took 3x the bytes of its vectors, and every batch wrote and fsync'ed all of them.
     Measured on this machine (200 000 x 384 float32, random content ids, batches of
-    5 000, WAL, synchronous FULL; vectors/s, raw SQL; scroll: pages of 100 rows after a
-    random seq cursor, per s):
+    5 000, WAL, synchronous FULL; vectors/s, raw SQL, with the version-3 id index; scroll:
+    pages of 100 rows after a random seq cursor, per s):
 
     ============================  ======  ======  =======  ======  ======  ========
     layout                        insert  load    replace  delete  scroll  file
@@ -34,9 +40,7 @@ Layout (schema version 5; version 4 plus the forgetting columns, see TIMES below
     ============================  ======  ======  =======  ======  ======  ========
 
     (``seq`` as the INTEGER PRIMARY KEY, encoding the bank in its high bits, measured the
-    same within noise, and would have needed a bank number and renumbered keys.) At
-    d = 128 the random ``(bank, id)`` index of content ids dominates and every layout
-    stores about 50k/s.
+    same within noise, and would have needed a bank number and renumbered keys.)
 """
 
 from __future__ import annotations
@@ -46,11 +50,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..errors import StorageError
-from .keys import new_secret
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Versions this code opens; older ones are migrated to SCHEMA_VERSION when writable.
-READABLE_VERSIONS = ("1", "2", "3", "4", "5")
+READABLE_VERSIONS = ("1", "2", "3", "4", "5", "6")
 PAGE_SIZE = 16384  # new files; a migrated store gets it from its VACUUM (migrate.py)
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's lock
 
@@ -70,10 +73,7 @@ MEMORIES_EXPIRES_INDEX = (
     " WHERE expires_at IS NOT NULL"
 )
 MEMORIES_SEQ_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS memories_bank_seq ON memories (bank, seq)"
-# keys.py: a hash of the id; NULL (spilled) where another id of the bank holds the key.
-# Over the key alone (it hashes the bank too): no bank name in every entry.
-MEMORIES_KEY_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS memories_key ON memories (key)"
-MEMORIES_INDEXES = (MEMORIES_SEQ_INDEX, MEMORIES_KEY_INDEX, MEMORIES_EXPIRES_INDEX)
+MEMORIES_INDEXES = (MEMORIES_SEQ_INDEX, MEMORIES_EXPIRES_INDEX)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS banks ("
@@ -151,7 +151,6 @@ def create_if_fresh(conn: sqlite3.Connection) -> None:
             "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
         conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('id_key', ?)", (new_secret(),))
 
 
 def unsupported(version: str | None) -> StorageError:

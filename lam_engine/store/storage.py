@@ -32,14 +32,15 @@ Write generations
     derived from a bank (the engine's saved prefilter index) that records the generation
     it was made at matches the bank exactly when the generations are equal.
 
-The layout is in schema.py (the id index's keys in keys.py), migrations from versions
-1-3 in migrate.py, loading in load.py, the JSON of configs and payloads in codec.py (as
+The layout is in schema.py (why there is no id index: "No id index"), migrations from
+versions 1-5 in migrate.py, loading in load.py, the JSON of configs and payloads in codec.py (as
 in orjson, a non-finite float inside a payload is stored as null).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,7 @@ from .rows import (
     insert_rows,
     prepare_batch,
     reinforce_rows,
-    repair_spills,
+    stored_seqs,
 )
 
 __all__ = ["SYNCHRONOUS_MODES", "WAL_CHECKPOINT_BYTES", "BankRecord", "Storage"]
@@ -142,7 +143,6 @@ class Storage(StoreConnection):
             conn.execute("DELETE FROM memories WHERE bank = ?", (name,))
             conn.execute("DELETE FROM banks WHERE name = ?", (name,))
             text_rows.drop_bank(conn, name)
-            repair_spills(conn, self._id_keys)  # another bank's rows may take its slots
 
     # -- memories ---------------------------------------------------------------------
 
@@ -153,7 +153,7 @@ class Storage(StoreConnection):
         vectors: np.ndarray,
         payloads: list[dict[str, Any] | None],
         *,
-        all_new: bool = False,
+        stored: Mapping[str, int] | None = None,
         times: list[tuple[float | None, ...]] | None = None,
         memory_texts: list[str | None] | None = None,  # a text bank's (texts.py)
     ) -> list[int]:
@@ -161,9 +161,10 @@ class Storage(StoreConnection):
 
         `times`: per row (strength, stored_at, reinforced_at, expires_at), rows.row_times.
 
-        `all_new`: the caller knows that the bank holds none of the ids (the engine keeps
-        every id in memory), so they are not looked up first. Should one be stored after
-        all, its unique index refuses it and the whole batch is rolled back (StorageError).
+        `stored`: the seq of each id of the batch that the bank holds, as the caller knows
+        it (the engine keeps every id in memory; ``{}``: all new); the other ids are
+        inserted. None: the store reads the bank's ids to tell (schema.py, "No id index").
+        A replaced row not found at its seq with its id refuses the batch (StorageError).
         """
         ids, blobs, texts, d = prepare_batch(ids, vectors, payloads)
         with self._write("upsert", wal_bytes=4 * d * len(ids)) as conn:
@@ -172,28 +173,40 @@ class Storage(StoreConnection):
                 return []
             check_dim(config, d)
             text_rows.write(conn, bank, ids, memory_texts)
-            seqs = insert_rows(
-                conn, self._id_keys, bank, next_seq, ids, blobs, texts, all_new=all_new,
-                times=times,
-            )  # fmt: skip
+            if stored is None:
+                stored = stored_seqs(conn, bank, ids) if next_seq else {}
+            seqs = insert_rows(conn, bank, next_seq, ids, blobs, texts, stored, times=times)
             self._bump_generation(conn, bank)
             return seqs
 
-    def delete(self, bank: str, ids: list[str]) -> int:
-        """Delete ids of a bank in one transaction; returns how many existed."""
+    def delete(self, bank: str, ids: list[str], stored: Mapping[str, int] | None = None) -> int:
+        """Delete ids of a bank in one transaction; returns how many existed.
+
+        `stored`: id → seq of those the bank holds, as in `upsert` (None: read here)."""
         with self._write("delete") as conn:
             self._bank_row(conn, bank)
-            deleted = delete_rows(conn, self._id_keys, bank, ids)
+            held = stored if stored is not None else stored_seqs(conn, bank, ids)
+            deleted = delete_rows(conn, bank, held)
             text_rows.delete(conn, bank, ids)
             if deleted:
                 self._bump_generation(conn, bank)
             return deleted
 
-    def reinforce(self, bank: str, ids: list[str], t: float, strength: float | None) -> int:
-        """reinforced_at = t (and the strength, when given) for the ids the bank holds."""
+    def reinforce(
+        self,
+        bank: str,
+        ids: list[str],
+        t: float,
+        strength: float | None,
+        stored: Mapping[str, int] | None = None,
+    ) -> int:
+        """reinforced_at = t (and the strength, when given) for the ids the bank holds.
+
+        `stored`: id → seq of those the bank holds, as in `upsert` (None: read here)."""
         with self._write("reinforce") as conn:
             self._bank_row(conn, bank)
-            n = reinforce_rows(conn, self._id_keys, bank, ids, t, strength)
+            held = stored if stored is not None else stored_seqs(conn, bank, ids)
+            n = reinforce_rows(conn, bank, held, t, strength)
             if n:
                 self._bump_generation(conn, bank)
             return n
@@ -209,7 +222,6 @@ class Storage(StoreConnection):
             )
             if cur.rowcount:
                 text_rows.delete_orphans(conn, bank)
-                repair_spills(conn, self._id_keys)
                 self._bump_generation(conn, bank)
             return int(cur.rowcount)
 
@@ -253,7 +265,6 @@ class Storage(StoreConnection):
             conn.execute("DELETE FROM memories WHERE bank = ?", (name,))
             conn.execute("DELETE FROM banks WHERE name = ?", (name,))
             text_rows.drop_bank(conn, name)
-            repair_spills(conn, self._id_keys)  # another bank's rows may take its slots
             self._insert_bank(conn, name, text, created_at)
             text_rows.write(conn, name, ids, memory_texts)
-            return insert_rows(conn, self._id_keys, name, 0, ids, blobs, texts, times=times)
+            return insert_rows(conn, name, 0, ids, blobs, texts, {}, times=times)

@@ -681,7 +681,7 @@ def test_version_2_store_migrates_and_keeps_its_saved_index(tmp_path, count_rebu
     conn = sqlite3.connect(tmp_path / "lam.sqlite3", isolation_level=None)
     conn.execute("BEGIN")  # back to the version-2 layout (WITHOUT ROWID)
     conn.execute("ALTER TABLE memories RENAME TO m3")
-    conn.execute("DROP INDEX memories_key")
+    conn.execute("DROP INDEX IF EXISTS memories_key")
     conn.execute("DROP INDEX memories_bank_seq")
     conn.execute(
         "CREATE TABLE memories (bank TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL,"

@@ -292,7 +292,7 @@ def test_snapshot_round_trips_the_forgetting_fields_and_old_snapshots_import() -
     assert engine.get_memory("o", "p").to_dict()["strength"] == 1.0
 
 
-def test_version_4_store_migrates_to_5_keeping_everything(tmp_path: Path) -> None:
+def test_version_4_store_migrates_to_6_keeping_everything(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite3"
     s = Storage(db)
     s.create_bank("b", {"dim": 2}, "2026-01-01T00:00:00.000Z")
@@ -304,7 +304,7 @@ def test_version_4_store_migrates_to_5_keeping_everything(tmp_path: Path) -> Non
             conn.execute(f"ALTER TABLE memories DROP COLUMN {col}")
         conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     s = Storage(db)
-    assert s.schema_version == SCHEMA_VERSION == 5 and s.migration["from_version"] == 4
+    assert s.schema_version == SCHEMA_VERSION == 6 and s.migration["from_version"] == 4
     loaded = s.load("b")
     assert loaded.ids == ["x", "y"] and loaded.payloads == [{"a": 1}, None]
     np.testing.assert_array_equal(loaded.vectors, np.eye(2))

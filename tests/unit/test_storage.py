@@ -477,7 +477,7 @@ def test_version_1_store_is_migrated_in_place(tmp_path: Path):
     xi = _xi(5, 3)
     _make_v1_store(db, xi)
     s = Storage(db)
-    assert s.schema_version == SCHEMA_VERSION == 5
+    assert s.schema_version == SCHEMA_VERSION == 6
     assert s.migration is not None and s.migration["from_version"] == 1
     loaded = s.load("old")
     assert loaded.ids == [f"m{i}" for i in range(5)] and _bits(loaded.vectors) == _bits(xi)
@@ -489,7 +489,7 @@ def test_version_1_store_is_migrated_in_place(tmp_path: Path):
     assert s.generation("fresh") == 2
     s.close()
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("6",)
     conn.close()
     s = Storage(db)  # a migrated store opens as a current one
     assert s.schema_version == SCHEMA_VERSION and s.migration is None
@@ -546,7 +546,7 @@ def _downgrade_to_v2(db: Path) -> None:
     conn.execute("PRAGMA journal_mode = DELETE")
     conn.execute("BEGIN")
     conn.execute("ALTER TABLE memories RENAME TO memories_new")
-    conn.execute("DROP INDEX memories_key")
+    conn.execute("DROP INDEX IF EXISTS memories_key")
     conn.execute("DROP INDEX memories_bank_seq")
     for stmt in _V2_MEMORIES:
         conn.execute(stmt)
@@ -610,12 +610,12 @@ def _assert_same(s: Storage, state: dict[str, Any]) -> None:
         assert got.generation == generation == s.generation(name)
 
 
-def test_new_store_uses_the_version_4_layout(tmp_path: Path):
+def test_new_store_uses_the_version_6_layout(tmp_path: Path):
     db = tmp_path / "lam.sqlite3"
     Storage(db).close()
     assert _layout(db) == {
-        "version": "5", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
-        "indexes": ["memories_bank_seq", "memories_expires", "memories_key"], "integrity": "ok",
+        "version": "6", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
+        "indexes": ["memories_bank_seq", "memories_expires"], "integrity": "ok",
     }  # fmt: skip
 
 
@@ -633,8 +633,8 @@ def test_version_2_store_is_migrated_and_compacted_keeping_everything(tmp_path: 
     assert s.delete("a", ["a1-4", "nope"]) == 1
     s.close()
     assert _layout(db) == {
-        "version": "5", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
-        "indexes": ["memories_bank_seq", "memories_expires", "memories_key"], "integrity": "ok",
+        "version": "6", "page_size": PAGE_SIZE, "journal_mode": "wal", "without_rowid": False,
+        "indexes": ["memories_bank_seq", "memories_expires"], "integrity": "ok",
     }  # fmt: skip
     assert not (tmp_path / "lam.sqlite3-journal").exists()
 
@@ -704,7 +704,7 @@ def test_migration_while_another_connection_is_open_stays_in_wal(tmp_path: Path)
         assert s.schema_version == SCHEMA_VERSION and s.migration["vacuum"] == "not tried"
         _assert_same(s, state)
         assert other.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-            "5",
+            "6",
         )
         s.close()
     finally:
@@ -775,16 +775,14 @@ def test_load_refuses_vectors_of_the_wrong_size(store: Storage):
         store.load("b")
 
 
-def test_all_new_skips_the_lookup_and_a_wrong_promise_changes_nothing(store: Storage):
+def test_an_empty_map_skips_the_lookup_and_a_stored_id_stays_where_it_is(store: Storage):
+    """stored={} (the engine's "all new") inserts without reading the bank's ids."""
     store.create_bank("b", {"dim": 2}, T0)
-    assert store.upsert("b", ["x", "y"], _xi(2, 2), [None, None], all_new=True) == [0, 1]
-    assert store.upsert("b", ["z"], _xi(1, 2), [{"k": 1}], all_new=True) == [2]
-    generation = store.generation("b")
-    with pytest.raises(StorageError):  # "y" is stored: its unique index refuses the batch
-        store.upsert("b", ["w", "y"], _xi(2, 2, 5), [None, None], all_new=True)
+    assert store.upsert("b", ["x", "y"], _xi(2, 2), [None, None], stored={}) == [0, 1]
+    assert store.upsert("b", ["z"], _xi(1, 2), [{"k": 1}], stored={}) == [2]
     loaded = store.load("b")
     assert loaded.ids == ["x", "y", "z"] and _bits(loaded.vectors) == _bits(
         np.concatenate([_xi(2, 2), _xi(1, 2)])
     )
-    assert store.generation("b") == generation
+    # Without a map the store finds "y" itself: replaced in place, "w" appended.
     assert store.upsert("b", ["w", "y"], _xi(2, 2, 5), [None, None]) == [3, 1]

@@ -225,8 +225,8 @@ def test_sigkill_during_migration_never_loses_the_store(tmp_path: Path, version:
             assert loaded.payloads == [None if i % 2 else {"i": i} for i in range(n)]
             assert store.upsert("m", ["new"], xi[:1], [None]) == [3 * n]
             assert store.upsert("m", ["id5"], xi[:1], [None]) == [15]  # replaced by id
-            with pytest.raises(StorageError):  # the key index refuses a stored id
-                store.upsert("m", ["id6"], xi[:1], [None], all_new=True)
+            with pytest.raises(StorageError):  # id6 is at seq 18: a wrong map is refused
+                store.upsert("m", ["id6"], xi[:1], [None], stored={"id6": 17})
             check = store._conn.execute("PRAGMA integrity_check").fetchone()[0]
             assert check == "ok"
         finally:

@@ -55,9 +55,9 @@ def test_texts_follow_their_memories(store: Storage, tmp_path: Path) -> None:
 
 def test_a_failed_batch_writes_no_text(store: Storage) -> None:
     store.upsert("t", ["a"], xi(1), [None], memory_texts=["A"])
-    # all_new promised wrongly: the unique index refuses "a", the transaction rolls back.
+    # A wrong map ("a" is at seq 0): the replace finds no row, the transaction rolls back.
     with pytest.raises(StorageError):
-        store.upsert("t", ["b", "a"], xi(2), [None] * 2, all_new=True, memory_texts=["B", "X"])
+        store.upsert("t", ["b", "a"], xi(2), [None] * 2, stored={"a": 5}, memory_texts=["B", "X"])
     assert store.load("t").texts == {"a": "A"} and store.load("t").ids == ["a"]
 
 
