@@ -30,6 +30,9 @@ class Lagrangian:
     fn: Callable[[Tensor], Tensor] = field(repr=False, compare=False)
     grad: Callable[[Tensor], Tensor] = field(repr=False, compare=False)
     convex: bool = True
+    # The activation jumps (Σ|x| at x_i = 0, max(x, 0) at 0): E jumps where it does, and
+    # an Euler step across two jumps at once can raise it (dynamics.py guards those).
+    jumps: bool = False
 
     def lagrangian(self, x: Tensor) -> Tensor:
         return self.fn(x)  # (B,)
@@ -96,7 +99,8 @@ def hidden_function(kind: str, power: int = 3) -> HiddenFunction:
 
 def elementwise(f: HiddenFunction) -> Lagrangian:
     """L(x) = Σ_i F(x_i), activation F′(x_i): the hidden Lagrangian of Models A and C."""
-    return Lagrangian(f"sum_{f.name}", lambda x: f.F(x).sum(-1), f.dF, convex=f.convex)
+    jumps = f.kind == "rectified_power" and f.power == 1
+    return Lagrangian(f"sum_{f.name}", lambda x: f.F(x).sum(-1), f.dF, convex=f.convex, jumps=jumps)
 
 
 def quadratic() -> Lagrangian:
@@ -106,7 +110,7 @@ def quadratic() -> Lagrangian:
 
 def absolute() -> Lagrangian:
     """L = Σ|x_i|, g = sign(x): the feature Lagrangian of Model A (binary states)."""
-    return Lagrangian("abs", lambda x: x.abs().sum(-1), torch.sign)
+    return Lagrangian("abs", lambda x: x.abs().sum(-1), torch.sign, jumps=True)
 
 
 def power(n: int) -> Lagrangian:

@@ -78,6 +78,26 @@ def test_energy_never_increases_along_dynamics(cfg, seed, n, d, beta, with_input
     assert (rise <= TOL * (1 + np.abs(energy[:-1]))).all(), (_label(cfg), float(rise.max()))
 
 
+def test_a_step_across_two_jumps_does_not_raise_energy():
+    """Hypothesis's find: Model A, F = max(x, 0), one memory, an input. One plain Euler step
+    flipped a sign of v and of h at once and raised E by 0.39; the guarded step halves it
+    until the crossings are apart (dynamics.py), and E then only falls."""
+    rng = np.random.default_rng(1421336126)
+    xi = rng.uniform(-0.5, 0.5, size=(1, 4))
+    current = (0.5 * rng.normal(size=4)).tolist()
+    params = {"F": "rectified_power", "power": 1}
+    with Engine.open(None) as engine:
+        engine.create_bank("g", BankConfig(dim=4, model="A", beta=1.0, model_params=params))
+        engine.upsert("g", xi.astype(np.float32))
+        res = engine.dynamics(
+            "g", rng.normal(size=4).tolist(), dt=0.01, t_max=1.0, record_every=1, tol=0.0,
+            input=current,
+        )  # fmt: skip
+    energy = np.asarray(res.energy)
+    assert energy[-1] < energy[0] - 1.0  # it does cross: E falls by jumps
+    assert (np.diff(energy) <= TOL * (1 + np.abs(energy[:-1]))).all()
+
+
 @pytest.mark.parametrize("cfg", REFUSED, ids=_label)
 def test_nonconvex_configurations_are_refused(cfg):
     model, params = cfg
