@@ -126,9 +126,9 @@ def run(m: int, d: int, batch: int, seed: int) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="lam-bench-store-") as tmp:
         root = Path(tmp)
-        # A fresh server and store for each path, as for the floors below: the id index is
-        # store-wide, so a path run after another's M rows would store into a larger index
-        # (docs/performance.md, tenth pass: 94–98k/s fresh, 58–60k/s after 400 000 rows).
+        # A fresh server and store for each path, as for the floors below: each path stores
+        # its M rows from an empty store (before schema version 6 the store-wide id index
+        # made a path run after another's rows slower: docs/performance.md, tenth pass).
         for k, (name, store) in enumerate((
             ("HTTP npy", lambda url: http_store(url, "store-npy", parts, "npy")),
             ("HTTP json", lambda url: http_store(url, "store-json", parts, "json")),
