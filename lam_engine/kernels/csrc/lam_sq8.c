@@ -54,6 +54,7 @@
 #define GROUP_VNNI 8     // queries a block is scored against while it is in registers
 #define GROUP_AVX2 4
 #define BUF 2  // a thread's buffer per query, in m: a fuller one is cut back to m
+#define PREFETCH_ROWS 4  // candidates ahead whose float32 rows are prefetched (phase 2)
 
 typedef struct {
     float u;
@@ -84,9 +85,39 @@ static void select_top(Cand *c, int64_t n, int64_t m) {
     }
 }
 
-static int by_u_desc(const void *x, const void *y) {
-    const float a = ((const Cand *)x)->u, b = ((const Cand *)y)->u;
-    return (a < b) - (a > b);
+INLINE int cand_before(Cand x, Cand y) { return x.u > y.u || (x.u == y.u && x.r < y.r); }
+
+/* c[0..n) by decreasing u, ties by increasing row: a total order, so the candidates are
+ * scored (and equal scores kept) in an order of the data's, not of the sort's. Inlined
+ * comparisons: qsort's calls through a pointer took ≈ 70 µs for m = 1024, this ≈ 45. */
+static void sort_cands(Cand *c, int64_t n) {
+    while (n > 24) {
+        const Cand p = c[n / 2];
+        int64_t i = 0, j = n - 1;
+        while (i <= j) {  // Hoare partition
+            while (cand_before(c[i], p)) i++;
+            while (cand_before(p, c[j])) j--;
+            if (i <= j) {
+                const Cand t = c[i];
+                c[i++] = c[j];
+                c[j--] = t;
+            }
+        }
+        if (j + 1 < n - i) {  // recurse into the smaller side: O(log n) deep
+            sort_cands(c, j + 1);
+            c += i;
+            n -= i;
+        } else {
+            sort_cands(c + i, n - i);
+            n = j + 1;
+        }
+    }
+    for (int64_t i = 1; i < n; i++) {  // insertion sort of the short runs
+        const Cand x = c[i];
+        int64_t j = i;
+        for (; j > 0 && cand_before(x, c[j - 1]); j--) c[j] = c[j - 1];
+        c[j] = x;
+    }
 }
 
 typedef struct {
@@ -291,7 +322,7 @@ static void certify(Scan *a, int64_t qi) {
         outside = c[0].u;
         for (int64_t j = 1; j < cnt; j++) outside = c[j].u < outside ? c[j].u : outside;
     }
-    qsort(c, (size_t)cnt, sizeof(Cand), by_u_desc);
+    sort_cands(c, cnt);
     const int64_t orig = a->todo[qi];
     const float *qv = a->q + orig * a->d;
     Heap e = {a->es, a->er, 0, kk};
@@ -301,6 +332,10 @@ static void certify(Scan *a, int64_t qi) {
         if (e.n == kk && c[j].u < heap_floor(&e)) {
             certified = 1;
             break;
+        }
+        if (j + PREFETCH_ROWS < cnt) {  // the rows are scattered: ask for them early
+            const char *ahead = (const char *)(a->xb + c[j + PREFETCH_ROWS].r * a->d);
+            for (int64_t off = 0; off < a->d * 4; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
         }
         const float s = dot1(a->xb + c[j].r * a->d, qv, a->d);
         if (s > heap_floor(&e)) heap_push(&e, s, c[j].r);
