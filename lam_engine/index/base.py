@@ -227,15 +227,17 @@ class Prefilter(ABC):
         k = int(k)
         queries = _as_vectors(queries, self._dim, "queries")
         b = queries.shape[0]
-        scores = np.full((b, k), -np.inf, dtype=np.float32)  # (B, k)
-        keys = np.full((b, k), -1, dtype=np.int64)  # (B, k)
         n_live = self.ntotal
-        if b == 0 or n_live == 0:
-            return scores, keys
         # Ask FAISS for no more than exists: padding beyond N is ours, and a huge k
         # would make FAISS allocate (B, k) heaps for nothing.
         k_eff = min(k, n_live)
-        found = self._search_native(queries, k_eff)
+        found = self._search_native(queries, k_eff) if b and n_live else None
+        if found is not None and k_eff == k:
+            return found  # the C searches' own (float32, int64), padded with (−inf, −1)
+        scores = np.full((b, k), -np.inf, dtype=np.float32)  # (B, k)
+        keys = np.full((b, k), -1, dtype=np.int64)  # (B, k)
+        if b == 0 or n_live == 0:
+            return scores, keys
         if found is None:
             with serial_search(b):
                 found = self._search(queries, k_eff)

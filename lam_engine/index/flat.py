@@ -36,6 +36,7 @@ class FlatPrefilter(Prefilter):
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dim))
         self._codes = Sq8Codes(self._dim)
         self._keys: tuple[int, np.ndarray] | None = None  # (version, FAISS's row → key)
+        self._view: tuple[int, native.Sq8Rows] | None = None  # (version, the codes' view)
 
     @property
     def effective_kind(self) -> str:
@@ -62,6 +63,19 @@ class FlatPrefilter(Prefilter):
             self._keys = cached
         return cached[1]
 
+    def _sq8_rows(self) -> native.Sq8Rows:
+        """The search's view of the codes and of FAISS's rows, made again only after a
+        write: finding FAISS's buffer and checking the view took ≈ 40 µs a query, and each
+        write bumps the version before FAISS's memory or the codes can move."""
+        cached = self._view
+        if cached is None or cached[0] != self._version:
+            n = self.ntotal
+            flat: Any = faiss.downcast_index(self._index.index)
+            exact = faiss.rev_swig_ptr(flat.get_xb(), n * self._dim).reshape(n, self._dim)
+            cached = (self._version, self._codes.rows(exact))
+            self._view = cached
+        return cached[1]
+
     def _codes_m(self, k: int) -> int | None:
         """Candidates per query for the search on the codes, or None where FAISS searches."""
         n = self.ntotal
@@ -80,11 +94,9 @@ class FlatPrefilter(Prefilter):
         m = self._codes_m(k)
         if m is None:
             return None
-        n = self.ntotal
-        flat: Any = faiss.downcast_index(self._index.index)
-        exact = faiss.rev_swig_ptr(flat.get_xb(), n * self._dim).reshape(n, self._dim)
-        scores, rows, _ = native.sq8_search(self._codes.rows(exact), queries, k, m)
-        return scores, np.where(rows >= 0, self._row_keys()[np.maximum(rows, 0)], -1)
+        scores, rows, _ = native.sq8_search(self._sq8_rows(), queries, k, m)
+        # No padding to map: the codes are searched only where n ≥ 8 m ≥ 8 k (_codes_m).
+        return scores, self._row_keys()[rows]
 
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores: Any

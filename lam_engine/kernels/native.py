@@ -257,6 +257,14 @@ class Sq8Rows:
     nrm: np.ndarray  # (same) float32 ≥ ‖ξ̃‖
     rows: np.ndarray  # (n, d) float32, the exact memories
 
+    @functools.cached_property
+    def addresses(self) -> tuple[int, int, int, int, int]:
+        """Where codes, scale, err, nrm and rows lie; a view is kept for many searches
+        (index/flat.py), and each `.ctypes` is a Python object made per call."""
+        arrays = (self.codes, self.scale, self.err, self.nrm, self.rows)
+        codes, scale, err, nrm, rows = (int(a.ctypes.data) for a in arrays)
+        return codes, scale, err, nrm, rows
+
 
 def sq8_search(
     mem: Sq8Rows, queries: np.ndarray, k: int, m: int, *, avx2_only: bool = False
@@ -276,10 +284,10 @@ def sq8_search(
     dp = 4 * mem.codes.shape[1]
     work = b * n * dp  # bytes of codes read, one per multiply-add
     threads = int(max(1, min(torch.get_num_threads(), work // _SCAN_MACS_PER_THREAD)))
+    codes, scale, err, nrm, xb = mem.addresses
     rc = lib.lam_sq8_search(
-        q.ctypes.data, b, d, mem.codes.ctypes.data, dp, mem.scale.ctypes.data,
-        mem.err.ctypes.data, mem.nrm.ctypes.data, mem.rows.ctypes.data, n, m, k, threads,
-        int(avx2_only), scores.ctypes.data, rows.ctypes.data, scored.ctypes.data,
+        q.ctypes.data, b, d, codes, dp, scale, err, nrm, xb, n, m, k, threads, int(avx2_only),
+        scores.ctypes.data, rows.ctypes.data, scored.ctypes.data,
     )  # fmt: skip
     if rc != 0:
         raise MemoryError("the int8 flat search could not allocate its buffers")

@@ -190,6 +190,54 @@ def test_flat_prefilter_searches_natively_through_mutations() -> None:
     assert np.isin(got_k, keys[held]).all()
 
 
+@needs_native
+def test_flat_prefilter_view_follows_each_write() -> None:
+    """The search keeps its view of the codes and of FAISS's rows between writes: a search
+    after each removal and addition (the rows move, the codes compact or grow past their
+    capacity) still gives FAISS's candidates, never a stale view's."""
+    rng = np.random.default_rng(14)
+    d, k = 32, 4
+    x = _rows(rng, 9_000, d, "unit")
+    keys = rng.permutation(90_000)[:9_000].astype(np.int64)
+    p = _flat(x[:2_100], keys[:2_100])
+    q = x[rng.integers(0, 9_000, 5)] + 0.05 * rng.standard_normal((5, d)).astype(np.float32)
+    held = np.zeros(9_000, dtype=bool)
+    held[:2_100] = True
+    writes = [("add", 2_100, 4_000), ("remove", 0, 600), ("add", 4_000, 9_000)]
+    for what, lo, hi in [("none", 0, 0), *writes, ("remove", 3_000, 8_000)]:
+        if what == "add":
+            p.add(keys[lo:hi], x[lo:hi])
+            held[lo:hi] = True
+        elif what == "remove":
+            p.remove(keys[lo:hi])
+            held[lo:hi] = False
+        assert p._search_native(q, k) is not None
+        got_s, got_k = p.search(q, k)
+        ref_s, ref_k = faiss_search(p, q, k)
+        np.testing.assert_array_equal(np.sort(got_k, axis=1), np.sort(ref_k, axis=1))
+        np.testing.assert_allclose(got_s, ref_s, rtol=0, atol=1e-5)
+        assert np.isin(got_k, keys[held]).all()
+
+
+@needs_native
+@pytest.mark.parametrize("threads", [1, 2])
+def test_equal_bounds_are_scored_in_row_order(threads: int) -> None:
+    """Identical memories tie in bound and score: the candidates are scored by increasing
+    row among equal bounds, so the k kept are the first k rows, on any thread count."""
+    import torch
+
+    x = np.tile(_rows(np.random.default_rng(15), 1, 24, "unit"), (300, 1))
+    q = x[:1] + np.float32(0.01)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        scores, rows, scored = native.sq8_search(_codes(x).rows(x), q, 7, 300)
+    finally:
+        torch.set_num_threads(before)
+    assert sorted(rows[0].tolist()) == list(range(7))
+    assert (scores[0] == scores[0, 0]).all() and scored[0] == 300
+
+
 def test_flat_prefilter_small_banks_keep_faiss() -> None:
     """Below 8 m rows the codes would save little: FAISS answers (and native off too)."""
     rng = np.random.default_rng(12)
