@@ -40,6 +40,8 @@ def missed_mass_bound(
     scores = np.asarray(cand_scores, dtype=np.float64)
     if scores.ndim != 2:
         raise InvalidInputError("cand_scores must be (B, k)", {"shape": list(scores.shape)})
+    if cand_bias is None and 0 < scores.shape[1] < n_total and np.isfinite(scores).all():
+        return _full_rows_bound(scores, int(n_total), beta)
     if np.isnan(scores).any() or np.isposinf(scores).any():
         raise NonFiniteError("cand_scores must be finite or -inf")
     beta = float(beta)
@@ -70,6 +72,23 @@ def missed_mass_bound(
     out_term = np.exp(log_out - shift)  # (R,)
     eps[rows] = out_term / (in_sum + out_term)
     return eps
+
+
+def _full_rows_bound(scores: np.ndarray, n_total: int, beta: float) -> np.ndarray:
+    """`missed_mass_bound` where every row has k < N valid candidates and no bias: the same
+    float64 operations on the same values, without the masks. The common case (every query
+    of a prefiltered bank without strengths), and a query's cost here is mostly the
+    number of numpy calls, each run from caches that the index scan has just emptied."""
+    beta = float(beta)
+    if not np.isfinite(beta) or beta <= 0:
+        raise InvalidParameterError("beta must be finite and > 0", {"beta": beta})
+    z = beta * np.ascontiguousarray(scores)  # (B, k), C order as the masked path's copy
+    missing = np.full(scores.shape[0], n_total - scores.shape[1], dtype=np.float64)  # (B,)
+    log_out = np.log(missing) + np.min(z, axis=1)  # (B,) log of (N − k)·e^{β s_k}
+    shift = np.maximum(np.max(z, axis=1), log_out)  # (B,)
+    in_sum = np.exp(z - shift[:, None]).sum(axis=1)  # (B,)
+    out_term = np.exp(log_out - shift)  # (B,)
+    return out_term / (in_sum + out_term)
 
 
 def log_tail(cand_scores: np.ndarray, n_total: int, beta: float) -> np.ndarray:

@@ -312,6 +312,32 @@ def test_bound_properties() -> None:
 
 @settings(max_examples=30, deadline=None)
 @given(
+    b=st.integers(1, 6),
+    k=st.integers(1, 300),
+    extra=st.integers(1, 10**6),
+    beta=st.sampled_from([0.5, 8.0, 32.0, 250.0]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_bound_of_full_rows_is_the_masked_one_bit_for_bit(
+    b: int, k: int, extra: int, beta: float, seed: int
+) -> None:
+    """Rows with k valid candidates take a path without masks (math/bound.py): the same ε,
+    to the last bit, as when a padded row in the batch sends them through the masked one."""
+    rng = np.random.default_rng(seed)
+    scores = -np.sort(-rng.uniform(-1, 1, size=(b, k)).astype(np.float32), axis=1)
+    scores[rng.random((b, k)) < 0.2] = scores[0, 0]  # ties, and the best score repeated
+    padded = np.vstack([scores, np.full((1, k), -np.inf, dtype=np.float32)])
+    full = missed_mass_bound(scores, k + extra, beta)
+    masked = missed_mass_bound(padded, k + extra, beta)[:b]
+    np.testing.assert_array_equal(full, masked)
+    # The transposed view of the same scores (not C-contiguous) gives the same bits too.
+    np.testing.assert_array_equal(missed_mass_bound(scores.T.copy().T, k + extra, beta), full)
+    with pytest.raises(InvalidParameterError):
+        missed_mass_bound(scores, k + extra, -1.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
     n=st.integers(2, 400),
     k=st.integers(1, 64),
     beta=st.sampled_from([0.5, 1.0, 8.0, 32.0, 100.0]),
