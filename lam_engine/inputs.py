@@ -108,12 +108,9 @@ class QueryInput:
     ) -> QueryInput:
         """Validate everything (typed LamError on the first problem) and build the input."""
         q = as_matrix(queries, dim, "queries")
-        if (
-            isinstance(tol, bool)
-            or not isinstance(tol, numbers.Real)
-            or not math.isfinite(tol)
-            or tol < 0
-        ):
+        # A float needs no ABC check (`numbers.Real`: ≈ 2 µs a query).
+        real = type(tol) is float or (not isinstance(tol, bool) and isinstance(tol, numbers.Real))
+        if not real or not math.isfinite(tol) or tol < 0:
             raise InvalidParameterError("tol must be a finite number ≥ 0", {"tol": tol})
         m = as_mask(mask, q.shape[0], q.shape[1])
         return cls(

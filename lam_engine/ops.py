@@ -129,25 +129,25 @@ def reads_little(bank: MemoryBank, index: Any, q: QueryInput, limit_bytes: int) 
 def _to_results(
     bank: MemoryBank, raw: Retrieval, *, with_payload: bool, with_vectors: bool
 ) -> QueryBatchResult:
-    results = []
+    results = []  # Python numbers made per array (tolist), not one numpy scalar per value
     states = raw.states.cpu().numpy()
+    rows, weights, scores = raw.top_rows.tolist(), raw.top_weights.tolist(), raw.top_scores.tolist()
     for i in range(states.shape[0]):
         matches = []
-        for r, w, s in zip(raw.top_rows[i], raw.top_weights[i], raw.top_scores[i], strict=True):
+        for r, w, s in zip(rows[i], weights[i], scores[i], strict=True):
             if r < 0:
                 continue
             matches.append(
                 Match(
-                    id=bank.id_at(int(r)),
-                    weight=float(w),
-                    score=float(s),
-                    payload=bank.payload_at(int(r)) if with_payload else None,
-                    vector=bank.vector_at(int(r)) if with_vectors else None,
+                    id=bank.id_at(r),
+                    weight=w,
+                    score=s,
+                    payload=bank.payload_at(r) if with_payload else None,
+                    vector=bank.vector_at(r) if with_vectors else None,
                     with_payload=with_payload,
                 )
             )
-        missed = None
-        pre = False
+        missed, pre = None, False
         if raw.missed is not None and raw.prefiltered is not None:
             pre = bool(raw.prefiltered[i])
             missed = float(raw.missed[i]) if pre else 0.0
