@@ -20,8 +20,8 @@ No id index (version 6)
     indexed the id (5: a 64-bit hash of it, spilled on collisions): a batch of random
     ids dirtied nearly every leaf page of that index, so each commit rewrote and fsynced
     a share of it that grew with the whole store (200 000 x 384 rows, batches of 5 000,
-    FULL, raw SQL: 32-36 ms insert + 22-25 ms commit a batch with the index, 21-22 +
-    17-18 ms without, bench/bench_store_keys.py).
+    FULL, raw SQL: 32-34 ms insert + 23-24 ms commit a batch with the index, 21-22 +
+    17-18 ms without; bench/bench_store_keys.py compares the layouts).
 
 Why not a table clustered on ``(bank, seq)`` (``WITHOUT ROWID``, versions 1 and 2):
     a vector row is 0.5-1.5 KB; a row beyond what such a page keeps locally (about 1 KB

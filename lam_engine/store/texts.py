@@ -7,9 +7,10 @@ text banks never reads it. Every write here runs inside the caller's transaction
 upsert, delete, bank delete or replace of storage.py), so a memory and its text are
 committed, or rolled back, together.
 
-Keyed by the id, not the ``seq``: a delete knows its ids (the memories table is searched
-by a hash of them, keys.py), and a vector bank's delete then costs one index probe here
-(``_holds_texts``), not one per id.
+Keyed by the id, not the ``seq``: every write that touches a text knows its ids, and a
+vector bank's delete then costs one index probe here (``_holds_texts``), not one per id.
+Only text banks write here, so this index's batch rewrites (schema.py, "No id index") are
+theirs alone.
 """
 
 from __future__ import annotations
