@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import arena
 from .batch import PreparedBatch, prepare_batch
 from .bulk import BulkLoader, Staged
 from .clock import SYSTEM_CLOCK, Clock
@@ -34,6 +35,7 @@ class MemoryBank:
     """Memories of one bank on a device (see module docstring)."""
 
     stages_appends = True  # `stage` can copy an append ahead of its commit (stager.py)
+    _arena: arena.RowArena | None = None  # where a CPU bank's rows grow without a copy
 
     def __init__(
         self, config: BankConfig, device: torch.device, clock: Clock = SYSTEM_CLOCK
@@ -157,14 +159,8 @@ class MemoryBank:
             np.full(m, np.inf) if batch.expires is None else batch.expires,
         )
 
-    def _set_priors(
-        self,
-        rows: np.ndarray,
-        strength: np.ndarray,
-        stored_at: np.ndarray,
-        reinforced_at: np.ndarray,
-        expires: np.ndarray,
-    ) -> None:
+    def _set_priors(self, rows: np.ndarray, strength: np.ndarray, stored_at: np.ndarray,
+                    reinforced_at: np.ndarray, expires: np.ndarray) -> None:  # fmt: skip
         """Record rows' strengths and times, and bring their log-prior bias up to date."""
         pr = self.priors
         full = pr.set_rows(rows, strength, stored_at, reinforced_at, expires)
@@ -246,9 +242,11 @@ class MemoryBank:
         # A CPU tensor's untouched pages take no memory: it doubles (a device's: ×1.5).
         grow = 2.0 if self.device.type == "cpu" else 1.5
         new_cap = rows if exact else max(rows, int(cap * grow) + 1)
-        # Rows beyond _n are never read: no need to zero them.
-        xi = torch.empty(new_cap, self.config.dim, dtype=self.dtype, device=self.device)
-        xi[: self._n] = self._xi[: self._n]
+        if self.device.type == "cpu":  # a longer view of its reserved mapping (arena.py)
+            xi, self._arena = arena.grow(self._xi, self._n, new_cap, self._arena)
+        else:  # rows beyond _n are never read: no need to zero them
+            xi = torch.empty(new_cap, self.config.dim, dtype=self.dtype, device=self.device)
+            xi[: self._n] = self._xi[: self._n]
         bias = torch.zeros(new_cap, dtype=torch.float32, device=self.device)
         bias[: self._n] = self._bias[: self._n]
         keys = np.zeros(new_cap, dtype=np.int64)
