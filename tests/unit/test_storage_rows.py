@@ -4,7 +4,9 @@ read of them) decides what is replaced, and a wrong map changes nothing.
 A model (a dict per bank) runs random upserts, replaces, deletes and reinforcements on two
 banks sharing ids, once with the engine's kind of map (`stored=`) and once with the
 store reading its ids itself, and both must leave exactly the model's rows. Then: a wrong
-map is refused whole, and version-5 and version-3 stores migrate to version 6.
+map is refused whole, version-5 and version-3 stores migrate to version 6, and the engine's
+own map (one bank and a sharded one) keeps the store exact through random writes and a
+restart.
 """
 
 from __future__ import annotations
@@ -223,3 +225,55 @@ def test_version_3_store_is_migrated_to_6_keeping_everything(tmp_path: Path):
         assert s._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("shards", [1, 3], ids=["one-bank", "sharded"])
+def test_the_engines_map_keeps_the_store_exact_through_a_restart(
+    tmp_path: Path, shards: int
+) -> None:
+    """The engine's id → seq map (a sharded bank's global view included) is what tells the
+    store where a replaced, deleted or reinforced row is: after random writes and a
+    restart the store holds exactly the engine's memories, and a replace keeps its seq."""
+    from lam_engine import BankConfig, Engine
+
+    rng = np.random.default_rng(7)
+    universe = [f"m{i}" for i in range(60)]
+    model: dict[str, bytes] = {}
+    with Engine.open(tmp_path) as engine:
+        engine.create_bank("b", BankConfig(dim=3, shards=shards))
+        for step in range(25):
+            ids = list(rng.choice(universe, size=int(rng.integers(1, 15)), replace=False))
+            op = rng.random()
+            if op < 0.6:
+                xi = _xi(len(ids), 3, step)
+                engine.upsert("b", xi, ids=ids)
+                model.update({i: v.tobytes() for i, v in zip(ids, xi, strict=True)})
+            elif op < 0.85:
+                assert engine.delete_memories("b", ids) == sum(i in model for i in ids)
+                for i in ids:
+                    model.pop(i, None)
+            else:
+                assert engine.reinforce("b", ids, 2.0) == sum(i in model for i in ids)
+
+    def stored() -> tuple[dict[str, bytes], dict[str, int]]:
+        s = Storage(tmp_path / "lam.sqlite3")
+        try:
+            loaded = s.load("b")
+        finally:
+            s.close()
+        assert loaded.vectors is not None and len(set(loaded.ids)) == len(loaded.ids)
+        rows = {i: v.tobytes() for i, v in zip(loaded.ids, loaded.vectors, strict=True)}
+        return rows, dict(zip(loaded.ids, loaded.seqs.tolist(), strict=True))
+
+    rows, seqs = stored()
+    assert rows == model and len(model) > 10
+    kept = sorted(model)[:5]
+    new = _xi(5, 3, 99)
+    with Engine.open(tmp_path) as engine:  # the reopened engine's map still matches
+        assert engine.bank_info("b").count == len(model)
+        engine.upsert("b", new, ids=kept)
+        engine.delete_memories("b", kept[:1])
+    rows, after = stored()
+    assert kept[0] not in rows
+    assert all(rows[i] == v.tobytes() for i, v in zip(kept[1:], new[1:], strict=True))
+    assert {i: after[i] for i in kept[1:]} == {i: seqs[i] for i in kept[1:]}
