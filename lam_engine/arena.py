@@ -54,7 +54,7 @@ class RowArena:
     def rows(self, n: int, dim: int, dtype: torch.dtype) -> torch.Tensor | None:
         """The first n rows as a tensor (it keeps the mapping alive); None if they do not fit."""
         count = n * dim
-        if count * torch.empty(0, dtype=dtype).element_size() > self.nbytes:
+        if count * dtype.itemsize > self.nbytes:
             return None
         return torch.frombuffer(self._map, dtype=dtype, count=count).view(n, dim)
 

@@ -76,6 +76,10 @@ class MemoryBank:
         """Whether any of the ids is stored: one C-level set test, not a Python loop."""
         return not self._row_of.keys().isdisjoint(memory_ids)
 
+    def seqs_of(self, memory_ids: Sequence[str]) -> dict[str, int]:
+        """id → store seq of ids the bank holds: the store finds rows by it (no id index)."""
+        return {i: int(self._keys[self._row_of[i]]) for i in memory_ids}
+
     # ---- writes -----------------------------------------------------------------------
     def prepare(
         self,
@@ -368,10 +372,8 @@ class MemoryBank:
                 ok &= live_keys[pos_c] == keys
             rows = np.where(ok, pos_c, -1)
         if self._dead:
-            dead = np.array([r >= 0 and self._ids[r] is None for r in rows.ravel()]).reshape(
-                rows.shape
-            )
-            rows = np.where(dead, -1, rows)
+            dead = [r >= 0 and self._ids[r] is None for r in rows.ravel()]
+            rows = np.where(np.array(dead).reshape(rows.shape), -1, rows)
         return rows
 
     def get(self, memory_id: str) -> tuple[np.ndarray, dict[str, Any] | None]:

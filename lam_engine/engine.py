@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from . import stager
-from .bank import MemoryBank, PreparedBatch
+from .bank import PreparedBatch
 from .bulk import Staged
 from .config import BankConfig, PrefilterConfig, validate_bank_name
 from .errors import (
@@ -209,7 +209,7 @@ class Engine(StoredTable):
             ids = batch.unique_ids
             any_replaced = slot.bank.holds_any(ids)
             replaced = [i in slot.bank for i in ids] if any_replaced else [False] * len(ids)
-            stored = _stored(slot.bank, [i for i, r in zip(ids, replaced, strict=True) if r])
+            stored = slot.bank.seqs_of([i for i, r in zip(ids, replaced, strict=True) if r])
             times = row_times(len(ids), batch.strengths, now, None, batch.expires)
             staging = None if any_replaced else stager.start(slot.bank, batch.vectors)
             try:
@@ -244,7 +244,7 @@ class Engine(StoredTable):
             ]  # fmt: skip
             if not present:
                 return 0
-            n = self.storage.reinforce(name, present, now, s, _stored(bank, present))
+            n = self.storage.reinforce(name, present, now, s, bank.seqs_of(present))
             with slot.lock.write():
                 rows = np.asarray([bank._row_of[i] for i in present], dtype=np.int64)
                 reinforce(bank, rows, now, s)
@@ -319,7 +319,7 @@ class Engine(StoredTable):
             present = [i for i in dict.fromkeys(ids or ()) if i in slot.bank]
             if not present:
                 return 0
-            deleted = self.storage.delete(name, present, _stored(slot.bank, present))
+            deleted = self.storage.delete(name, present, slot.bank.seqs_of(present))
             with slot.lock.write():
                 keys = slot.bank.remove(present)
                 if slot.prefilter is not None and keys:
@@ -381,12 +381,3 @@ class Engine(StoredTable):
                 self._committed(slot)
                 self._banks[name] = slot
             return slot.info()
-
-
-def _stored(bank: MemoryBank, ids: list[str]) -> dict[str, int]:
-    """id → store seq of ids the bank holds: the store has no id index and takes the
-    engine's word for where a row is (store/schema.py, "No id index")."""
-    if not ids:
-        return {}
-    rows = np.fromiter((bank._row_of[i] for i in ids), dtype=np.int64, count=len(ids))
-    return dict(zip(ids, bank.keys[rows].tolist(), strict=True))

@@ -210,7 +210,7 @@ def integrate(
         taken = step
         if step % record_every == 0:
             times.append(step * dt)
-            energies.append(energy())
+            energies.append(energy() if e_now is None else e_now)  # the guard's own E
     if not bool(converged.all()):
         dv, dh = velocities(xi_w, v, h, lag_v, lag_h, cur, tau_f=tau_f, tau_h=tau_h)
         speed_v = torch.linalg.vector_norm(dv, dim=-1)

@@ -98,7 +98,6 @@ class ShardedBank(MemoryBank):
         self._config = config
         self.device = device
         self.clock = clock
-        self.dtype = torch.float32
         # Texts are kept by id (texts.py), so one dict serves the whole bank.
         self.texts: dict[str, str] = {}
         self.parts = [MemoryBank(shard_config(config), device, clock) for _ in range(config.shards)]
@@ -183,6 +182,10 @@ class ShardedBank(MemoryBank):
 
     def holds_any(self, memory_ids: Sequence[str]) -> bool:
         return any(bank.holds_any(memory_ids) for bank in self.parts)
+
+    def seqs_of(self, memory_ids: Sequence[str]) -> dict[str, int]:  # each from its own shard
+        k = len(self.parts)
+        return {i: self.parts[shard_of(i, k)].seqs_of((i,))[i] for i in memory_ids}
 
     # ---- writes, routed by id -------------------------------------------------------------
     def _changed(self) -> None:

@@ -46,6 +46,8 @@ from .schema import (
     storage_error,
 )
 
+# Versions whose memories are copied into a new table (the rest migrate in place).
+_COPIED = ("1", "2", "3")
 MIGRATE_RESERVE = 64 << 20  # left free after the (mandatory) migration's estimated peak
 
 log = logging.getLogger("lam.storage")
@@ -60,11 +62,12 @@ def migrate(conn: sqlite3.Connection, target: str, version: str) -> dict[str, An
     t0 = time.perf_counter()
     on_disk = target != ":memory:"
     store_bytes = pragma(conn, "page_count") * pragma(conn, "page_size")
-    if on_disk and version in ("1", "2", "3"):
+    copies = on_disk and version in _COPIED
+    if copies:
         # Peak (a copy of the memories): the new table (at most the old one's) + the journal.
         _require_space(Path(target).parent, 2 * store_bytes + MIGRATE_RESERVE)
     # A rollback journal keeps the copy out of the WAL (needs the store to ourselves).
-    rollback = on_disk and journal_mode(conn, "delete")
+    rollback = copies and journal_mode(conn, "delete")
     report: dict[str, Any] = {"from_version": int(version), "to_version": SCHEMA_VERSION,
                               "store_bytes_before": store_bytes}  # fmt: skip
     try:
@@ -73,7 +76,7 @@ def migrate(conn: sqlite3.Connection, target: str, version: str) -> dict[str, An
                 # Re-read under the write lock: another process may have migrated meanwhile.
                 current = schema_version(conn)
                 done = current in ("1", "2", "3", "4", "5")
-                copied = current in ("1", "2", "3")  # only a copy leaves room to compact
+                copied = current in _COPIED  # only a copy leaves room to compact
                 if current == "1":
                     _migrate_1_to_2(conn)
                     current = "2"

@@ -86,7 +86,7 @@ def insert_rows(
     """
     # (strength, stored_at, reinforced_at, expires_at) per row (schema.TIMES).
     when = times if times is not None else [(None, None, None, None)] * len(ids)
-    if not stored.keys() & set(ids):  # the bulk case: no replaced id, no per-row branch
+    if not stored:  # the bulk case: no replaced id, no per-row branch
         seqs = list(range(next_seq, next_seq + len(ids)))
         rows = [
             (bank, seq, i, b, p, *t)

@@ -229,12 +229,13 @@ def test_version_3_store_is_migrated_to_6_keeping_everything(tmp_path: Path):
 
 @pytest.mark.parametrize("shards", [1, 3], ids=["one-bank", "sharded"])
 def test_the_engines_map_keeps_the_store_exact_through_a_restart(
-    tmp_path: Path, shards: int
+    tmp_path: Path, shards: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The engine's id → seq map (a sharded bank's global view included) is what tells the
     store where a replaced, deleted or reinforced row is: after random writes and a
     restart the store holds exactly the engine's memories, and a replace keeps its seq."""
     from lam_engine import BankConfig, Engine
+    from lam_engine.shards import bank as shard_bank
 
     rng = np.random.default_rng(7)
     universe = [f"m{i}" for i in range(60)]
@@ -254,6 +255,17 @@ def test_the_engines_map_keeps_the_store_exact_through_a_restart(
                     model.pop(i, None)
             else:
                 assert engine.reinforce("b", ids, 2.0) == sum(i in model for i in ids)
+        # Seqs come from each id's own shard: a write never builds the sharded bank's global
+        # view (O(N) ids, made again after every write).
+        views = []
+        monkeypatch.setattr(shard_bank, "_Order", lambda parts: views.append(parts))
+        held = sorted(model)[-3:]
+        engine.delete_memories("b", held[:1])
+        engine.upsert("b", _xi(2, 3, 98), ids=held[1:])  # a replace
+        assert views == []
+        monkeypatch.undo()
+        model.pop(held[0])
+        model.update({i: v.tobytes() for i, v in zip(held[1:], _xi(2, 3, 98), strict=True)})
 
     def stored() -> tuple[dict[str, bytes], dict[str, int]]:
         s = Storage(tmp_path / "lam.sqlite3")
