@@ -13,12 +13,22 @@ each later doubling is a longer view of that same mapping: no copy, no second co
 rows resident. Readers holding the shorter view still read the same memory (they stop at
 the bank's row count).
 
+The mapping is advised for transparent huge pages (`MADV_HUGEPAGE`; this machine's THP
+mode is `madvise`, so nothing else gets them): a pass streams the rows, and with 2 MiB
+pages the hardware prefetcher is not stopped at every 4 KiB boundary and the TLB covers the
+bank. Measured with the native steps-0 pass, same rows in a 4 KiB and an advised mapping,
+30 alternated pairs: 57 863 × 384 float32 2.48 → 2.20 ms (2 threads, 22/30 pairs faster),
+3.87 → 3.67 ms (1 thread, 30/30); 10⁵ × 384 5.38 → 5.06 ms (25/30), 6.65 → 6.20 ms
+(26/30). A page then takes memory 2 MiB at a time, which a bank past `MIN_BYTES` does not
+notice; where THP is off (`never`) or the kernel refuses the advice, pages stay 4 KiB.
+
 Where the mapping cannot be made (a strict overcommit policy, `vm.overcommit_memory = 2`,
 or no such flag on this platform), or a bank outgrows it, growth copies as before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
@@ -31,6 +41,8 @@ import torch
 MIN_BYTES = 16 << 20
 # Linux's MAP_NORESERVE (asm-generic/mman-common.h); Python's mmap module does not name it.
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform == "linux" else 0)
+
+_MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)
 
 log = logging.getLogger("lam.engine")
 
@@ -48,6 +60,10 @@ class RowArena:
     def __init__(self, nbytes: int) -> None:
         flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
         self._map = mmap.mmap(-1, nbytes, flags=flags)
+        if _MADV_HUGEPAGE is not None:
+            # A kernel built without THP refuses: 4 KiB pages, nothing else changes.
+            with contextlib.suppress(OSError):
+                self._map.madvise(_MADV_HUGEPAGE)
         self.nbytes = nbytes
         self.base = torch.frombuffer(self._map, dtype=torch.uint8, count=1).data_ptr()
 

@@ -4,6 +4,8 @@ mapping can be made, or after a compaction, growth copies as before with the sam
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -110,3 +112,43 @@ def test_small_banks_and_device_dtypes_grow_as_before() -> None:
         b._reserve(10_000_000 // D)  # 20 MB of half rows: past the threshold
         assert b._arena is not None and b._xi.dtype == b.dtype
         assert b._xi.shape == (10_000_000 // D, D)
+
+
+def _thp_mode() -> str | None:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return None
+    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else None
+
+
+def _smaps_entry(address: int) -> dict[str, str]:
+    """The /proc/self/smaps fields of the mapping that holds `address`."""
+    fields: dict[str, str] = {}
+    inside = False
+    with Path("/proc/self/smaps").open() as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= address < hi
+            elif inside:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+    return fields
+
+
+@pytest.mark.skipif(
+    arena._MADV_HUGEPAGE is None or _thp_mode() not in ("madvise", "always"),
+    reason="transparent huge pages are off on this machine or platform",
+)
+def test_the_mapping_is_advised_for_huge_pages() -> None:
+    # madvise mode gives huge pages only to advised mappings: an arena without the advice
+    # reads THPeligible 0 there, so this fails if the advice is dropped.
+    a = arena.RowArena(64 << 20)
+    fields = _smaps_entry(a.base)
+    assert fields.get("THPeligible") == "1", fields
+    rows = a.rows(1000, D, torch.float32)
+    assert rows is not None
+    rows[:] = 1.0  # the advice does not change what the mapping holds
+    assert float(rows.sum()) == 1000 * D
