@@ -41,9 +41,16 @@ QueryOut = dict[str, Any]
 # N = 10⁵ × 384: 7 rows per engine call and 159 req/s with two, 25 rows and 255 req/s with one).
 # The owner must also outlive its in-flight batch (see _owner): 7.4 → 32 rows, 149 → 243 req/s.
 _INFLIGHT_PER_QUEUE = 1
-# A lone query reading at most this much of its bank runs on the event loop (_inline): a
-# float32 pass over 4 MiB takes ≈ 0.3 ms here, about what the hop to a worker costs.
-INLINE_MAX_BYTES = 4 << 20
+# A lone query reading at most this much of its bank runs on the event loop (_inline): the
+# hop to a worker and back costs ≈ 1-1.7 ms here whatever the pass, and a lone query's pass
+# already takes both cores (native.py's threads), so the loop has nothing to do meanwhile
+# but read a newcomer, which then waits one pass (≤ ≈ 5-10 ms at this size) for cores it
+# could not have had anyway. Measured over HTTP, one client, alternated with the old limit
+# of 4 MiB (≈ 0.3 ms of pass): 57 863 × 384 float32 steps 0 p50 6.22 → 4.54 ms, 158 → 214
+# req/s; 10⁵ × 384 8.03 → 7.15 ms; 57 863 steps 1 9.45 → 8.97 ms; 16 clients unchanged
+# (643 → 657 req/s: `_lone` sends them to the batches). Larger banks keep the hop: a
+# multi-second pass must not hold up /healthz and the writes' parsing.
+INLINE_MAX_BYTES = 256 << 20
 # Loop iterations a request yields before it counts as alone (_lone).
 INLINE_YIELDS = 3
 
